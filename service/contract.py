@@ -1,0 +1,163 @@
+"""The prompt contract: the one definition of how a (source -> translation) pair
+becomes tokens, shared by training, evaluation and serving.
+
+A model served with a different prompt than it was trained with translates badly,
+so nothing outside this module builds prompts. The contract's settings travel in
+each adapter's manifest (``PromptContract``); the service renders requests with
+the settings of the adapter it serves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import msgspec
+
+from service.markup import markup_items
+
+CONTRACT_VERSION = 1
+
+INSTRUCTION = (
+    "Translate the following Python documentation text from English to Traditional "
+    "Chinese as used in Taiwan. Keep reST markup, placeholders such as \u27e61\u27e7, "
+    "code, identifiers and URLs exactly as they are."
+)
+
+# Llama 3.x chat templates print today's date into the system turn unless told
+# otherwise; a fixed date keeps training and serving prompts identical.
+_TEMPLATE_KWARGS = {"date_string": "01 Jan 2025"}
+
+# End-of-turn markers of the chat formats we support, besides the tokenizer's eos.
+_END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+_PLACEHOLDER_RE = re.compile("\u27e6(\\d+)\u27e7")
+
+
+class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of the contract that an adapter was trained with."""
+
+    version: int = CONTRACT_VERSION
+    # Replace markup items by numbered placeholders so the model cannot garble them.
+    protect_markup: bool = True
+
+
+class Tokenizer(Protocol):  # the part of a Hugging Face tokenizer we rely on
+    eos_token_id: int | None
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+    def convert_tokens_to_ids(self, tokens: Any) -> Any: ...
+    def __call__(self, text: Any, **kwargs: Any) -> Any: ...
+
+
+def placeholder(index: int) -> str:
+    return f"\u27e6{index}\u27e7"
+
+
+def protect(source: str, target: str | None = None) -> tuple[str, str | None, list[str]]:
+    """Replace markup items of ``source`` by placeholders ⟦1⟧, ⟦2⟧ …
+
+    With a ``target`` (training), only items that the target also carries verbatim
+    are replaced, in both texts; the others stay as written. Returns the protected
+    source, the protected target and the items, placeholder n being ``items[n-1]``.
+    """
+    items: list[str] = []
+    for item in markup_items(source):
+        if item not in items and (target is None or item in target):
+            items.append(item)
+    # Longest first, so an item that contains another is replaced whole.
+    order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+    for i in order:
+        source = source.replace(items[i], placeholder(i + 1))
+        if target is not None:
+            target = target.replace(items[i], placeholder(i + 1))
+    return source, target, items
+
+
+def restore(text: str, items: list[str]) -> str:
+    """Put the markup items back in place of their placeholders."""
+
+    def put_back(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return items[n - 1] if 1 <= n <= len(items) else match.group(0)
+
+    return _PLACEHOLDER_RE.sub(put_back, text)
+
+
+def unknown_placeholders(text: str) -> list[str]:
+    """Placeholders left in a restored text (the model invented them)."""
+    return _PLACEHOLDER_RE.findall(text)
+
+
+def messages(source: str, msgctxt: str | None = None) -> list[dict[str, str]]:
+    """The chat messages for one source text (already protected if the contract says so)."""
+    context = f"\nContext: {msgctxt}" if msgctxt else ""
+    return [{"role": "user", "content": f"{INSTRUCTION}{context}\n\n{source}"}]
+
+
+def prompt_text(tokenizer: Tokenizer, source: str, msgctxt: str | None = None) -> str:
+    return tokenizer.apply_chat_template(
+        messages(source, msgctxt), add_generation_prompt=True, tokenize=False, **_TEMPLATE_KWARGS
+    )
+
+
+def end_of_turn_text(tokenizer: Tokenizer) -> str:
+    """What the chat template writes after an assistant message (e.g. '<end_of_turn>\\n')."""
+    marker = "\u2063POLINGO\u2063"
+    convo = messages("x") + [{"role": "assistant", "content": marker}]
+    full = tokenizer.apply_chat_template(convo, tokenize=False, **_TEMPLATE_KWARGS)
+    return full[full.rindex(marker) + len(marker) :]
+
+
+def encode_prompt(tokenizer: Tokenizer, source: str, msgctxt: str | None = None) -> list[int]:
+    """Token ids of the prompt; the chat template already wrote any BOS token."""
+    return list(tokenizer(prompt_text(tokenizer, source, msgctxt), add_special_tokens=False)["input_ids"])
+
+
+def encode_example(
+    tokenizer: Tokenizer, source: str, target: str, msgctxt: str | None = None
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for training: the loss covers the translation and its
+    end-of-turn marker, never the prompt (labels -100 there)."""
+    prompt = encode_prompt(tokenizer, source, msgctxt)
+    completion = list(
+        tokenizer(target + end_of_turn_text(tokenizer), add_special_tokens=False)["input_ids"]
+    )
+    return prompt + completion, [-100] * len(prompt) + completion
+
+
+def stop_token_ids(tokenizer: Tokenizer) -> list[int]:
+    """Token ids that end a generation: eos and the chat format's end-of-turn."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
+    return sorted(ids)
+
+
+def max_new_tokens(prompt_source_tokens: int, cap: int = 1024) -> int:
+    """Generation budget scaled from the source length, so a runaway ends early.
+    zh-TW output is seldom longer in tokens than its English source."""
+    return min(cap, 2 * prompt_source_tokens + 16)
+
+
+def prepare_source(contract: PromptContract, source: str) -> tuple[str, list[str]]:
+    """Apply the contract to a source text at inference time."""
+    if not contract.protect_markup:
+        return source, []
+    protected, _, items = protect(source)
+    return protected, items
+
+
+def prepare_pair(contract: PromptContract, source: str, target: str) -> tuple[str, str]:
+    """Apply the contract to a training pair."""
+    if not contract.protect_markup:
+        return source, target
+    protected_source, protected_target, _ = protect(source, target)
+    assert protected_target is not None
+    return protected_source, protected_target
+
+
+def finish_output(contract: PromptContract, output: str, items: list[str]) -> str:
+    """Turn raw model output back into catalog text."""
+    output = output.strip()
+    return restore(output, items) if contract.protect_markup else output

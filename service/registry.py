@@ -1,0 +1,204 @@
+"""The adapter registry: versioned LoRA adapters with their manifests, on disk.
+
+Layout::
+
+    REGISTRY/
+      NAME/
+        v1/   adapter_config.json  adapter_model.safetensors  manifest.json
+              data_index.json  memory.jsonl  report/
+        v2/   ...
+        CURRENT          the promoted version's name, e.g. "v2"
+        HISTORY.jsonl    one line per promotion or rollback
+
+A version folder appears whole (written elsewhere, then renamed in), and CURRENT is
+replaced atomically, so a reader never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from service.contract import PromptContract
+
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+HISTORY = "HISTORY.jsonl"
+MEMORY = "memory.jsonl"  # translation memory: the training pairs, one JSON object a line
+DATA_INDEX = "data_index.json"  # pair key hash -> translation hash, for retraining diffs
+
+_VERSION_RE = re.compile(r"^v(\d+)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done (unknown adapter, bad name, ...)."""
+
+
+class DataSummary(msgspec.Struct, kw_only=True):
+    fingerprint: str
+    source: str
+    files: int = 0
+    pairs: int = 0
+    train_pairs: int = 0
+    heldout_pairs: int = 0
+    dropped_too_long: int = 0
+    new_pairs: int | None = None  # against the parent version's data
+    changed_pairs: int | None = None
+    removed_pairs: int | None = None
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    """What a person or the service needs to know about one adapter version."""
+
+    name: str
+    version: str
+    base_model: str
+    contract: PromptContract
+    data: DataSummary
+    training: dict[str, object] = {}
+    metrics: dict[str, float] = {}
+    baseline_metrics: dict[str, float] = {}
+    parent: str | None = None
+    created_at: str = ""
+    command: str = ""
+    notes: str = ""
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """'NAME' or 'NAME@VERSION' -> (name, version or None)."""
+    name, _, version = ref.partition("@")
+    return name, version or None
+
+
+class Registry:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # ---- reading ----
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        found = [p.name for p in folder.iterdir() if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def current(self, name: str) -> str | None:
+        pointer = self.root / name / CURRENT
+        if pointer.is_file():
+            version = pointer.read_text().strip()
+            if version in self.versions(name):
+                return version
+        return None
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """'NAME[@VERSION]' -> (name, version); the current version when none is named."""
+        name, version = parse_ref(ref)
+        versions = self.versions(name)
+        if not versions:
+            raise RegistryError(f"no adapter named {name!r} in registry {self.root}")
+        if version is None:
+            version = self.current(name) or versions[-1]
+        if version not in versions:
+            raise RegistryError(f"adapter {name!r} has no version {version!r} (has {', '.join(versions)})")
+        return name, version
+
+    def path(self, ref: str) -> Path:
+        name, version = self.resolve(ref)
+        return self.root / name / version
+
+    def manifest(self, ref: str) -> Manifest:
+        return msgspec.json.decode((self.path(ref) / MANIFEST).read_bytes(), type=Manifest)
+
+    # ---- writing ----
+    def next_version(self, name: str) -> str:
+        versions = self.versions(name)
+        taken = [int(v[1:]) for v in versions]
+        # also skip numbers of half-written versions, which a rerun must not reuse
+        folder = self.root / name
+        if folder.is_dir():
+            taken += [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^\.tmp-v(\d+)-", p.name))]
+        return f"v{max(taken, default=0) + 1}"
+
+    @contextmanager
+    def new_version(self, name: str) -> Iterator[tuple[str, Path]]:
+        """Yield (version, staging folder); the folder becomes NAME/VERSION only if
+        the block finishes. A failed or interrupted block leaves the registry as it was."""
+        if not _NAME_RE.match(name):
+            raise RegistryError(f"bad adapter name {name!r}: use letters, digits, '.', '_' or '-'")
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        version = self.next_version(name)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=folder))
+        try:
+            yield version, staging
+            if not (staging / MANIFEST).is_file():
+                raise RegistryError(f"version {version} of {name!r} has no manifest")
+            os.rename(staging, folder / version)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def write_manifest(self, folder: Path, manifest: Manifest) -> None:
+        _atomic_write(folder / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+
+    def update_manifest(self, ref: str, manifest: Manifest) -> None:
+        self.write_manifest(self.path(ref), manifest)
+
+    def promote(self, ref: str, reason: str = "") -> str:
+        name, version = self.resolve(ref)
+        previous = self.current(name)
+        _atomic_write(self.root / name / CURRENT, (version + "\n").encode())
+        entry = {"time": now(), "action": "promote", "version": version, "previous": previous, "reason": reason}
+        with open(self.root / name / HISTORY, "a", encoding="utf-8") as history:
+            history.write(json.dumps(entry) + "\n")
+        return version
+
+    def rollback(self, name: str) -> str:
+        """Make the version that was current before the current one current again."""
+        current = self.current(name)
+        if current is None:
+            raise RegistryError(f"adapter {name!r} has no current version to roll back from")
+        for entry in reversed(self.history(name)):
+            if entry.get("version") == current and entry.get("previous"):
+                previous = entry["previous"]
+                self.promote(f"{name}@{previous}", reason=f"rollback from {current}")
+                return previous
+        raise RegistryError(f"adapter {name!r}: no earlier promoted version to roll back to")
+
+    def history(self, name: str) -> list[dict]:
+        path = self.root / name / HISTORY
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,74 @@
+"""msgspec Structs at the HTTP boundary of the translation service.
+
+The client (clients/) encodes requests and decodes answers with these same types.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+MAX_BATCH = 64
+MAX_TEXT_CHARS = 8000
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class TranslateItem(msgspec.Struct, forbid_unknown_fields=True):
+    text: Text
+    msgctxt: str | None = None
+
+
+class TranslateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    items: Annotated[list[TranslateItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+    # "NAME" or "NAME@VERSION"; the service's default adapter (current version) when absent
+    adapter: str | None = None
+
+
+class Translation(msgspec.Struct):
+    text: str
+    adapter: str  # "NAME@VERSION" that produced it (or whose memory answered)
+    from_memory: bool
+    warnings: list[str] = []
+
+
+class TranslateResponse(msgspec.Struct):
+    translations: list[Translation]
+
+
+class AdapterInfo(msgspec.Struct):
+    name: str
+    version: str
+    current: bool
+    loaded: bool
+    base_model: str
+    metrics: dict[str, float]
+    created_at: str
+
+
+class AdapterList(msgspec.Struct):
+    adapters: list[AdapterInfo]
+
+
+class ReloadResponse(msgspec.Struct):
+    loaded: list[str]  # "NAME@VERSION" now served
+    errors: dict[str, str] = {}
+
+
+class Health(msgspec.Struct):
+    status: str  # "ok" | "starting"
+    engine: str  # "vllm" | "transformers (fallback)"
+    base_model: str
+    adapters: list[str]
+
+
+class ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None = None
+    code: int = 400
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorBody
