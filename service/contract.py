@@ -111,7 +111,9 @@ def end_of_turn_text(tokenizer: Tokenizer) -> str:
 
 def encode_prompt(tokenizer: Tokenizer, source: str, msgctxt: str | None = None) -> list[int]:
     """Token ids of the prompt; the chat template already wrote any BOS token."""
-    return list(tokenizer(prompt_text(tokenizer, source, msgctxt), add_special_tokens=False)["input_ids"])
+    return list(
+        tokenizer(prompt_text(tokenizer, source, msgctxt), add_special_tokens=False)["input_ids"]
+    )
 
 
 def encode_example(

@@ -84,7 +84,8 @@ def check_translation(source: str, output: str) -> list[str]:
     lost_ph, added_ph = missing_and_added(placeholders(source), placeholders(output))
     if lost_ph or added_ph:
         warnings.append(
-            "placeholders changed: " + " ".join([f"-{p}" for p in lost_ph] + [f"+{p}" for p in added_ph])
+            "placeholders changed: "
+            + " ".join([f"-{p}" for p in lost_ph] + [f"+{p}" for p in added_ph])
         )
     terms = simplified_terms(output)
     if terms:

@@ -94,7 +94,11 @@ class Registry:
         folder = self.root / name
         if not folder.is_dir():
             return []
-        found = [p.name for p in folder.iterdir() if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()]
+        found = [
+            p.name
+            for p in folder.iterdir()
+            if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()
+        ]
         return sorted(found, key=lambda v: int(v[1:]))
 
     def current(self, name: str) -> str | None:
@@ -114,7 +118,9 @@ class Registry:
         if version is None:
             version = self.current(name) or versions[-1]
         if version not in versions:
-            raise RegistryError(f"adapter {name!r} has no version {version!r} (has {', '.join(versions)})")
+            raise RegistryError(
+                f"adapter {name!r} has no version {version!r} (has {', '.join(versions)})"
+            )
         return name, version
 
     def path(self, ref: str) -> Path:
@@ -131,7 +137,11 @@ class Registry:
         # also skip numbers of half-written versions, which a rerun must not reuse
         folder = self.root / name
         if folder.is_dir():
-            taken += [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^\.tmp-v(\d+)-", p.name))]
+            taken += [
+                int(m.group(1))
+                for p in folder.iterdir()
+                if (m := re.match(r"^\.tmp-v(\d+)-", p.name))
+            ]
         return f"v{max(taken, default=0) + 1}"
 
     @contextmanager
@@ -154,7 +164,9 @@ class Registry:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def write_manifest(self, folder: Path, manifest: Manifest) -> None:
-        _atomic_write(folder / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+        _atomic_write(
+            folder / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest), indent=2)
+        )
 
     def update_manifest(self, ref: str, manifest: Manifest) -> None:
         self.write_manifest(self.path(ref), manifest)
@@ -163,7 +175,13 @@ class Registry:
         name, version = self.resolve(ref)
         previous = self.current(name)
         _atomic_write(self.root / name / CURRENT, (version + "\n").encode())
-        entry = {"time": now(), "action": "promote", "version": version, "previous": previous, "reason": reason}
+        entry = {
+            "time": now(),
+            "action": "promote",
+            "version": version,
+            "previous": previous,
+            "reason": reason,
+        }
         with open(self.root / name / HISTORY, "a", encoding="utf-8") as history:
             history.write(json.dumps(entry) + "\n")
         return version
@@ -184,7 +202,11 @@ class Registry:
         path = self.root / name / HISTORY
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
 
 
 def now() -> str:

@@ -1,0 +1,150 @@
+"""`polingo retrain`: new docs -> new adapter version -> evaluation gate -> promote.
+
+Policy, stated once:
+- Nothing happens with fewer than ``--min-changes`` new or changed pairs.
+- The new version starts from the current adapter's weights (``--from current``,
+  the default: cheaper than from scratch) and trains on ALL pairs of the new docs,
+  old ones included, so it does not forget them. ``--from base`` retrains from the
+  base model with the same settings (use it when the prompt contract or base changes).
+- Both versions are scored on the same held-out split of the new docs (the split is
+  a hash of the msgid, so no held-out msgid ever trained); the candidate is promoted
+  unless its chrF is worse than the current one's by more than ``--margin`` points.
+- An interrupted retrain leaves CURRENT untouched (a version folder appears whole or
+  not at all); a rerun resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from service.registry import DATA_INDEX, Registry
+from training.data import data_index, diff_index, load_corpus
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--docs", type=Path, required=True, help="the updated .po tree")
+    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER", "zh-tw"))
+    p.add_argument(
+        "--registry", type=Path, default=Path(os.environ.get("POLINGO_REGISTRY", "var/registry"))
+    )
+    p.add_argument(
+        "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
+    )
+    p.add_argument("--margin", type=float, default=0.5, help="chrF points the candidate may lose")
+    p.add_argument(
+        "--eval-limit", type=int, default=200, help="held-out pairs scored for each version"
+    )
+    p.add_argument("--engine", choices=["vllm", "hf"], default="vllm", help="evaluation engine")
+    p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
+    p.add_argument("--epochs", type=float, default=None, help="default: the current version's")
+    p.add_argument(
+        "--learning-rate", type=float, default=None, help="default: the current version's"
+    )
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-pairs", type=int, default=None)
+    p.add_argument(
+        "--service-url",
+        default=os.environ.get("POLINGO_SERVICE_URL"),
+        help="running service to reload after a promotion",
+    )
+    p.add_argument("--api-key", default=os.environ.get("POLINGO_API_KEY"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+    from training.train import TrainConfig, train
+
+    registry = Registry(args.registry)
+    name, current = registry.resolve(args.adapter)
+    ref = f"{name}@{current}"
+    parent = registry.manifest(ref)
+
+    corpus = load_corpus(args.docs)
+    index_path = registry.path(ref) / DATA_INDEX
+    old_index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    changes = diff_index(old_index, data_index(corpus.pairs))
+    moved = changes["new_pairs"] + changes["changed_pairs"]
+    print(
+        f"{ref}: {changes['new_pairs']} new, {changes['changed_pairs']} changed, "
+        f"{changes['removed_pairs']} removed pairs in {args.docs}"
+    )
+    if moved < args.min_changes:
+        print(
+            f"nothing to do: {moved} new or changed pairs, fewer than --min-changes {args.min_changes}"
+        )
+        return 0
+
+    settings = {k: v for k, v in parent.training.items() if k in TrainConfig.__dataclass_fields__}
+    config = TrainConfig(data=args.docs, registry=args.registry, adapter=name, **settings)  # type: ignore[arg-type]
+    config = replace(
+        config,
+        base_model=parent.base_model,
+        contract=parent.contract,
+        parent=ref,
+        init_adapter=registry.path(ref) if args.start == "current" else None,
+        resume=True,
+        command="polingo " + shlex.join(sys.argv[1:]),
+        **{
+            k: v
+            for k, v in (
+                ("epochs", args.epochs),
+                ("learning_rate", args.learning_rate),
+                ("max_steps", args.max_steps),
+                ("max_pairs", args.max_pairs),
+            )
+            if v is not None
+        },
+    )
+    print(
+        f"training a new version from {'the current adapter' if args.start == 'current' else 'the base model'} "
+        f"on all {len(corpus.pairs)} pairs"
+    )
+    result = train(config)
+    candidate = f"{name}@{result.version}"
+    manifest = registry.manifest(candidate)
+    for key, value in changes.items():
+        setattr(manifest.data, key, value)
+    registry.update_manifest(candidate, manifest)
+
+    new = evaluate(registry, candidate, args.docs, limit=args.eval_limit, engine=args.engine)
+    old = evaluate(
+        registry, ref, args.docs, limit=args.eval_limit, engine=args.engine, record=False
+    )
+    delta = new.metrics["chrf"] - old.metrics["chrf"]
+    print(
+        f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} {old.metrics['chrf']:.2f} ({delta:+.2f})"
+    )
+    if delta < -args.margin:
+        print(
+            f"not promoted: {candidate} is worse by more than --margin {args.margin}; {ref} stays current"
+        )
+        return 3
+    registry.promote(candidate, reason=f"retrain: chrF {delta:+.2f} vs {ref}")
+    print(f"promoted {candidate}")
+    if args.service_url:
+        return notify_service(args.service_url, args.api_key)
+    return 0
+
+
+def notify_service(url: str, api_key: str | None) -> int:
+    """Ask a running service to load the registry's current versions."""
+    import httpx
+
+    try:
+        answer = httpx.post(
+            url.rstrip("/") + "/adapters/reload", headers={"X-API-Key": api_key or ""}, timeout=600
+        )
+    except httpx.HTTPError as exc:
+        print(f"error: could not reach the service at {url}: {exc}", file=sys.stderr)
+        return 1
+    if answer.status_code != 200:
+        print(f"error: reload answered {answer.status_code}: {answer.text}", file=sys.stderr)
+        return 1
+    print(f"service reloaded: {answer.json()}")
+    return 0

@@ -1,0 +1,437 @@
+"""Recipe: catalogs -> LoRA adapter version in the registry.
+
+Reads top to bottom: ``TrainConfig`` (every knob, with its default), then
+``train()``: load pairs -> load the base model (Unsloth; QLoRA 4-bit on CUDA,
+16-bit LoRA on CPU) -> tokenise through the shared prompt contract -> TRL
+SFTTrainer over token-budget batches -> export adapter, manifest, translation
+memory and report into a new registry version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.contract import PromptContract, encode_example, prepare_pair
+from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
+from training.batching import TokenBudgetBatchSampler
+from training.data import Pair, data_index, load_corpus
+
+# LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    adapter: str = "zh-tw"
+    registry: Path = Path("var/registry")
+    base_model: str = "gemma3-270m"
+    rank: int = 16  # LoRA rank: higher learns more, costs memory and serving speed
+    alpha: int = 32
+    dropout: float = 0.0
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 stops early (smoke runs)
+    max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
+    batch_tokens: int = 4096  # padded tokens per batch; raising it costs activation memory
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = 0
+    heldout_percent: float = 3.0
+    max_pairs: int | None = None  # a deterministic subset, for quick runs
+    load_in_4bit: bool | None = None  # default: True on CUDA (QLoRA), False on CPU
+    backend: str = "unsloth"  # "unsloth" or "peft" (plain transformers + PEFT, the baseline)
+    gradient_checkpointing: bool = True
+    resume: bool = False
+    save_steps: int = 200
+    logging_steps: int = 10
+    contract: PromptContract = field(default_factory=PromptContract)
+    parent: str | None = None  # "NAME@VERSION" this version continues from (retrain)
+    init_adapter: Path | None = None  # start from these LoRA weights instead of zeros
+    command: str = ""
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    train_loss: list[tuple[int, float]]
+    tokens_per_second: float
+    peak_memory_gib: float | None
+    seconds: float
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    started = time.time()
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    if config.backend == "unsloth":
+        import unsloth  # noqa: F401  (must be imported before transformers to patch it)
+
+    from service.base_models import resolve_base_model
+
+    # 1. data
+    corpus = load_corpus(config.data)
+    for problem in corpus.problems:
+        log(f"warning: skipped {problem}")
+    train_pairs, heldout = corpus.split(config.heldout_percent)
+    if config.max_pairs:
+        train_pairs = sorted(train_pairs, key=lambda p: _hash(p.key))[: config.max_pairs]
+    if not train_pairs:
+        raise SystemExit(f"error: no translated pairs found under {config.data}")
+    log(
+        f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, from {corpus.files} catalogs"
+    )
+
+    # 2. model
+    base_dir = resolve_base_model(config.base_model)
+    model, tokenizer = load_model(base_dir, config)
+
+    # 3. tokens
+    examples, too_long = tokenize_pairs(tokenizer, train_pairs, config)
+    if not examples:
+        raise SystemExit(f"error: every pair is longer than --max-length {config.max_length}")
+    log(
+        f"tokens: {sum(len(e['input_ids']) for e in examples)} in {len(examples)} examples "
+        f"({too_long} dropped as longer than {config.max_length})"
+    )
+
+    # 4. train
+    registry = Registry(config.registry)
+    run_dir = (
+        registry.root / config.adapter / ".checkpoints" / _run_id(corpus.fingerprint(), config)
+    )
+    trainer, progress = build_trainer(model, tokenizer, examples, config, run_dir)
+    resume = _last_checkpoint(run_dir) if config.resume else None
+    if config.resume and resume is None:
+        log(f"--resume: no checkpoint under {run_dir}, starting afresh")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    # 5. export
+    manifest = Manifest(
+        name=config.adapter,
+        version="",
+        base_model=config.base_model,
+        contract=config.contract,
+        data=DataSummary(
+            fingerprint=corpus.fingerprint(),
+            source=str(config.data),
+            files=corpus.files,
+            pairs=len(corpus.pairs),
+            train_pairs=len(examples),
+            heldout_pairs=len(heldout),
+            dropped_too_long=corpus.dropped_too_long + too_long,
+        ),
+        training={**_settings(config), "device": _device_name(), **progress.summary()},
+        parent=config.parent,
+        created_at=now(),
+        command=config.command,
+    )
+    with registry.new_version(config.adapter) as (version, folder):
+        manifest.version = version
+        model.save_pretrained(str(folder))
+        write_memory(folder / MEMORY, train_pairs)
+        (folder / DATA_INDEX).write_text(json.dumps(data_index(corpus.pairs)))
+        registry.write_manifest(folder, manifest)
+        from training.report import write_report
+
+        write_report(folder, manifest, progress.losses, examples=[])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    summary = progress.summary()
+    log(f"saved {config.adapter}@{version} to {registry.root / config.adapter / version}")
+    return TrainResult(
+        version=version,
+        path=registry.root / config.adapter / version,
+        train_loss=progress.losses,
+        tokens_per_second=float(summary["tokens_per_second"]),
+        peak_memory_gib=summary.get("peak_memory_gib"),  # type: ignore[arg-type]
+        seconds=time.time() - started,
+    )
+
+
+def load_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
+    """The base model with fresh (or ``init_adapter``) LoRA weights, ready to train."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    four_bit = cuda if config.load_in_4bit is None else config.load_in_4bit
+    if config.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(base_dir),
+            max_seq_length=config.max_length,
+            dtype=None if cuda else torch.bfloat16,
+            load_in_4bit=four_bit,
+            local_files_only=True,
+        )
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=TARGET_MODULES,
+            bias="none",
+            use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+            random_state=config.seed,
+        )
+    elif config.backend == "peft":
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        quant = (
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_use_double_quant=True,
+            )
+            if four_bit
+            else None
+        )
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_dir,
+            dtype=torch.bfloat16,
+            quantization_config=quant,
+            device_map={"": 0} if cuda else None,
+        )
+        if four_bit:
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=config.gradient_checkpointing
+            )
+        elif config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=TARGET_MODULES,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    else:
+        raise SystemExit(f"error: unknown --backend {config.backend!r} (use unsloth or peft)")
+    if config.init_adapter is not None:
+        _load_adapter_weights(model, config.init_adapter)
+    return model, tokenizer
+
+
+def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, state)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise SystemExit(
+            f"error: adapter {adapter_dir} does not fit the model ({unexpected[:3]} ...)"
+        )
+    log(f"initialised LoRA weights from {adapter_dir}")
+
+
+def tokenize_pairs(
+    tokenizer: Any, pairs: list[Pair], config: TrainConfig
+) -> tuple[list[dict[str, list[int]]], int]:
+    examples, too_long = [], 0
+    for pair in pairs:
+        source, target = prepare_pair(config.contract, pair.msgid, pair.msgstr)
+        input_ids, labels = encode_example(tokenizer, source, target, pair.msgctxt)
+        if len(input_ids) > config.max_length:
+            too_long += 1
+            continue
+        examples.append({"input_ids": input_ids, "labels": labels})
+    return examples, too_long
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict[str, list[int]]],
+    config: TrainConfig,
+    run_dir: Path,
+) -> tuple[Any, Progress]:
+    import torch
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    lengths = [len(e["input_ids"]) for e in examples]
+    sampler = TokenBudgetBatchSampler(lengths, config.batch_tokens, seed=config.seed)
+    log(
+        f"batches: {len(sampler)} a epoch, {config.batch_tokens} padded tokens at most, "
+        f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
+    )
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    pad_collator = DataCollatorForLanguageModeling(pad_token_id=pad_id)
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(run_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=1,  # unused: batches come from the token-budget sampler
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_cpu=not cuda,
+        optim="adamw_8bit" if cuda else "adamw_torch",
+        report_to=[],
+        max_length=config.max_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    progress = Progress()
+
+    def collator(batch: list[dict[str, list[int]]]) -> Any:
+        progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)  # real tokens, no padding
+        return pad_collator(batch)
+
+    class TokenBudgetSFTTrainer(SFTTrainer):
+        def get_train_dataloader(self) -> DataLoader:
+            loader = DataLoader(
+                self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator
+            )
+            return self.accelerator.prepare(loader)
+
+    trainer = TokenBudgetSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[progress.callback()],
+    )
+    return trainer, progress
+
+
+@dataclass
+class Progress:
+    """Loss, tokens/s and ETA on stderr; loss history for the report."""
+
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    started: float = 0.0
+    tokens_seen: int = 0
+    last_step: int = 0
+    peak_memory_gib: float | None = None
+
+    def callback(self) -> Any:
+        import torch
+        from transformers import TrainerCallback
+
+        progress = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+                progress.started = time.time()
+                progress.last_step = state.global_step
+                progress.tokens_seen = 0
+
+            def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+                if not logs or "loss" not in logs:
+                    return
+                step, total = state.global_step, max(state.max_steps, 1)
+                progress.losses.append((step, float(logs["loss"])))
+                elapsed = max(time.time() - progress.started, 1e-9)
+                done = step - progress.last_step
+                tokens = progress.tokens_seen
+                if torch.cuda.is_available():
+                    progress.peak_memory_gib = torch.cuda.max_memory_allocated() / 2**30
+                eta = elapsed / max(done, 1) * (total - step)
+                log(
+                    f"step {step}/{total}  loss {logs['loss']:.4f}  "
+                    f"{tokens / elapsed:,.0f} tok/s  ETA {_duration(eta)}"
+                )
+
+        return _Callback()
+
+    def summary(self) -> dict[str, float]:
+        import torch
+
+        elapsed = max(time.time() - self.started, 1e-9) if self.started else 0.0
+        out: dict[str, float] = {"train_seconds": round(elapsed, 1)}
+        if self.losses:
+            out["final_loss"] = round(self.losses[-1][1], 4)
+            out["first_loss"] = round(self.losses[0][1], 4)
+        out["tokens_per_second"] = round(self.tokens_seen / elapsed, 1) if elapsed else 0.0
+        if torch.cuda.is_available():
+            out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return out
+
+
+def write_memory(path: Path, pairs: list[Pair]) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        for p in pairs:
+            out.write(
+                json.dumps(
+                    {"msgid": p.msgid, "msgctxt": p.msgctxt, "msgstr": p.msgstr}, ensure_ascii=False
+                )
+            )
+            out.write("\n")
+
+
+def _settings(config: TrainConfig) -> dict[str, object]:
+    skip = {"data", "registry", "contract", "command", "parent", "init_adapter", "resume"}
+    out = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in asdict(config).items()
+        if k not in skip
+    }
+    out["init_adapter"] = str(config.init_adapter) if config.init_adapter else None
+    return out
+
+
+def _run_id(fingerprint: str, config: TrainConfig) -> str:
+    return _hash(fingerprint + json.dumps(_settings(config), sort_keys=True, default=str))[:12]
+
+
+def _last_checkpoint(run_dir: Path) -> Path | None:
+    found = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
