@@ -1,0 +1,81 @@
+"""Adapter versions as the service holds them, and the checks a version must pass
+before the engine is asked to load it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import AdapterLoadError
+from service.memory import TranslationMemory
+from service.registry import MEMORY, Manifest
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+# vLLM applies LoRA to linear projections only (attention and MLP).
+LINEAR_MODULES = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "qkv_proj", "gate_up_proj", "dense", "fc1", "fc2", "query_key_value",
+}  # fmt: skip
+
+
+@dataclass
+class LoadedAdapter:
+    name: str
+    version: str
+    path: Path
+    manifest: Manifest
+    memory: TranslationMemory
+    in_flight: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def check_adapter_files(key: str, path: Path, max_rank: int) -> None:
+    """Refuse, with a message saying why, a folder that no engine could serve."""
+    config_path = path / ADAPTER_CONFIG
+    try:
+        config = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise AdapterLoadError(f"{key}: no {ADAPTER_CONFIG}") from None
+    except ValueError as exc:
+        raise AdapterLoadError(f"{key}: {ADAPTER_CONFIG} is not JSON ({exc})") from None
+    rank = config.get("r")
+    if not isinstance(rank, int) or rank < 1:
+        raise AdapterLoadError(f"{key}: {ADAPTER_CONFIG} has no LoRA rank 'r'")
+    if rank > max_rank:
+        raise AdapterLoadError(
+            f"{key}: LoRA rank {rank} exceeds the service's max_lora_rank {max_rank}"
+        )
+    targets = config.get("target_modules") or []
+    if isinstance(targets, str):
+        targets = [targets]
+    others = sorted(set(targets) - LINEAR_MODULES)
+    if others:
+        raise AdapterLoadError(
+            f"{key}: LoRA on modules the engine cannot adapt: {', '.join(others)}"
+        )
+    weights = next((path / w for w in ADAPTER_WEIGHTS if (path / w).is_file()), None)
+    if weights is None:
+        raise AdapterLoadError(f"{key}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                if not list(handle.keys()):
+                    raise AdapterLoadError(f"{key}: {weights.name} holds no tensors")
+        except AdapterLoadError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types
+            raise AdapterLoadError(f"{key}: {weights.name} is unreadable ({exc})") from None
+
+
+def load_memory(key: str, path: Path) -> TranslationMemory:
+    try:
+        return TranslationMemory.load(path / MEMORY)
+    except ValueError as exc:
+        raise AdapterLoadError(f"{key}: {exc}".replace(str(path) + "/", "")) from None

@@ -1,0 +1,139 @@
+"""Fallback engine: transformers + PEFT, for tests and machines without vLLM.
+
+It runs one batch at a time in a worker thread (a lock serialises batches): fine for
+tests and small jobs, not for serving many clients; /health reports it as a fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from service.engines import Generation
+from service.settings import Settings
+
+
+class HfEngine:
+    kind = "transformers (fallback)"
+
+    def __init__(self, model: Any, pad_token_id: int) -> None:
+        self._base = model
+        self._peft: Any = None
+        self._pad = pad_token_id
+        self._lock = asyncio.Lock()
+
+    async def add_adapter(self, key: str, path: Path) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._load, key, path)
+
+    def _load(self, key: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self._base, str(path), adapter_name=key)
+            self._peft.eval()
+            return
+        try:
+            self._peft.load_adapter(str(path), adapter_name=key)
+        except BaseException:
+            if key in self._peft.peft_config:
+                self._peft.delete_adapter(key)
+            raise
+
+    async def remove_adapter(self, key: str) -> None:
+        async with self._lock:
+            peft = self._peft
+            # PEFT keeps at least one adapter
+            if peft is not None and key in peft.peft_config and len(peft.peft_config) > 1:
+                if peft.active_adapter == key:
+                    peft.set_adapter(next(k for k in peft.peft_config if k != key))
+                peft.delete_adapter(key)
+
+    async def generate(
+        self,
+        prompts: list[list[int]],
+        *,
+        max_tokens: list[int],
+        stop_token_ids: list[int],
+        adapter: str | None,
+    ) -> list[Generation]:
+        async with self._lock:
+            cancel = threading.Event()
+            job = asyncio.get_running_loop().run_in_executor(
+                None, self._generate, prompts, max_tokens, stop_token_ids, adapter, cancel
+            )
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                cancel.set()  # the stopping criterion ends generate() at the next token
+                await asyncio.wait([job])
+                raise
+
+    def _generate(
+        self,
+        prompts: list[list[int]],
+        max_tokens: list[int],
+        stop: list[int],
+        adapter: str | None,
+        cancel: threading.Event,
+    ) -> list[Generation]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding, so generation starts aligned
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        if adapter is not None:
+            self._peft.set_adapter(adapter)
+            model, scope = self._peft, nullcontext()
+        else:
+            model = self._peft or self._base
+            scope = self._peft.disable_adapter() if self._peft is not None else nullcontext()
+        with torch.inference_mode(), scope:
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max(max_tokens),
+                do_sample=False,
+                eos_token_id=stop,
+                pad_token_id=self._pad,
+                stopping_criteria=StoppingCriteriaList([Cancelled()]),
+            )
+        results = []
+        for row, budget in enumerate(max_tokens):
+            tokens = out[row, width:].tolist()[:budget]
+            cut = next((i for i, t in enumerate(tokens) if t in stop), None)
+            if cut is None:
+                results.append(Generation(tokens, "length"))
+            else:
+                results.append(Generation(tokens[:cut], "stop"))
+        return results
+
+
+@asynccontextmanager
+async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[HfEngine]:
+    def load() -> HfEngine:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        dtype: Any = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
+        model.eval()
+        config = AutoConfig.from_pretrained(str(model_path))
+        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        if isinstance(pad, list):
+            pad = pad[0]
+        return HfEngine(model, int(pad or 0))
+
+    yield await asyncio.to_thread(load)

@@ -1,0 +1,117 @@
+"""The vLLM engine: one AsyncLLM with LoRA enabled; each adapter version is a
+LoRARequest with its own integer id. Requests of all clients go to vLLM at once and
+its continuous batching schedules them; nothing here serialises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from service.engines import Generation, model_max_len
+from service.settings import Settings
+
+
+class VllmEngine:
+    kind = "vllm"
+
+    def __init__(self, llm: Any) -> None:
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.lora.request import LoRARequest
+
+        self._llm = llm
+        self._sampling_params = SamplingParams
+        self._tokens_prompt = TokensPrompt
+        self._lora_request = LoRARequest
+        self._loras: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+
+    async def add_adapter(self, key: str, path: Path) -> None:
+        request = self._lora_request(key, next(self._ids), str(path))
+        if not await self._llm.add_lora(request):
+            raise RuntimeError(f"vLLM refused adapter {key}")
+        self._loras[key] = request
+
+    async def remove_adapter(self, key: str) -> None:
+        request = self._loras.pop(key, None)
+        if request is not None:
+            await self._llm.remove_lora(request.lora_int_id)
+
+    async def generate(
+        self,
+        prompts: list[list[int]],
+        *,
+        max_tokens: list[int],
+        stop_token_ids: list[int],
+        adapter: str | None,
+    ) -> list[Generation]:
+        lora = self._loras[adapter] if adapter is not None else None
+        # gather: one vLLM request per text, all in flight together; cancelling the
+        # gather cancels each generate(), which aborts its vLLM request.
+        return list(
+            await asyncio.gather(
+                *(
+                    self._one(p, m, stop_token_ids, lora)
+                    for p, m in zip(prompts, max_tokens, strict=True)
+                )
+            )
+        )
+
+    async def _one(
+        self, prompt: list[int], max_tokens: int, stop: list[int], lora: Any
+    ) -> Generation:
+        from vllm.sampling_params import RequestOutputKind
+
+        params = self._sampling_params(
+            temperature=0.0,
+            max_tokens=max_tokens,
+            stop_token_ids=stop,
+            detokenize=False,  # the translator decodes with the contract's tokenizer
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        final = None
+        async for output in self._llm.generate(
+            self._tokens_prompt(prompt_token_ids=prompt),
+            params,
+            request_id=uuid.uuid4().hex,
+            lora_request=lora,
+        ):
+            final = output
+        assert final is not None
+        completion = final.outputs[0]
+        ids = [t for t in completion.token_ids if t not in stop]
+        return Generation(ids, "length" if completion.finish_reason == "length" else "stop")
+
+
+@asynccontextmanager
+async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
+    from vllm import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = AsyncEngineArgs(
+        model=str(model_path),
+        tokenizer=str(model_path),
+        dtype=settings.dtype,
+        seed=0,
+        max_model_len=model_max_len(model_path, settings.max_model_len),
+        max_num_seqs=settings.max_num_seqs,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enable_lora=True,
+        max_lora_rank=settings.max_lora_rank,
+        max_loras=settings.max_loras,
+        max_cpu_loras=max(settings.max_loras, 8),
+        disable_log_stats=True,
+    )
+    # Start-up blocks for tens of seconds (engine process, weights, KV cache); a thread
+    # keeps the event loop answering /health and /ready meanwhile.
+    llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+    try:
+        yield VllmEngine(llm)
+    finally:
+        llm.shutdown()

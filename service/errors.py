@@ -1,0 +1,103 @@
+"""Errors of the translation service and the one mapping of exceptions to HTTP answers.
+
+The translator raises these; the web layer turns any exception into the envelope
+``{"error": {message, type, param, code}}`` through ``error_body`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+
+from service.schemas import ErrorBody
+
+
+class ServiceError(Exception):
+    status = 500
+    type = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(ServiceError):
+    status = 422
+    type = "invalid_request"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    type = "unauthorized"
+
+
+class UnknownAdapter(ServiceError):
+    status = 404
+    type = "unknown_adapter"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    type = "payload_too_large"
+
+
+class Overloaded(ServiceError):
+    status = 503
+    type = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(Overloaded):
+    type = "not_ready"
+
+
+class AdapterLoadError(ServiceError):
+    """An adapter version that cannot be served (bad files, other base model, warm-up failed)."""
+
+    status = 422
+    type = "adapter_error"
+
+
+# msgspec names the failing field as "... - at `$.items[2].text`"
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def validation_param(message: str) -> tuple[str, str | None]:
+    """Split a msgspec validation message into (message, field path)."""
+    match = _MSGSPEC_PATH.search(message)
+    if not match:
+        return message, None
+    return message[: match.start()], match.group(1) or None
+
+
+def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
+    """(status, envelope body, extra headers) for any exception. The one mapping."""
+    # Imported here so that the translator can use this module without Litestar.
+    from litestar.exceptions import HTTPException, ValidationException
+
+    if isinstance(exc, ServiceError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else {}
+        return exc.status, ErrorBody(exc.message, exc.type, exc.param, exc.status), headers
+    if isinstance(exc, ValidationException):
+        # Litestar's body validation: extra holds [{"message", "key", "source"}]
+        details = exc.extra if isinstance(exc.extra, list) else []
+        first = details[0] if details and isinstance(details[0], dict) else {}
+        param = first.get("key")
+        message = first.get("message") or exc.detail
+        if param:
+            message = f"{param}: {message}"
+        elif "decode" in str(exc.detail).lower() or "json" in str(exc.detail).lower():
+            message = f"request body is not valid JSON: {exc.detail}"
+        return 422, ErrorBody(message, "invalid_request", param, 422), {}
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        kind = {413: "payload_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+            status, "http_error"
+        )
+        if status == 400:  # Litestar reports undecodable bodies as 400; keep them 422 like the rest
+            status, kind = 422, "invalid_request"
+        return status, ErrorBody(str(exc.detail), kind, None, status), dict(exc.headers or {})
+    return 500, ErrorBody("internal server error", "internal_error", None, 500), {}

@@ -1,0 +1,54 @@
+"""Translation memory: the human translations an adapter was trained on.
+
+A text that the corpus already translates is answered with that translation, exactly,
+without the model. Training writes ``memory.jsonl`` into the registry version folder,
+one ``{"msgid": ..., "msgctxt": ... | null, "msgstr": ...}`` a line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class TranslationMemory:
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str | None, str], str] = {}
+        self._by_msgid: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def add(self, msgid: str, msgstr: str, msgctxt: str | None = None) -> None:
+        if not msgid or not msgstr:
+            return
+        self._exact.setdefault((msgctxt, msgid), msgstr)
+        # The first translation seen answers lookups whose context is unknown.
+        self._by_msgid.setdefault(msgid, msgstr)
+
+    def lookup(self, msgid: str, msgctxt: str | None = None) -> str | None:
+        """The human translation of (msgctxt, msgid), else of msgid in any context."""
+        found = self._exact.get((msgctxt, msgid))
+        return found if found is not None else self._by_msgid.get(msgid)
+
+    @classmethod
+    def load(cls, path: Path) -> TranslationMemory:
+        """Read a memory.jsonl; a missing file is an empty memory. Bad lines raise
+        ValueError naming the file and line."""
+        memory = cls()
+        if not path.is_file():
+            return memory
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    msgid, msgstr = entry["msgid"], entry["msgstr"]
+                    msgctxt = entry.get("msgctxt")
+                    if not isinstance(msgid, str) or not isinstance(msgstr, str):
+                        raise TypeError("msgid and msgstr must be strings")
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise ValueError(f"{path}:{number}: bad memory entry ({exc})") from None
+                memory.add(msgid, msgstr, msgctxt if isinstance(msgctxt, str) else None)
+        return memory

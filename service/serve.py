@@ -1,0 +1,111 @@
+"""``polingo serve``: run the translation service under uvicorn.
+
+training/cli.py wires the subcommand to ``add_arguments`` and ``run``; ``python -m
+service.serve`` runs it alone. Options override POLINGO_* environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from service.settings import ENGINES, Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="interface to bind (POLINGO_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (POLINGO_PORT, default 8000)")
+    parser.add_argument("--registry", type=Path, help="adapter registry folder (POLINGO_REGISTRY)")
+    parser.add_argument("--adapter", help="default adapter NAME (POLINGO_ADAPTER)")
+    parser.add_argument(
+        "--base-model",
+        help="base model alias, folder or hub id; default: the manifest's (POLINGO_BASE_MODEL)",
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, help="generation engine (POLINGO_ENGINE, default vllm)"
+    )
+    parser.add_argument("--api-key", help="key for POST /adapters/reload (POLINGO_API_KEY)")
+    parser.add_argument("--max-batch", type=int, help="most texts per request (POLINGO_MAX_BATCH)")
+    parser.add_argument("--max-queue", type=int, help="most texts in flight (POLINGO_MAX_QUEUE)")
+    parser.add_argument(
+        "--tensor-parallel-size", type=int, help="GPUs for vLLM (POLINGO_TENSOR_PARALLEL_SIZE)"
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        help="GPU memory share for vLLM (POLINGO_GPU_MEMORY_UTILIZATION)",
+    )
+    parser.add_argument(
+        "--watch-interval", type=float, dest="watch_interval_s",
+        help="seconds between registry polls; 0: reload by POST only (POLINGO_WATCH_INTERVAL)",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="info", help="logging level (default info)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    names = (
+        "host", "port", "registry", "adapter", "base_model", "engine", "api_key", "max_batch",
+        "max_queue", "tensor_parallel_size", "gpu_memory_utilization", "watch_interval_s",
+    )  # fmt: skip
+    return Settings.from_env(**{n: getattr(args, n, None) for n in names})
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.name == "polingo.access" and message.startswith("{"):
+            entry.update(json.loads(message))
+        else:
+            entry["message"] = message
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("polingo", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"polingo serve: {exc}", file=sys.stderr)
+        return 2
+    if not settings.registry.is_dir():
+        print(f"polingo serve: registry {settings.registry} is not a folder", file=sys.stderr)
+        return 2
+    configure_logging(getattr(args, "log_level", "info"))
+    app = create_app(settings)
+    # uvicorn's own access log is off: the app writes one structured line per request.
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="polingo serve", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # vLLM spawns processes: keep the guard
+    sys.exit(main())

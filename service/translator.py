@@ -1,0 +1,388 @@
+"""The translator: what the service does, without HTTP.
+
+``open_translator(settings)`` builds the engine and loads the adapters; the HTTP app
+and the CLI client both call ``Translator.translate``. Prompts go through
+service.contract only (prepare_source -> encode_prompt -> generate -> finish_output)
+with the PromptContract of the adapter that serves the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from service import contract
+from service.adapters import LoadedAdapter, check_adapter_files, load_memory
+from service.engines import Engine, model_max_len, open_engine
+from service.errors import AdapterLoadError, InvalidRequest, Overloaded, UnknownAdapter
+from service.markup import check_translation
+from service.metrics import Metrics
+from service.registry import Registry, RegistryError, parse_ref
+from service.schemas import (
+    AdapterInfo,
+    AdapterList,
+    Health,
+    ReloadResponse,
+    TranslateRequest,
+    TranslateResponse,
+    Translation,
+)
+from service.settings import Settings
+
+log = logging.getLogger("polingo.service")
+
+WARMUP_TEXT = "Return the :class:`list` of ``items``."
+KEEP_VERSIONS = 2  # per adapter name: the current one and the one before it
+
+
+class Translator:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: Registry,
+        engine: Engine,
+        tokenizer: Any,
+        base_model: str,
+        base_path: Path,
+        default_adapter: str,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.base_model = base_model
+        self.base_path = base_path
+        self.default_adapter = default_adapter
+        self.metrics = metrics or Metrics()
+        self.stop_ids = contract.stop_token_ids(tokenizer)
+        self.max_model_len = model_max_len(base_path, settings.max_model_len)
+        self.in_flight = 0
+        self._loaded: dict[str, LoadedAdapter] = {}  # "NAME@VERSION" -> adapter
+        self._current: dict[str, LoadedAdapter] = {}  # NAME -> the version requests get
+        self._history: dict[str, list[str]] = {}  # NAME -> keys, oldest first
+        self._lock = asyncio.Lock()  # one adapter load at a time
+
+    # ---- translation ----
+    async def translate(self, request: TranslateRequest) -> TranslateResponse:
+        self._check(request)
+        adapter = await self._adapter_for(request.adapter)
+        results: list[Translation | None] = [None] * len(request.items)
+        todo: list[tuple[int, list[int], int, list[str]]] = []
+        for i, item in enumerate(request.items):
+            human = adapter.memory.lookup(item.text, item.msgctxt)
+            if human is not None:
+                results[i] = Translation(
+                    human, adapter.key, True, check_translation(item.text, human)
+                )
+                continue
+            prompt, budget, markup = self._encode(
+                adapter, item.text, item.msgctxt, f"items[{i}].text"
+            )
+            todo.append((i, prompt, budget, markup))
+        hits = len(request.items) - len(todo)
+        self.metrics.memory_hits.inc(hits)
+        self.metrics.items.labels("memory").inc(hits)
+        if todo:
+            generated = await self._generate(adapter, [(p, b) for _, p, b, _ in todo])
+            for (i, _, _, markup), (text, finish) in zip(todo, generated, strict=True):
+                source = request.items[i].text
+                output = contract.finish_output(adapter.manifest.contract, text, markup)
+                warnings = check_translation(source, output)
+                warnings += [
+                    f"unknown placeholder: {contract.placeholder(int(n))}"
+                    for n in contract.unknown_placeholders(output)
+                ]
+                if finish == "length":
+                    warnings.append("generation stopped at the token limit (output may be cut)")
+                results[i] = Translation(output, adapter.key, False, warnings)
+            self.metrics.items.labels("model").inc(len(todo))
+        return TranslateResponse([r for r in results if r is not None])
+
+    def _check(self, request: TranslateRequest) -> None:
+        # The HTTP schema checks these too; in-process callers build Structs unchecked.
+        items = request.items
+        if not isinstance(items, list) or not items:
+            raise InvalidRequest("items must be a non-empty list", param="items")
+        if len(items) > self.settings.max_batch:
+            raise InvalidRequest(
+                f"batch of {len(items)} items exceeds the limit of {self.settings.max_batch}",
+                param="items",
+            )
+        for i, item in enumerate(items):
+            text = getattr(item, "text", None)
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidRequest("text must be a non-empty string", param=f"items[{i}].text")
+            if len(text) > self.settings.max_text_chars:
+                raise InvalidRequest(
+                    f"text of {len(text)} characters exceeds the limit "
+                    f"of {self.settings.max_text_chars}",
+                    param=f"items[{i}].text",
+                )
+            if item.msgctxt is not None and not isinstance(item.msgctxt, str):
+                raise InvalidRequest(
+                    "msgctxt must be a string or null", param=f"items[{i}].msgctxt"
+                )
+
+    def _encode(
+        self, adapter: LoadedAdapter, text: str, msgctxt: str | None, param: str
+    ) -> tuple[list[int], int, list[str]]:
+        source, markup = contract.prepare_source(adapter.manifest.contract, text)
+        prompt = contract.encode_prompt(self.tokenizer, source, msgctxt)
+        source_tokens = len(self.tokenizer(source, add_special_tokens=False)["input_ids"])
+        budget = contract.max_new_tokens(source_tokens, cap=self.settings.max_new_tokens_cap)
+        budget = min(budget, self.max_model_len - len(prompt))
+        if budget < 1:
+            raise InvalidRequest(
+                f"text too long: its prompt has {len(prompt)} tokens, "
+                f"the model takes {self.max_model_len}",
+                param=param,
+            )
+        return prompt, budget, markup
+
+    async def _generate(
+        self, adapter: LoadedAdapter, jobs: list[tuple[list[int], int]]
+    ) -> list[tuple[str, str]]:
+        if self.in_flight + len(jobs) > self.settings.max_queue:
+            self.metrics.rejected.inc()
+            raise Overloaded(
+                f"{self.in_flight} texts in flight, queue limit "
+                f"{self.settings.max_queue}: retry later",
+                retry_after=2,
+            )
+        self.in_flight += len(jobs)
+        adapter.in_flight += 1
+        self.metrics.queue_depth.set(self.in_flight)
+        try:
+            generations = await self.engine.generate(
+                [p for p, _ in jobs],
+                max_tokens=[b for _, b in jobs],
+                stop_token_ids=self.stop_ids,
+                adapter=adapter.key,
+            )
+        finally:
+            self.in_flight -= len(jobs)
+            adapter.in_flight -= 1
+            self.metrics.queue_depth.set(self.in_flight)
+        self.metrics.tokens.labels("prompt").inc(sum(len(p) for p, _ in jobs))
+        self.metrics.tokens.labels("generated").inc(sum(len(g.token_ids) for g in generations))
+        return [
+            (self.tokenizer.decode(g.token_ids, skip_special_tokens=True), g.finish_reason)
+            for g in generations
+        ]
+
+    # ---- adapters ----
+    async def _adapter_for(self, ref: str | None) -> LoadedAdapter:
+        name, version = parse_ref(ref or self.default_adapter)
+        if version is None:
+            if name in self._current:
+                return self._current[name]
+            raise UnknownAdapter(f"adapter {name!r} is not served here", param="adapter")
+        key = f"{name}@{version}"
+        if key in self._loaded:
+            return self._loaded[key]
+        if version not in self.registry.versions(name):
+            raise UnknownAdapter(f"adapter {key!r} is not in the registry", param="adapter")
+        async with self._lock:  # a pinned older version: load it on first use
+            if key not in self._loaded:
+                self._remember(await self._load(name, version))
+        return self._loaded[key]
+
+    async def _load(self, name: str, version: str) -> LoadedAdapter:
+        """Check, load and warm up one version; raise AdapterLoadError when it cannot serve."""
+        key = f"{name}@{version}"
+        try:
+            manifest = self.registry.manifest(key)
+        except (RegistryError, OSError, ValueError) as exc:
+            raise AdapterLoadError(f"{key}: unreadable manifest ({exc})") from None
+        if not self._same_base(manifest.base_model):
+            raise AdapterLoadError(
+                f"{key} was trained on base model {manifest.base_model!r}; "
+                f"this service serves {self.base_model!r}"
+            )
+        path = self.registry.root / name / version
+        check_adapter_files(key, path, self.settings.max_lora_rank)
+        adapter = LoadedAdapter(name, version, path, manifest, load_memory(key, path))
+        try:
+            await self.engine.add_adapter(key, path)
+        except Exception as exc:
+            raise AdapterLoadError(
+                f"{key}: the engine could not load it ({type(exc).__name__}: {exc})"
+            ) from None
+        try:  # one-item warm-up: the version must generate before it is served
+            prompt, _, _ = self._encode(adapter, WARMUP_TEXT, None, "warmup")
+            await self.engine.generate(
+                [prompt], max_tokens=[4], stop_token_ids=self.stop_ids, adapter=key
+            )
+        except Exception as exc:
+            with suppress(Exception):
+                await self.engine.remove_adapter(key)
+            raise AdapterLoadError(
+                f"{key}: warm-up generation failed ({type(exc).__name__}: {exc})"
+            ) from None
+        log.info("loaded adapter %s (%d memory entries)", key, len(adapter.memory))
+        return adapter
+
+    def _same_base(self, name: str) -> bool:
+        if name == self.base_model:
+            return True
+        try:
+            path = resolve_base(name, self.settings.model_cache_dir)
+        except Exception:
+            return False
+        return path.resolve() == self.base_path.resolve()
+
+    def _remember(self, adapter: LoadedAdapter) -> None:
+        self._loaded[adapter.key] = adapter
+        keys = self._history.setdefault(adapter.name, [])
+        if adapter.key not in keys:
+            keys.append(adapter.key)
+
+    async def _evict(self, name: str) -> None:
+        """Unload old versions of ``name`` beyond KEEP_VERSIONS that no request is using."""
+        keys = self._history.get(name, [])
+        current = self._current.get(name)
+        for key in list(keys[:-KEEP_VERSIONS]):
+            adapter = self._loaded[key]
+            if adapter is current or adapter.in_flight:
+                continue
+            await self.engine.remove_adapter(key)
+            del self._loaded[key]
+            keys.remove(key)
+
+    async def reload(self) -> ReloadResponse:
+        """Serve each registry name's current version; a version that fails leaves the
+        one before it in service."""
+        errors: dict[str, str] = {}
+        async with self._lock:
+            for name in self.registry.names():
+                try:
+                    _, version = self.registry.resolve(name)
+                except RegistryError as exc:
+                    errors[name] = str(exc)
+                    continue
+                key = f"{name}@{version}"
+                if key not in self._loaded:
+                    try:
+                        self._remember(await self._load(name, version))
+                    except AdapterLoadError as exc:
+                        log.warning("adapter refused: %s", exc.message)
+                        errors[key] = exc.message
+                        continue
+                if self._current.get(name) is not self._loaded[key]:
+                    log.info("now serving %s", key)
+                self._current[name] = self._loaded[key]
+                await self._evict(name)
+        return ReloadResponse(sorted(a.key for a in self._current.values()), errors)
+
+    async def watch(self, interval: float) -> None:
+        """Reload whenever a CURRENT pointer changes (polling)."""
+        while True:
+            await asyncio.sleep(interval)
+            wanted = {n: self.registry.current(n) for n in self.registry.names()}
+            served = {n: a.version for n, a in self._current.items()}
+            if any(v and served.get(n) != v for n, v in wanted.items()):
+                with suppress(Exception):
+                    await self.reload()
+
+    # ---- descriptions ----
+    def health(self) -> Health:
+        return Health(
+            "ok", self.engine.kind, self.base_model, sorted(a.key for a in self._current.values())
+        )
+
+    def adapters(self) -> AdapterList:
+        found = []
+        for name in self.registry.names():
+            current = self.registry.current(name)
+            for version in self.registry.versions(name):
+                key = f"{name}@{version}"
+                try:
+                    manifest = self.registry.manifest(key)
+                except Exception:
+                    continue
+                found.append(
+                    AdapterInfo(
+                        name=name,
+                        version=version,
+                        current=version == current,
+                        loaded=key in self._loaded,
+                        base_model=manifest.base_model,
+                        metrics=dict(manifest.metrics),
+                        created_at=manifest.created_at,
+                    )
+                )
+        return AdapterList(found)
+
+
+def resolve_base(name: str, cache_dir: Path | None) -> Path:
+    """A base model folder: ``name`` itself when it is one, else service.base_models resolves it."""
+    if Path(name).is_dir():
+        return Path(name)
+    from service.base_models import resolve_base_model
+
+    return Path(resolve_base_model(name, cache_dir=cache_dir))
+
+
+def default_adapter_name(settings: Settings, registry: Registry) -> str:
+    if settings.adapter:
+        return settings.adapter
+    names = registry.names()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ValueError(f"registry {registry.root} holds no adapter; train one first")
+    raise ValueError(
+        f"registry {registry.root} holds several adapters "
+        f"({', '.join(names)}): name one (--adapter)"
+    )
+
+
+@asynccontextmanager
+async def open_translator(
+    settings: Settings, *, metrics: Metrics | None = None
+) -> AsyncIterator[Translator]:
+    """Start the engine, load the adapters, yield a ready Translator; close on exit.
+
+    Raises ValueError when the registry has no usable default adapter."""
+    from transformers import AutoTokenizer
+
+    registry = Registry(settings.registry)
+    default = default_adapter_name(settings, registry)
+    try:
+        name, version = registry.resolve(default)
+        manifest = registry.manifest(f"{name}@{version}")
+    except (RegistryError, OSError, ValueError) as exc:
+        raise ValueError(f"default adapter {default!r}: {exc}") from None
+    base_model = settings.base_model or manifest.base_model
+    base_path = await asyncio.to_thread(resolve_base, base_model, settings.model_cache_dir)
+    tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(base_path))
+    async with open_engine(settings, base_path) as engine:
+        translator = Translator(
+            settings=settings,
+            registry=registry,
+            engine=engine,
+            tokenizer=tokenizer,
+            base_model=base_model,
+            base_path=base_path,
+            default_adapter=name,
+            metrics=metrics,
+        )
+        result = await translator.reload()
+        if name not in translator._current:
+            raise ValueError(f"default adapter {default!r} cannot be served: {result.errors}")
+        watcher = None
+        if settings.watch_interval_s > 0:
+            watcher = asyncio.create_task(translator.watch(settings.watch_interval_s))
+        try:
+            yield translator
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
