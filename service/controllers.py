@@ -126,4 +126,6 @@ class OpsController(Controller):
     @get(METRICS, operation_id="metrics", media_type=CONTENT_TYPE)
     async def metrics(self, state: State) -> Response[Any]:
         """Prometheus metrics."""
+        if state.service.translator is not None:
+            state.service.metrics.engine_pending.set(state.service.translator.engine.pending())
         return Response(state.service.metrics.render(), media_type=CONTENT_TYPE)

@@ -86,18 +86,19 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
         details = exc.extra if isinstance(exc.extra, list) else []
         first = details[0] if details and isinstance(details[0], dict) else {}
         param = first.get("key")
+        if param == "data":  # the body as a whole (e.g. an unknown field)
+            param = None
         message = first.get("message") or exc.detail
         if param:
             message = f"{param}: {message}"
-        elif "decode" in str(exc.detail).lower() or "json" in str(exc.detail).lower():
-            message = f"request body is not valid JSON: {exc.detail}"
         return 422, ErrorBody(message, "invalid_request", param, 422), {}
     if isinstance(exc, HTTPException):
         status = exc.status_code
         kind = {413: "payload_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
             status, "http_error"
         )
+        message = str(exc.detail)
         if status == 400:  # Litestar reports undecodable bodies as 400; keep them 422 like the rest
-            status, kind = 422, "invalid_request"
-        return status, ErrorBody(str(exc.detail), kind, None, status), dict(exc.headers or {})
+            status, kind, message = 422, "invalid_request", f"request body is not valid JSON: {message}"
+        return status, ErrorBody(message, kind, None, status), dict(exc.headers or {})
     return 500, ErrorBody("internal server error", "internal_error", None, 500), {}

@@ -33,6 +33,9 @@ class Metrics:
         self.queue_depth = Gauge(
             "polingo_queue_depth", "Texts waiting for or in generation", registry=r
         )
+        self.engine_pending = Gauge(
+            "polingo_engine_pending", "Sequences the engine holds (queued or running)", registry=r
+        )
         self.rejected = Counter(
             "polingo_rejected", "Requests refused because the queue was full", registry=r
         )

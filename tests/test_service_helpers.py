@@ -44,3 +44,23 @@ def add_version(
     if promote:
         registry.promote(f"{name}@{version}", reason="test")
     return version
+
+
+def variant_adapter(adapter_dir: Path, out_dir: Path, *, scale: float) -> Path:
+    """A copy of a PEFT adapter with its lora_B weights scaled: another adapter, same shapes."""
+    from safetensors.torch import load_file, save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    changed = {k: (v * scale if "lora_B" in k else v).contiguous() for k, v in tensors.items()}
+    save_file(changed, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(adapter_dir / "adapter_config.json", out_dir / "adapter_config.json")
+    return out_dir
+
+
+MEMORY_V1 = [
+    {"msgid": "Open", "msgctxt": "menu", "msgstr": "開啟（選單）"},
+    {"msgid": "Open", "msgctxt": None, "msgstr": "開啟"},
+    {"msgid": "Built-in Functions", "msgctxt": None, "msgstr": "內建函式"},
+]
+MEMORY_V2 = [{"msgid": "Built-in Functions", "msgctxt": None, "msgstr": "內建函式 v2"}]

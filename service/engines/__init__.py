@@ -38,6 +38,10 @@ class Engine(Protocol):
 
     async def remove_adapter(self, key: str) -> None: ...
 
+    def pending(self) -> int:
+        """Sequences the engine holds (queued or generating)."""
+        ...
+
     async def generate(
         self,
         prompts: list[list[int]],

@@ -25,6 +25,7 @@ class HfEngine:
         self._peft: Any = None
         self._pad = pad_token_id
         self._lock = asyncio.Lock()
+        self._running = 0
 
     async def add_adapter(self, key: str, path: Path) -> None:
         async with self._lock:
@@ -53,6 +54,9 @@ class HfEngine:
                     peft.set_adapter(next(k for k in peft.peft_config if k != key))
                 peft.delete_adapter(key)
 
+    def pending(self) -> int:
+        return self._running
+
     async def generate(
         self,
         prompts: list[list[int]],
@@ -66,12 +70,15 @@ class HfEngine:
             job = asyncio.get_running_loop().run_in_executor(
                 None, self._generate, prompts, max_tokens, stop_token_ids, adapter, cancel
             )
+            self._running = len(prompts)
             try:
                 return await asyncio.shield(job)
             except asyncio.CancelledError:
                 cancel.set()  # the stopping criterion ends generate() at the next token
                 await asyncio.wait([job])
                 raise
+            finally:
+                self._running = 0
 
     def _generate(
         self,

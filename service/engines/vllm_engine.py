@@ -42,6 +42,9 @@ class VllmEngine:
         if request is not None:
             await self._llm.remove_lora(request.lora_int_id)
 
+    def pending(self) -> int:
+        return int(self._llm.get_num_unfinished_requests())
+
     async def generate(
         self,
         prompts: list[list[int]],

@@ -1,0 +1,114 @@
+"""Fast checks of the service's parts that need no model: settings, translation
+memory, the error mapping and the adapter pre-checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from service.adapters import check_adapter_files
+from service.errors import AdapterLoadError, Overloaded, UnknownAdapter, error_body, validation_param
+from service.memory import TranslationMemory
+from service.schemas import TranslateRequest
+from service.settings import Settings
+
+
+def test_settings_from_env_parses_types_and_options_win() -> None:
+    env = {
+        "POLINGO_PORT": "9001",
+        "POLINGO_REGISTRY": "/srv/reg",
+        "POLINGO_ENGINE": "transformers",
+        "POLINGO_MAX_QUEUE": "12",
+        "POLINGO_GPU_MEMORY_UTILIZATION": "0.5",
+        "POLINGO_WATCH_INTERVAL": "2.5",
+        "POLINGO_API_KEY": "secret",
+    }
+    settings = Settings.from_env(env, port=9100, adapter=None)
+    assert settings.port == 9100  # the option wins
+    assert settings.registry == Path("/srv/reg")
+    assert settings.engine == "transformers"
+    assert settings.max_queue == 12
+    assert settings.gpu_memory_utilization == 0.5
+    assert settings.watch_interval_s == 2.5
+    assert settings.api_key == "secret"
+    assert settings.adapter is None  # a None override leaves the default
+
+
+def test_settings_reject_bad_values_by_name() -> None:
+    with pytest.raises(ValueError, match="POLINGO_PORT"):
+        Settings.from_env({"POLINGO_PORT": "eighty"})
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Settings.from_env({"POLINGO_ENGINE": "tgi"})
+    with pytest.raises(ValueError, match="max_queue must be positive"):
+        Settings.from_env({"POLINGO_MAX_QUEUE": "0"})
+
+
+def test_memory_keys_on_context_then_msgid(tmp_path: Path) -> None:
+    path = tmp_path / "memory.jsonl"
+    rows = [
+        {"msgid": "Open", "msgctxt": "menu", "msgstr": "開啟（選單）"},
+        {"msgid": "Open", "msgctxt": None, "msgstr": "開啟"},
+        {"msgid": "Close", "msgctxt": "button", "msgstr": "關閉"},
+        {"msgid": "Empty", "msgctxt": None, "msgstr": ""},  # untranslated: not a memory
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n")
+    memory = TranslationMemory.load(path)
+    assert memory.lookup("Open", "menu") == "開啟（選單）"
+    assert memory.lookup("Open") == "開啟"
+    assert memory.lookup("Open", "other") == "開啟（選單）"  # context unknown: msgid alone
+    assert memory.lookup("Close") == "關閉"
+    assert memory.lookup("Empty") is None
+    assert memory.lookup("Missing") is None
+
+
+def test_memory_bad_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "memory.jsonl"
+    path.write_text('{"msgid": "a", "msgstr": "b"}\n{"msgid": "a"}\n')
+    with pytest.raises(ValueError, match=r"memory.jsonl:2: bad memory entry"):
+        TranslationMemory.load(path)
+    assert len(TranslationMemory.load(tmp_path / "absent.jsonl")) == 0
+
+
+def test_msgspec_errors_name_the_field() -> None:
+    body = b'{"items": [{"text": "a"}, {"text": "b"}, {"text": ""}]}'
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(body, type=TranslateRequest)
+    message, param = validation_param(str(caught.value))
+    assert param == "items[2].text"
+    assert "length >= 1" in message
+
+
+def test_one_error_mapping() -> None:
+    status, body, headers = error_body(Overloaded("busy", retry_after=3))
+    assert (status, body.type, headers) == (503, "overloaded", {"Retry-After": "3"})
+    status, body, _ = error_body(UnknownAdapter("no such adapter", param="adapter"))
+    assert (status, body.param, body.code) == (404, "adapter", 404)
+    status, body, _ = error_body(RuntimeError("/secret/path exploded"))
+    assert status == 500 and "/secret" not in body.message
+
+
+def _adapter(folder: Path, **config: object) -> Path:
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": ["q_proj"], **config}))
+    return folder
+
+
+def test_adapter_checks_refuse_with_reasons(tmp_path: Path) -> None:
+    high = _adapter(tmp_path / "high", r=128)
+    with pytest.raises(AdapterLoadError, match="rank 128 exceeds the service's max_lora_rank 64"):
+        check_adapter_files("zh@v1", high, max_rank=64)
+    embed = _adapter(tmp_path / "embed", target_modules=["q_proj", "embed_tokens"])
+    with pytest.raises(AdapterLoadError, match="cannot adapt: embed_tokens"):
+        check_adapter_files("zh@v1", embed, max_rank=64)
+    no_weights = _adapter(tmp_path / "none")
+    with pytest.raises(AdapterLoadError, match="no adapter weights"):
+        check_adapter_files("zh@v1", no_weights, max_rank=64)
+    garbage = _adapter(tmp_path / "garbage")
+    (garbage / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(AdapterLoadError, match="unreadable"):
+        check_adapter_files("zh@v1", garbage, max_rank=64)
+    with pytest.raises(AdapterLoadError, match="no adapter_config.json"):
+        check_adapter_files("zh@v1", tmp_path, max_rank=64)
