@@ -1,0 +1,1 @@
+"""Clients of the translation service: the ``translate-po`` command."""

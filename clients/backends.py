@@ -1,0 +1,278 @@
+"""Where translations come from: a running service over HTTP, or the service's translator
+opened in this process. Both speak service.schemas; both retry an overloaded service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import msgspec
+
+from service.schemas import (
+    ErrorResponse,
+    TranslateItem,
+    TranslateRequest,
+    TranslateResponse,
+    Translation,
+)
+
+DEFAULT_ADAPTER_NAME = "zh-tw"
+MAX_RETRY_WAIT_S = 60.0
+
+
+class BackendUnavailable(Exception):
+    """The service cannot be reached (or keeps refusing): the run stops."""
+
+
+class BackendUsageError(Exception):
+    """The service refuses every request of this run (unknown adapter, bad key, ...)."""
+
+
+class BatchFailed(Exception):
+    """This batch got no translations; the next one may."""
+
+
+class BatchRejected(BatchFailed):
+    """The service rejected the batch as invalid (4xx): some item in it is at fault."""
+
+
+class Backend(Protocol):
+    label: str
+
+    async def translate(self, items: list[TranslateItem]) -> list[Translation]: ...
+
+
+def _retry_after(value: str | None) -> float:
+    if not value:
+        return 1.0
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_WAIT_S)
+    except ValueError:
+        pass
+    try:  # an HTTP date
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return 1.0
+    return min(max(when - time.time(), 0.0), MAX_RETRY_WAIT_S)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = msgspec.json.decode(response.content, type=ErrorResponse).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    param = f" ({body.param})" if body.param else ""
+    return f"HTTP {response.status_code} {body.type}{param}: {body.message}"
+
+
+def _checked(items: list[TranslateItem], answer: TranslateResponse) -> list[Translation]:
+    if len(answer.translations) != len(items):
+        raise BatchFailed(
+            f"the service answered {len(answer.translations)} translations for {len(items)} texts"
+        )
+    return answer.translations
+
+
+class HttpBackend:
+    """POST /translate on a running service, with bounded retries of 503 (Retry-After)
+    and of refused connections."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        *,
+        adapter: str | None,
+        retries: int,
+    ) -> None:
+        self.client = client
+        self.url = url.rstrip("/")
+        self.adapter = adapter
+        self.retries = retries
+        self.label = f"service at {self.url}" + (f" (adapter {adapter})" if adapter else "")
+
+    async def check_reachable(self) -> None:
+        """One GET to the service so that an unreachable server is reported before
+        anything is read or written; any HTTP answer counts as reachable."""
+        try:
+            await self.client.get(self.url + "/health")
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"cannot reach the translation service at {self.url}: {exc}"
+            ) from None
+
+    async def translate(self, items: list[TranslateItem]) -> list[Translation]:
+        body = msgspec.json.encode(TranslateRequest(items=items, adapter=self.adapter))
+        headers = {"content-type": "application/json"}
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.client.post(
+                    self.url + "/translate", content=body, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                last = f"cannot reach the translation service at {self.url}: {exc}"
+                if attempt == self.retries:
+                    raise BackendUnavailable(last) from None
+                await asyncio.sleep(min(2.0**attempt, MAX_RETRY_WAIT_S))
+                continue
+            except httpx.TimeoutException as exc:
+                raise BatchFailed(
+                    f"no answer from {self.url} in time ({type(exc).__name__})"
+                ) from None
+            if response.status_code == 200:
+                try:
+                    answer = msgspec.json.decode(response.content, type=TranslateResponse)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise BatchFailed(f"unreadable answer from the service: {exc}") from None
+                return _checked(items, answer)
+            last = _error_message(response)
+            if response.status_code in (502, 503, 504):
+                if attempt == self.retries:
+                    break
+                await asyncio.sleep(_retry_after(response.headers.get("retry-after")))
+                continue
+            if response.status_code in (401, 403, 404):
+                raise BackendUsageError(last)
+            if 400 <= response.status_code < 500:
+                raise BatchRejected(last)
+            raise BatchFailed(last)
+        raise BatchFailed(f"gave up after {self.retries + 1} attempts: {last}")
+
+
+class InProcessBackend:
+    """The service's translator in this process (no server): for one-off offline runs."""
+
+    def __init__(
+        self, translator: object, *, adapter: str | None, retries: int, label: str
+    ) -> None:
+        self.translator = translator
+        self.adapter = adapter
+        self.retries = retries
+        self.label = label
+
+    async def translate(self, items: list[TranslateItem]) -> list[Translation]:
+        from service.errors import Overloaded, ServiceError, UnknownAdapter
+
+        request = TranslateRequest(items=items, adapter=self.adapter)
+        for attempt in range(self.retries + 1):
+            try:
+                answer = await self.translator.translate(request)  # type: ignore[attr-defined]
+            except Overloaded as exc:
+                if attempt == self.retries:
+                    raise BatchFailed(
+                        f"gave up after {attempt + 1} attempts: {exc.message}"
+                    ) from None
+                await asyncio.sleep(min(float(exc.retry_after), MAX_RETRY_WAIT_S))
+                continue
+            except UnknownAdapter as exc:
+                raise BackendUsageError(exc.message) from None
+            except ServiceError as exc:
+                raise BatchRejected(f"{exc.type}: {exc.message}") from None
+            return _checked(items, answer)
+        raise BatchFailed("gave up")  # unreachable: the loop returns or raises
+
+
+@contextlib.asynccontextmanager
+async def http_backend(
+    url: str, *, adapter: str | None, jobs: int, retries: int, timeout_s: float
+) -> AsyncIterator[HttpBackend]:
+    timeout = httpx.Timeout(timeout_s, connect=10.0)
+    limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        backend = HttpBackend(client, url, adapter=adapter, retries=retries)
+        await backend.check_reachable()
+        yield backend
+
+
+def packaged_registry() -> Path | None:
+    """The registry folder with the project's default adapter shipped in the package, if
+    this installation has it."""
+    import service
+
+    folder = Path(service.__file__).parent / "default_adapter"
+    if (folder / DEFAULT_ADAPTER_NAME).is_dir():
+        return folder
+    return None
+
+
+BASE_ONLY_ADAPTER = "base-only"
+
+
+@contextlib.asynccontextmanager
+async def in_process_backend(
+    *,
+    registry: Path | None,
+    adapter: str | None,
+    base_model: str | None,
+    engine: str | None,
+    retries: int,
+    warn: Callable[[str], None],
+) -> AsyncIterator[InProcessBackend]:
+    """Open the service's translator here. Without ``registry`` it is the offline default:
+    the packaged registry's ``zh-tw`` adapter on service.base_models.DEFAULT_OFFLINE_MODEL;
+    where this installation ships no adapter, the base model alone (with a warning)."""
+    from service.base_models import DEFAULT_OFFLINE_MODEL
+
+    from service.settings import Settings
+    from service.translator import open_translator
+
+    async with contextlib.AsyncExitStack() as stack:
+        if registry is None:
+            registry = packaged_registry()
+            base_model = base_model or DEFAULT_OFFLINE_MODEL
+            if registry is None:
+                warn(
+                    "warning: this installation ships no default adapter (service/default_adapter/"
+                    f"{DEFAULT_ADAPTER_NAME}); translating with the base model {base_model} alone, "
+                    "which does not translate usefully: use --server or --registry"
+                )
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="polingo-base-")))
+                await asyncio.to_thread(_identity_adapter, tmp, base_model)
+                registry, adapter = tmp, BASE_ONLY_ADAPTER
+            else:
+                adapter = adapter or DEFAULT_ADAPTER_NAME
+        settings = Settings.from_env(
+            registry=registry, adapter=adapter, base_model=base_model, engine=engine
+        )
+        try:
+            translator = await stack.enter_async_context(open_translator(settings))
+        except ValueError as exc:
+            raise BackendUsageError(str(exc)) from None
+        label = f"in-process translator ({translator.default_adapter} on {translator.base_model})"
+        yield InProcessBackend(translator, adapter=None, retries=retries, label=label)
+
+
+def _identity_adapter(root: Path, base_model: str) -> None:
+    """A registry holding one LoRA adapter whose B matrices are zero, i.e. exactly the base
+    model, because the translator serves adapters only."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from service.contract import PromptContract
+    from service.registry import DataSummary, Manifest, Registry
+    from service.translator import resolve_base
+
+    base_path = resolve_base(base_model, None)
+    model = AutoModelForCausalLM.from_pretrained(str(base_path))
+    lora = get_peft_model(model, LoraConfig(r=1, target_modules=["q_proj"], lora_alpha=1))
+    registry = Registry(root)
+    with registry.new_version(BASE_ONLY_ADAPTER) as (version, staging):
+        lora.save_pretrained(str(staging))
+        manifest = Manifest(
+            name=BASE_ONLY_ADAPTER,
+            version=version,
+            base_model=base_model,
+            contract=PromptContract(),
+            data=DataSummary(fingerprint="none", source="none"),
+            notes="identity adapter (LoRA B = 0): the base model alone",
+        )
+        registry.write_manifest(staging, manifest)
+    registry.promote(BASE_ONLY_ADAPTER, reason="no packaged default adapter")

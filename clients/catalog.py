@@ -1,0 +1,318 @@
+"""Reading a catalog, choosing the entries to fill, filling them, writing it back.
+
+Writing goes polib (no wrapping) -> ``msgcat`` (gettext's own wrapping, exactly what
+``powrap`` does), so the result is what ``powrap`` would write and ``powrap --check``
+changes nothing. Every written text is checked with ``msgfmt --check`` and sphinx-lint;
+an entry that makes either complain is turned fuzzy (or reverted) before writing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polib
+
+from clients.filesafe import Fingerprint
+
+NOTE_PREFIX = "polingo: "  # translator comments this tool writes (and replaces on a redo)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NPLURALS_RE = re.compile(r"nplurals\s*=\s*(\d+)")
+_MSGFMT_LINE_RE = re.compile(r"^<stdin>:(\d+): (.*)$")
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be read or written; the message names the file (and line)."""
+
+
+@dataclass
+class _Saved:
+    msgstr: str
+    msgstr_plural: dict[int, str]
+    flags: list[str]
+    tcomment: str
+    previous: tuple[str | None, str | None, str | None]
+
+
+@dataclass(eq=False)
+class Unit:
+    """One entry to fill: the texts to send and where their translations go."""
+
+    entry: polib.POEntry
+    texts: list[str]  # [msgid] or, for plural entries, the msgid and/or msgid_plural needed
+    forms: dict[int, int]  # plural form index -> index in texts (empty for singular entries)
+    redo: bool  # the entry was fuzzy (--include-fuzzy)
+    saved: _Saved
+    status: str = "pending"  # filled | flagged | skipped | failed | pending
+    from_memory: bool = False
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.entry.msgctxt, self.entry.msgid)
+
+    @property
+    def line(self) -> int:
+        return self.entry.linenum or 0
+
+
+class Catalog:
+    def __init__(self, path: Path, po: polib.POFile, fingerprint: Fingerprint, text: str) -> None:
+        self.path = path
+        self.po = po
+        self.fingerprint = fingerprint
+        self._original_text = text
+        self._baseline_lint: Counter | None = None
+        match = _NPLURALS_RE.search(po.metadata.get("Plural-Forms", ""))
+        self.nplurals = int(match.group(1)) if match else 2  # gettext's default
+
+    # ---- choosing ----
+    def units(self, *, include_fuzzy: bool) -> list[Unit]:
+        """Entries that need a translation: untranslated (not obsolete, never the header),
+        and with ``include_fuzzy`` the fuzzy ones too, in file order."""
+        chosen = []
+        for entry in self.po:
+            if entry.obsolete or entry.msgid == "":
+                continue
+            redo = "fuzzy" in entry.flags
+            if redo and not include_fuzzy:
+                continue
+            if entry.msgid_plural:
+                unit = self._plural_unit(entry, redo)
+            elif redo or not entry.msgstr:
+                unit = Unit(entry, [entry.msgid], {}, redo, _save(entry))
+            else:
+                unit = None
+            if unit is not None:
+                chosen.append(unit)
+        return chosen
+
+    def _plural_unit(self, entry: polib.POEntry, redo: bool) -> Unit | None:
+        wanted = [i for i in range(self.nplurals) if redo or not entry.msgstr_plural.get(i)]
+        if not wanted:
+            return None
+        texts: list[str] = []
+        forms: dict[int, int] = {}
+        for i in wanted:
+            # form 0 is the singular where the language has several forms; a language with
+            # one form (zh_TW: nplurals=1) uses it for every n, so it follows msgid_plural
+            text = entry.msgid if (i == 0 and self.nplurals > 1) else entry.msgid_plural
+            if text not in texts:
+                texts.append(text)
+            forms[i] = texts.index(text)
+        return Unit(entry, texts, forms, redo, _save(entry))
+
+    # ---- filling ----
+    def fill(self, unit: Unit, outputs: list[str], *, fuzzy: bool, notes: list[str]) -> None:
+        entry = unit.entry
+        if unit.forms:
+            for i, t in unit.forms.items():
+                entry.msgstr_plural[i] = outputs[t]
+        else:
+            entry.msgstr = outputs[0]
+        entry.previous_msgctxt = entry.previous_msgid = entry.previous_msgid_plural = None
+        self._set_fuzzy(entry, fuzzy or bool(notes))
+        self._set_notes(unit, notes)
+
+    def flag(self, unit: Unit, note: str) -> None:
+        """Keep a written translation but as fuzzy, with a comment naming the problem."""
+        self._set_fuzzy(unit.entry, True)
+        self._set_notes(unit, [*unit.notes, note])
+
+    def revert(self, unit: Unit) -> None:
+        entry, saved = unit.entry, unit.saved
+        entry.msgstr = saved.msgstr
+        entry.msgstr_plural = dict(saved.msgstr_plural)
+        entry.flags = list(saved.flags)
+        entry.tcomment = saved.tcomment
+        entry.previous_msgctxt, entry.previous_msgid, entry.previous_msgid_plural = saved.previous
+        unit.notes = []
+
+    @staticmethod
+    def _set_fuzzy(entry: polib.POEntry, fuzzy: bool) -> None:
+        flags = [f for f in entry.flags if f != "fuzzy"]
+        entry.flags = ["fuzzy", *flags] if fuzzy else flags
+
+    @staticmethod
+    def _set_notes(unit: Unit, notes: list[str]) -> None:
+        kept = [ln for ln in unit.saved.tcomment.splitlines() if not ln.startswith(NOTE_PREFIX)]
+        unit.entry.tcomment = "\n".join(kept + [NOTE_PREFIX + n for n in notes])
+        unit.notes = list(notes)
+
+    # ---- writing ----
+    def render(self) -> str:
+        """The catalog as ``powrap`` would write it."""
+        text = self.po.__unicode__()
+        if not text.endswith("\n"):
+            text += "\n"
+        return run_msgcat(text, self.path)
+
+    def problems(self, rendered: str, units: list[Unit]) -> tuple[dict[Unit, list[str]], list[str]]:
+        """What ``msgfmt --check`` and sphinx-lint find in ``rendered``, per filled unit,
+        plus the findings no filled unit explains."""
+        written = [u for u in units if u.status in ("filled", "flagged")]
+        by_key = {u.key: u for u in written}
+        found: dict[Unit, list[str]] = {}
+        stray: list[str] = []
+        parsed = list(polib.pofile(rendered, wrapwidth=0))
+        starts, keys = _entry_starts(rendered, parsed)
+        for line, message in _msgfmt_errors(rendered):
+            i = bisect.bisect_right(starts, line) - 1
+            unit = by_key.get(keys[i]) if i >= 0 else None
+            if unit is None:
+                stray.append(f"msgfmt: line {line}: {message}")
+            else:
+                found.setdefault(unit, []).append(f"msgfmt: {message}")
+        after = _lint_errors(rendered)
+        if after:
+            if self._baseline_lint is None:
+                original = run_msgcat(self._original_text, self.path)
+                self._baseline_lint = Counter(_lint_errors(original))
+            before = self._baseline_lint
+            order = [(e.linenum, (e.msgctxt, e.msgid)) for e in parsed if not e.obsolete]
+            for key, message in (Counter(after) - before).elements():
+                unit = by_key.get(key) or _preceding(order, key, by_key)
+                if unit is None:
+                    stray.append(f"sphinx-lint: {message}")
+                else:
+                    found.setdefault(unit, []).append(f"sphinx-lint: {message}")
+        return found, stray
+
+    def render_checked(self, units: list[Unit], *, on_invalid: str) -> str:
+        """``render`` after making every finding of msgfmt/sphinx-lint go away: the entry
+        that causes one is kept as fuzzy with a note (``on_invalid="fuzzy"``, which both
+        tools ignore) or put back as it was (``"skip"``)."""
+        for _ in range(4):
+            text = self.render()
+            found, stray = self.problems(text, units)
+            if not found and not stray:
+                return text
+            for unit, messages in found.items():
+                note = "; ".join(dict.fromkeys(messages))
+                if on_invalid == "skip":
+                    self.revert(unit)
+                    unit.status, unit.reason = "skipped", note
+                else:
+                    self.flag(unit, note)
+                    unit.status = "flagged"
+            if stray and not found:
+                break
+        raise CatalogError(f"{self.path}: cannot write a valid catalog: {'; '.join(stray)[:500]}")
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and check one catalog; ``CatalogError`` names the file and line of a problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    check = subprocess.run(
+        ["msgfmt", "--check", "-o", "/dev/null", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    if check.returncode != 0:
+        lines = [ln for ln in check.stderr.splitlines() if "warning:" not in ln][:5]
+        detail = "\n  ".join(lines)
+        raise CatalogError(f"{path}: not a valid catalog (msgfmt --check):\n  {detail}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(
+            f"{path}: not UTF-8 (byte {exc.start}); only UTF-8 is supported"
+        ) from None
+    try:
+        po = polib.pofile(text, wrapwidth=0)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path}: {exc}") from None
+    charset = re.search(r"charset=([\w-]+)", po.metadata.get("Content-Type", ""))
+    if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise CatalogError(
+            f"{path}: header says charset {charset.group(1)}; only UTF-8 is supported"
+        )
+    return Catalog(path, po, Fingerprint.of(path, data), text)
+
+
+def clean_output(source: str, output: str) -> str:
+    """A model's output made safe to store: no control characters, and the same leading
+    and trailing newlines as the source (msgfmt insists on that)."""
+    core = _CONTROL_RE.sub("", output).strip("\n")
+    lead = source[: len(source) - len(source.lstrip("\n"))]
+    trail = source[len(source.rstrip("\n")) :] if source.strip("\n") else ""
+    return lead + core + trail if core.strip() else ""
+
+
+def run_msgcat(text: str, path: Path) -> str:
+    done = subprocess.run(["msgcat", "-", "-o", "-"], input=text, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CatalogError(f"{path}: msgcat could not format the catalog: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _save(entry: polib.POEntry) -> _Saved:
+    previous = (entry.previous_msgctxt, entry.previous_msgid, entry.previous_msgid_plural)
+    plural = dict(entry.msgstr_plural)
+    return _Saved(entry.msgstr, plural, list(entry.flags), entry.tcomment, previous)
+
+
+def _entry_starts(rendered: str, parsed: list[polib.POEntry]) -> tuple[list[int], list]:
+    """First line of each entry's block (comments included) and the entry's key."""
+    lines = rendered.splitlines()
+    starts, keys = [], []
+    for entry in parsed:
+        start = entry.linenum
+        while start > 1 and lines[start - 2].strip():
+            start -= 1
+        starts.append(start)
+        keys.append((entry.msgctxt, entry.msgid))
+    return starts, keys
+
+
+def _msgfmt_errors(rendered: str) -> list[tuple[int, str]]:
+    command = ["msgfmt", "--check", "-o", "/dev/null", "-"]
+    done = subprocess.run(command, input=rendered, capture_output=True, text=True)
+    if done.returncode == 0:
+        return []
+    errors = []
+    for line in done.stderr.splitlines():
+        match = _MSGFMT_LINE_RE.match(line)
+        if match and "warning:" not in match.group(2):
+            errors.append((int(match.group(1)), match.group(2)))
+    return errors or [(0, done.stderr.strip())]
+
+
+def _lint_errors(rendered: str) -> list[tuple[tuple[str | None, str], str]]:
+    """sphinx-lint's findings on the translated entries, as (entry key, message)."""
+    from sphinxlint import check_text
+    from sphinxlint.checkers import all_checkers
+    from sphinxlint.utils import po2rst
+
+    translated = [e for e in polib.pofile(rendered, wrapwidth=0).translated_entries()]
+    if not translated:
+        return []
+    starts = [e.linenum for e in translated]
+    enabled = {c for c in all_checkers.values() if c.enabled}
+    found = []
+    for error in check_text("catalog.po", po2rst(rendered), enabled):
+        i = max(bisect.bisect_right(starts, error.line_no) - 1, 0)
+        entry = translated[i]
+        found.append(((entry.msgctxt, entry.msgid), f"{error.msg} ({error.checker_name})"))
+    return found
+
+
+def _preceding(order: list, key: tuple, by_key: dict) -> Unit | None:
+    """The filled unit just before ``key`` in the file: a new finding in an untouched entry
+    can only come from the text that now precedes it."""
+    best = None
+    for _, k in order:
+        if k == key:
+            return best
+        if k in by_key:
+            best = by_key[k]
+    return best

@@ -1,0 +1,315 @@
+"""Filling many catalogs through one backend: batches, requests in flight, checkpoints.
+
+Files are opened one after another (lock, read, choose entries) and their entries go
+out in batches of up to ``batch_size`` texts, ``jobs`` requests at a time, so the
+service stays busy across file boundaries. A file is written once all its entries are
+answered, and every ``checkpoint_every`` answered entries before that; each write is
+atomic. A fatal backend error or an interruption stops the run: what was answered is
+written, the rest stays untranslated for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from clients.backends import (
+    Backend,
+    BackendUnavailable,
+    BackendUsageError,
+    BatchFailed,
+    BatchRejected,
+)
+from clients.catalog import Catalog, CatalogError, Unit, clean_output, load_catalog
+from clients.filesafe import (
+    CatalogLock,
+    ChangedOnDiskError,
+    LockedError,
+    atomic_replace,
+    remove_stale_temporaries,
+)
+from service.markup import check_translation
+from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translation
+
+
+@dataclass(frozen=True)
+class Options:
+    include_fuzzy: bool = False
+    fuzzy: bool = True  # mark machine translations "#, fuzzy"
+    on_invalid: str = "fuzzy"  # "fuzzy" | "skip": translations with markup warnings
+    jobs: int = 4  # requests in flight
+    batch_size: int = MAX_BATCH  # texts per request
+    checkpoint_every: int = 200  # answered entries between intermediate writes; 0: none
+    progress: bool = True
+
+
+@dataclass
+class FileResult:
+    path: Path
+    filled: int = 0  # entries written (flagged ones included)
+    from_memory: int = 0  # of those, answered by the adapter's translation memory
+    flagged: int = 0  # written as fuzzy with a note naming a problem
+    skipped: int = 0  # left untranslated on purpose (too long, --on-invalid skip)
+    failed: int = 0  # no usable answer (service error, empty output)
+    left: int = 0  # not done: the run stopped first
+    error: str | None = None  # the file as a whole could not be done
+    reasons: list[str] = field(default_factory=list)
+
+
+class _File:
+    def __init__(self, catalog: Catalog, units: list[Unit], lock: CatalogLock) -> None:
+        self.catalog = catalog
+        self.units = units
+        self.lock = lock
+        self.answered = 0
+        self.since_write = 0
+        self.all_queued = False
+        self.closed = False
+        self.error: str | None = None
+
+
+class Runner:
+    def __init__(self, backend: Backend, options: Options) -> None:
+        self.backend = backend
+        self.options = options
+        self.results: list[FileResult] = []
+        self.fatal: str | None = None
+        self._open: list[_File] = []
+        self._bar: tqdm | None = None
+
+    # ---- the run ----
+    async def run(self, paths: list[Path], total: int) -> list[FileResult]:
+        self._bar = tqdm(
+            total=total,
+            unit="entry",
+            desc="translating",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not self.options.progress,
+        )
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.options.jobs * 2)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.jobs)]
+        try:
+            await self._produce(paths, queue)
+            await asyncio.gather(*workers)
+        finally:
+            # normal end, fatal error or Ctrl-C (CancelledError): save what was answered
+            for task in workers:
+                task.cancel()
+            for job in list(self._open):
+                self._close(job)
+            self._bar.close()
+        return self.results
+
+    async def _produce(self, paths: list[Path], queue: asyncio.Queue) -> None:
+        for index, path in enumerate(paths):
+            if self.fatal:
+                for rest in paths[index:]:
+                    self.results.append(FileResult(rest, error=f"not started: {self.fatal}"))
+                break
+            job = self._open_file(path)
+            if job is None:
+                continue
+            sendable = [u for u in job.units if u.status == "pending"]
+            for batch in _batches(sendable, self.options.batch_size):
+                await queue.put((job, batch))
+            job.all_queued = True
+            self._maybe_finish(job)
+        for _ in range(self.options.jobs):
+            await queue.put(None)
+
+    def _open_file(self, path: Path) -> _File | None:
+        lock = CatalogLock(path)
+        try:
+            lock.acquire()
+        except (LockedError, OSError) as exc:
+            self.results.append(FileResult(path, error=f"skipped: {exc}"))
+            self._note(f"{path}: skipped: {exc}")
+            return None
+        try:
+            remove_stale_temporaries(path)
+            catalog = load_catalog(path)
+        except (CatalogError, OSError) as exc:
+            lock.release()
+            self.results.append(FileResult(path, error=str(exc)))
+            self._note(str(exc))
+            return None
+        units = catalog.units(include_fuzzy=self.options.include_fuzzy)
+        for unit in units:
+            longest = max(len(t) for t in unit.texts)
+            if longest > MAX_TEXT_CHARS:
+                unit.status = "skipped"
+                unit.reason = f"{longest} characters, over the service's limit of {MAX_TEXT_CHARS}"
+        job = _File(catalog, units, lock)
+        job.answered = sum(u.status != "pending" for u in units)
+        if self._bar is not None:
+            self._bar.update(job.answered)
+        self._open.append(job)
+        return job
+
+    async def _worker(self, queue: asyncio.Queue) -> None:
+        while (work := await queue.get()) is not None:
+            job, units = work
+            if self.fatal or job.closed:
+                continue
+            await self._translate(job, units)
+            if job.closed:
+                continue
+            if self.options.checkpoint_every and job.since_write >= self.options.checkpoint_every:
+                self._write(job)
+            self._maybe_finish(job)
+
+    async def _translate(self, job: _File, units: list[Unit]) -> None:
+        items = [TranslateItem(text=t, msgctxt=u.entry.msgctxt) for u in units for t in u.texts]
+        try:
+            answers = await self.backend.translate(items)
+        except BatchRejected as exc:
+            if len(units) > 1:  # find the entry at fault by halving
+                half = len(units) // 2
+                await self._translate(job, units[:half])
+                await self._translate(job, units[half:])
+                return
+            self._resolve(job, units, "failed", str(exc))
+            return
+        except BatchFailed as exc:
+            self._resolve(job, units, "failed", str(exc))
+            return
+        except (BackendUnavailable, BackendUsageError) as exc:
+            if not self.fatal:
+                self.fatal = str(exc)
+                self._note(f"stopping: {exc}")
+            return
+        if job.closed:
+            return
+        offset = 0
+        for unit in units:
+            self._apply(job.catalog, unit, answers[offset : offset + len(unit.texts)])
+            offset += len(unit.texts)
+        self._count(job, units)
+
+    def _apply(self, catalog: Catalog, unit: Unit, answers: list[Translation]) -> None:
+        outputs = [clean_output(src, a.text) for src, a in zip(unit.texts, answers, strict=True)]
+        if not all(outputs):
+            unit.status, unit.reason = "failed", "the service answered an empty translation"
+            return
+        warnings: list[str] = []
+        for src, answer, out in zip(unit.texts, answers, outputs, strict=True):
+            warnings += answer.warnings + check_translation(src, out)
+        warnings = list(dict.fromkeys(warnings))
+        unit.from_memory = all(a.from_memory for a in answers)
+        if warnings and self.options.on_invalid == "skip":
+            unit.status, unit.reason = "skipped", "; ".join(warnings)
+            return
+        # memory answers are the project's own reviewed translations of this very source
+        fuzzy = self.options.fuzzy and not unit.from_memory
+        catalog.fill(unit, outputs, fuzzy=fuzzy, notes=warnings)
+        unit.status = "flagged" if warnings else "filled"
+
+    def _resolve(self, job: _File, units: list[Unit], status: str, reason: str) -> None:
+        for unit in units:
+            unit.status, unit.reason = status, reason
+        self._count(job, units)
+
+    def _count(self, job: _File, units: list[Unit]) -> None:
+        job.answered += len(units)
+        job.since_write += len(units)
+        if self._bar is not None:
+            self._bar.update(len(units))
+
+    # ---- writing ----
+    def _maybe_finish(self, job: _File) -> None:
+        if job.all_queued and job.answered >= len(job.units) and not job.closed:
+            self._close(job)
+
+    def _write(self, job: _File) -> None:
+        job.since_write = 0
+        if job.error or not any(u.status in ("filled", "flagged") for u in job.units):
+            return
+        catalog = job.catalog
+        try:
+            text = catalog.render_checked(job.units, on_invalid=self.options.on_invalid)
+            catalog.fingerprint = atomic_replace(catalog.path, text.encode(), catalog.fingerprint)
+        except (ChangedOnDiskError, CatalogError, OSError) as exc:
+            job.error = str(exc)
+            job.closed = True  # ignore its later answers; run() releases it at the end
+            self._note(str(exc))
+
+    def _note(self, message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+    def _close(self, job: _File) -> None:
+        job.closed = True
+        try:
+            self._write(job)
+        finally:
+            job.lock.release()
+            self._open.remove(job)
+        self.results.append(_summary(job))
+
+
+def _summary(job: _File) -> FileResult:
+    result = FileResult(job.catalog.path, error=job.error)
+    if job.error:  # nothing of this run reached the file (or only a checkpoint did)
+        result.left = sum(u.status != "skipped" for u in job.units)
+        return result
+    for unit in job.units:
+        if unit.status in ("filled", "flagged"):
+            result.filled += 1
+            result.from_memory += unit.from_memory
+            result.flagged += unit.status == "flagged"
+        elif unit.status == "skipped":
+            result.skipped += 1
+        elif unit.status == "failed":
+            result.failed += 1
+        else:
+            result.left += 1
+        if unit.status in ("skipped", "failed") and unit.reason:
+            result.reasons.append(f"{job.catalog.path}:{unit.line}: {unit.status}: {unit.reason}")
+    return result
+
+
+def _batches(units: list[Unit], size: int) -> list[list[Unit]]:
+    """Consecutive units whose texts add up to at most ``size`` (a unit is never split)."""
+    batches: list[list[Unit]] = []
+    current: list[Unit] = []
+    count = 0
+    for unit in units:
+        if current and count + len(unit.texts) > size:
+            batches.append(current)
+            current, count = [], 0
+        current.append(unit)
+        count += len(unit.texts)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def survey(
+    paths: list[Path],
+    *,
+    include_fuzzy: bool,
+    show: Callable[[Catalog, list[Unit]], None] | None = None,
+) -> tuple[dict[Path, int], list[str]]:
+    """Read every catalog once before any request: (entries to fill per file, errors)."""
+    counts: dict[Path, int] = {}
+    errors: list[str] = []
+    for path in paths:
+        try:
+            catalog = load_catalog(path)
+        except CatalogError as exc:
+            errors.append(str(exc))
+            continue
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            errors.append(f"{path}: cannot write in {path.parent}")
+            continue
+        units = catalog.units(include_fuzzy=include_fuzzy)
+        counts[path] = len(units)
+        if show is not None:
+            show(catalog, units)
+    return counts, errors

@@ -1,0 +1,456 @@
+"""translate-po against real catalogs, real msgcat/msgfmt/powrap/sphinx-lint, and a real
+HTTP server on loopback that answers the service's schema with a FAKE, deterministic
+translator: "譯：" + source (with "[msgctxt]" when there is a context), so every test can
+tell which source went into which msgstr and markup always survives.
+
+The real service (tiny model) is exercised in test_translate_po_service.py.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import polib
+import pytest
+
+from clients.translate_po import main
+from service.markup import check_translation, markup_items
+from service.schemas import MAX_BATCH, TranslateRequest
+
+DATA = Path("/work/shared/data/python-docs-zh-tw/2024-10-19")
+if not DATA.is_dir():  # CI clones elsewhere: the data sits next to the repository
+    DATA = Path(__file__).resolve().parents[2] / "shared/data/python-docs-zh-tw/2024-10-19"
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="python-docs-zh-tw snapshot not found")
+
+PREFIX = "譯："
+
+
+def fake_translate(text: str, msgctxt: str | None) -> str:
+    if "EMPTYME" in text:
+        return ""
+    if "BREAKME" in text:  # drop the markup, like a bad model
+        for item in markup_items(text):
+            text = text.replace(item, "")
+    ctx = f"[{msgctxt}]" if msgctxt else ""
+    return f"{PREFIX}{ctx}{text}"
+
+
+def expected(text: str, msgctxt: str | None = None) -> str:
+    return fake_translate(text, msgctxt)
+
+
+class FakeTranslationService:
+    """POST /translate and GET /health on 127.0.0.1 with the real request/response
+    schema and error envelope; can answer 503 + Retry-After, or answer slowly."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[TranslateRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.overload_next = 0  # answer this many requests 503
+        self.delay_s = 0.0
+        service = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(
+                    200, {"status": "ok", "engine": "fake", "base_model": "fake", "adapters": []}
+                )
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    request = msgspec.json.decode(body, type=TranslateRequest)
+                except msgspec.ValidationError as exc:
+                    error = {
+                        "message": str(exc),
+                        "type": "invalid_request",
+                        "param": None,
+                        "code": 422,
+                    }
+                    self._send(422, {"error": error})
+                    return
+                with service.lock:
+                    if service.overload_next > 0:
+                        service.overload_next -= 1
+                        overloaded = True
+                    else:
+                        overloaded = False
+                        service.requests.append(request)
+                        service.in_flight += 1
+                        service.max_in_flight = max(service.max_in_flight, service.in_flight)
+                if overloaded:
+                    error = {
+                        "message": "queue full",
+                        "type": "overloaded",
+                        "param": None,
+                        "code": 503,
+                    }
+                    self._send(503, {"error": error}, {"Retry-After": "0"})
+                    return
+                try:
+                    time.sleep(service.delay_s)
+                    answers = []
+                    for item in request.items:
+                        out = fake_translate(item.text, item.msgctxt)
+                        answers.append(
+                            {
+                                "text": out,
+                                "adapter": "fake@v1",
+                                "from_memory": False,
+                                "warnings": check_translation(item.text, out),
+                            }
+                        )
+                    self._send(200, {"translations": answers})
+                finally:
+                    with service.lock:
+                        service.in_flight -= 1
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeTranslationService:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def fake() -> FakeTranslationService:
+    with FakeTranslationService() as service:
+        yield service
+
+
+def copy_catalog(tmp_path: Path, relative: str) -> Path:
+    target = tmp_path / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DATA / relative, target)
+    target.chmod(0o644)
+    return target
+
+
+def needs(entry: polib.POEntry, include_fuzzy: bool = False) -> bool:
+    if entry.obsolete or not entry.msgid:
+        return False
+    if entry.fuzzy:
+        return include_fuzzy
+    return not entry.translated()
+
+
+def check_tools(path: Path, original: Path | None = None) -> None:
+    """powrap --check, msgfmt --check, and no sphinx-lint error the original lacks."""
+    assert subprocess.run(["powrap", "--check", "--quiet", str(path)]).returncode == 0
+    done = subprocess.run(
+        ["msgfmt", "--check", "-o", os.devnull, str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    after = lint(path)
+    before = lint(original) if original else []
+    assert sorted(set(after) - set(before)) == []
+
+
+def lint(path: Path) -> list[str]:
+    done = subprocess.run(["sphinx-lint", str(path)], capture_output=True, text=True)
+    # "file:line: message (checker)" -> message (checker): line numbers move with wrapping
+    return [ln.split(":", 2)[-1] for ln in done.stderr.splitlines() if ln.strip()]
+
+
+def run_cli(*args: str) -> int:
+    return main([*args, "--no-progress"])
+
+
+PLURAL_PO = """\
+# A small catalog made for the plural tests.
+msgid ""
+msgstr ""
+"Project-Id-Version: test\\n"
+"Language: fr\\n"
+"MIME-Version: 1.0\\n"
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Content-Transfer-Encoding: 8bit\\n"
+"Plural-Forms: nplurals=2; plural=(n > 1);\\n"
+
+#: a.py:1
+#, python-format
+msgid "%d file was copied"
+msgid_plural "%d files were copied"
+msgstr[0] ""
+msgstr[1] ""
+
+#: a.py:2
+msgid "one item"
+msgid_plural "many items"
+msgstr[0] "un élément"
+msgstr[1] ""
+
+msgctxt "menu"
+msgid "Open"
+msgstr ""
+
+msgid "Open"
+msgstr "Ouvrir"
+
+#, fuzzy
+#| msgid "Old text"
+msgid "New text"
+msgstr "Vieux texte"
+
+msgid "Ends with a newline\\n"
+msgstr ""
+
+#~ msgid "Gone"
+#~ msgstr "Parti"
+"""
+
+
+def entry_state(entry: polib.POEntry) -> tuple:
+    return (
+        entry.msgctxt,
+        entry.msgid,
+        entry.msgid_plural,
+        entry.msgstr,
+        dict(entry.msgstr_plural),
+        entry.occurrences,
+        entry.comment,
+        entry.tcomment,
+        entry.flags,
+        entry.previous_msgid,
+        entry.obsolete,
+    )
+
+
+def test_real_catalogs_filled_batched_and_valid(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    names = ["library/functions.po", "library/copy.po", "library/asyncio-runner.po"]
+    paths = [copy_catalog(tmp_path / "po", name) for name in names]
+    paths[1].chmod(0o640)
+    before = {p: polib.pofile(str(p)) for p in paths}
+    assert run_cli(str(tmp_path / "po"), "--server", fake.url) == 0
+    filled = 0
+    for path in paths:
+        old, new = before[path], polib.pofile(str(path))
+        assert new.header == old.header and new.metadata == old.metadata
+        assert [(e.msgctxt, e.msgid, e.obsolete) for e in new] == [
+            (e.msgctxt, e.msgid, e.obsolete) for e in old
+        ]
+        for a, b in zip(old, new, strict=True):
+            if needs(a):
+                filled += 1
+                assert b.msgstr == expected(a.msgid, a.msgctxt)
+                assert b.flags[0] == "fuzzy" and b.flags[1:] == a.flags
+                assert (b.occurrences, b.comment, b.tcomment) == (
+                    a.occurrences,
+                    a.comment,
+                    a.tcomment,
+                )
+            else:
+                assert entry_state(b) == entry_state(a)
+        check_tools(path, DATA / names[paths.index(path)])
+    assert not list((tmp_path / "po").rglob("*.lock")) and not list(
+        (tmp_path / "po").rglob(".*tmp")
+    )
+    assert stat_mode(paths[1]) == 0o640 and stat_mode(paths[0]) == 0o644
+    # batches, not one entry a request: at most ceil(n / MAX_BATCH) requests per file
+    sent = sum(len(r.items) for r in fake.requests)
+    assert sent == filled
+    assert max(len(r.items) for r in fake.requests) <= MAX_BATCH
+    assert len(fake.requests) <= sum(-(-sum(map(needs, before[p])) // MAX_BATCH) for p in paths)
+    # a rerun finds nothing left to do and leaves the files as they are
+    snapshot = {p: p.read_bytes() for p in paths}
+    assert run_cli(*map(str, paths), "--server", fake.url) == 0
+    assert {p: p.read_bytes() for p in paths} == snapshot
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_include_fuzzy_no_fuzzy_keeps_tools_clean(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    old = polib.pofile(str(path))
+    redo = [e for e in old if e.fuzzy and not e.obsolete]
+    assert redo, "the sample needs fuzzy entries"
+    assert run_cli(str(path), "--server", fake.url, "--include-fuzzy", "--no-fuzzy") == 0
+    new = {(e.msgctxt, e.msgid): e for e in polib.pofile(str(path))}
+    for entry in old:
+        after = new[(entry.msgctxt, entry.msgid)]
+        if needs(entry, include_fuzzy=True):
+            assert after.msgstr == expected(entry.msgid, entry.msgctxt)
+            assert "fuzzy" not in after.flags and after.previous_msgid is None
+    check_tools(path, DATA / "library/copy.po")  # sphinx-lint now reads the new entries
+
+
+def test_plural_context_newlines_and_obsolete(tmp_path: Path, fake: FakeTranslationService) -> None:
+    path = tmp_path / "plural.po"
+    path.write_text(PLURAL_PO, encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy") == 0
+    po = polib.pofile(str(path))
+    copied, named, menu_open, plain_open, fuzzy, newline = po[:6]
+    assert copied.msgstr_plural == {
+        0: expected("%d file was copied"),
+        1: expected("%d files were copied"),
+    }
+    assert named.msgstr_plural == {0: "un élément", 1: expected("many items")}  # kept form 0
+    assert menu_open.msgstr == expected("Open", "menu")  # the context travelled
+    assert plain_open.msgstr == "Ouvrir"
+    assert fuzzy.msgstr == "Vieux texte" and fuzzy.fuzzy and fuzzy.previous_msgid == "Old text"
+    assert newline.msgstr.endswith("\n")
+    assert [e.msgid for e in po.obsolete_entries()] == ["Gone"]
+    assert po.header == "A small catalog made for the plural tests."
+    check_tools(path)
+    # one plural form (zh_TW): msgstr[0] translates msgid_plural
+    head = PLURAL_PO[: PLURAL_PO.index("#: a.py:2")].replace(
+        "nplurals=2; plural=(n > 1)", "nplurals=1; plural=0"
+    )
+    path.write_text(head.replace('msgstr[1] ""\n', ""), encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url) == 0
+    entry = polib.pofile(str(path))[0]
+    assert entry.msgstr_plural == {0: expected("%d files were copied")} and entry.fuzzy
+    check_tools(path)
+
+
+SMALL_PO = """\
+msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Language: zh_TW\\n"
+"Plural-Forms: nplurals=1; plural=0;\\n"
+
+msgid "Call :func:`len` BREAKME on ``x``."
+msgstr ""
+
+msgid "Plain sentence."
+msgstr ""
+
+msgid "EMPTYME please"
+msgstr ""
+"""
+
+
+def test_on_invalid_fuzzy_and_skip_and_failures(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    path = tmp_path / "small.po"
+    path.write_text(SMALL_PO, encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy") == 1  # EMPTYME failed
+    broken, plain, empty = polib.pofile(str(path))
+    assert (
+        broken.fuzzy
+        and "polingo: markup lost:" in broken.tcomment
+        and ":func:`len`" in broken.tcomment
+    )
+    assert plain.msgstr == expected("Plain sentence.") and not plain.fuzzy
+    assert empty.msgstr == ""
+    out = capsys.readouterr()
+    assert "flagged 1" in out.out and "failed 1" in out.out and "empty translation" in out.err
+    path.write_text(SMALL_PO, encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url, "--on-invalid", "skip") == 1
+    broken, plain, _ = polib.pofile(str(path))
+    assert broken.msgstr == "" and not broken.fuzzy and not broken.tcomment
+    assert plain.msgstr == expected("Plain sentence.") and plain.fuzzy
+    assert "skipped 1" in capsys.readouterr().out
+    check_tools(path)
+
+
+def test_dry_run_lists_and_touches_nothing(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    data = path.read_bytes()
+    assert run_cli(str(path), "--dry-run", "--include-fuzzy", "--server", "http://127.0.0.1:9") == 0
+    out = capsys.readouterr().out
+    todo = [e for e in polib.pofile(str(path)) if needs(e, include_fuzzy=True)]
+    assert f"would fill {len(todo)} entries in 1 of 1 files" in out
+    assert f"{path}:{todo[0].linenum}:" in out and "(fuzzy, redo)" in out
+    assert path.read_bytes() == data and fake.requests == []
+
+
+def test_malformed_catalog_names_file_and_line(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    good = copy_catalog(tmp_path, "library/copy.po")
+    bad = tmp_path / "bad.po"
+    bad.write_text(PLURAL_PO.replace('msgctxt "menu"', "msgctxt menu"), encoding="utf-8")
+    data = good.read_bytes()
+    assert run_cli(str(tmp_path), "--server", fake.url) == 2
+    err = capsys.readouterr().err
+    line = PLURAL_PO.splitlines().index('msgctxt "menu"') + 1
+    assert f"bad.po:{line}:" in err and "nothing was written" in err
+    assert good.read_bytes() == data and fake.requests == []
+    assert run_cli(str(tmp_path / "missing.po"), "--server", fake.url) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_unreachable_server_writes_nothing(tmp_path: Path, capsys) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    data = path.read_bytes()
+    assert run_cli(str(path), "--server", "http://127.0.0.1:9", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the translation service at http://127.0.0.1:9" in err
+    assert "nothing was written" in err
+    assert path.read_bytes() == data and sorted(p.name for p in tmp_path.rglob("*")) == [
+        "copy.po",
+        "library",
+    ]
+
+
+def test_overloaded_service_is_retried_then_given_up(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    fake.overload_next = 3
+    assert run_cli(str(path), "--server", fake.url, "--retries", "3") == 0
+    assert fake.overload_next == 0 and all(
+        e.translated() or e.fuzzy for e in polib.pofile(str(path))
+    )
+    path = copy_catalog(tmp_path / "again", "library/copy.po")
+    data = path.read_bytes()
+    fake.overload_next = 100
+    assert run_cli(str(path), "--server", fake.url, "--retries", "2") == 1
+    assert "gave up after 3 attempts" in capsys.readouterr().err
+    assert fake.overload_next == 97 and path.read_bytes() == data
+
+
+def test_requests_in_flight_at_once(tmp_path: Path, fake: FakeTranslationService) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    fake.delay_s = 0.3
+    assert run_cli(str(path), "--server", fake.url, "--batch-size", "8", "--jobs", "4") == 0
+    assert fake.max_in_flight > 1 and max(len(r.items) for r in fake.requests) == 8
