@@ -8,6 +8,7 @@ The real service (tiny model) is exercised in test_translate_po_service.py.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -131,10 +132,8 @@ class FakeTranslationService:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -454,3 +453,147 @@ def test_requests_in_flight_at_once(tmp_path: Path, fake: FakeTranslationService
     fake.delay_s = 0.3
     assert run_cli(str(path), "--server", fake.url, "--batch-size", "8", "--jobs", "4") == 0
     assert fake.max_in_flight > 1 and max(len(r.items) for r in fake.requests) == 8
+
+
+# ---- several processes: interruption, kills, concurrent runs, edits meanwhile ----
+
+
+def start(path: Path, fake: FakeTranslationService, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "clients.translate_po",
+        str(path),
+        "--server",
+        fake.url,
+        "--no-progress",
+    ]
+    return subprocess.Popen(
+        [*command, *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_until(condition, what: str, limit_s: float = 120.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def filled_entries(path: Path, original: list[polib.POEntry]) -> int:
+    """Check that each entry is either as it was or filled with its own translation."""
+    new = polib.pofile(str(path))
+    count = 0
+    for old, entry in zip(original, new, strict=True):
+        if needs(old) and entry.msgstr:
+            assert entry.msgstr == expected(old.msgid, old.msgctxt) and entry.fuzzy
+            count += 1
+        else:
+            assert entry_state(entry) == entry_state(old)
+    return count
+
+
+def no_leftovers(folder: Path) -> None:
+    assert not list(folder.glob("*.lock")) and not list(folder.glob(".*polingo-tmp"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_writes_answered_entries_and_rerun_finishes(
+    tmp_path: Path, fake: FakeTranslationService, signum: int
+) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    original = list(polib.pofile(str(path)))
+    todo = sum(map(needs, original))
+    fake.delay_s = 0.2
+    proc = start(path, fake, "--batch-size", "4", "--jobs", "2", "--checkpoint-every", "1000")
+    wait_until(lambda: len(fake.requests) >= 6, "some answered requests")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    done = filled_entries(path.parent / "functions.po", original)
+    assert 8 <= done < todo  # the answers got written although no checkpoint was due
+    check_tools(path, DATA / "library/functions.po")
+    no_leftovers(path.parent)
+    fake.delay_s = 0.0
+    assert run_cli(str(path), "--server", fake.url) == 0
+    assert filled_entries(path, original) == todo
+
+
+def test_sigkill_leaves_old_or_complete_file_and_rerun_finishes(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    original = list(polib.pofile(str(path)))
+    todo = sum(map(needs, original))
+    fake.delay_s = 0.05
+    done = 0
+    for after in (3, 6, 10):  # kill at different points of the run, checkpoints every 4 entries
+        seen = len(fake.requests)
+        proc = start(path, fake, "--batch-size", "2", "--jobs", "2", "--checkpoint-every", "4")
+        wait_until(lambda a=after, s=seen: len(fake.requests) >= s + a, "requests")
+        proc.kill()
+        proc.wait(timeout=60)
+        check_tools(path, DATA / "library/functions.po")  # readable and valid after each kill
+        now = filled_entries(path, original)
+        assert now >= done  # a rerun keeps what the run before saved
+        done = now
+    assert 0 < done < todo
+    (path.parent / f".{path.name}.stale{'.polingo-tmp'}").write_text("half-written")
+    assert run_cli(str(path), "--server", fake.url) == 0
+    assert filled_entries(path, original) == todo
+    no_leftovers(path.parent)
+
+
+def test_second_run_on_a_locked_file_fails_clearly(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    original = list(polib.pofile(str(path)))
+    fake.delay_s = 0.2
+    first = start(path, fake, "--batch-size", "8")
+    wait_until(
+        lambda: (path.parent / "functions.po.lock").exists() and fake.requests, "the first run"
+    )
+    assert run_cli(str(path), "--server", fake.url) == 1
+    captured = capsys.readouterr()
+    assert "another translate-po run (pid" in captured.err and "NOT DONE" in captured.out
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert filled_entries(path, original) == sum(map(needs, original))
+    check_tools(path, DATA / "library/functions.po")
+    no_leftovers(path.parent)
+
+
+def test_file_changed_meanwhile_is_not_overwritten(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    fake.delay_s = 1.0
+    proc = start(path, fake, "--batch-size", "2", "--checkpoint-every", "0")
+    wait_until(lambda: fake.requests, "the first request")
+    edited = path.read_text(encoding="utf-8").replace('msgstr ""\n\n', 'msgstr "人工翻譯"\n\n', 1)
+    path.write_text(edited, encoding="utf-8")  # a person saves the file meanwhile
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "changed on disk" in err and "NOT DONE" in out
+    assert path.read_text(encoding="utf-8") == edited
+    no_leftovers(path.parent)
+
+
+def test_failed_rename_leaves_file_untouched(tmp_path: Path, monkeypatch) -> None:
+    from clients import filesafe
+
+    path = copy_catalog(tmp_path, "library/copy.po")
+    data = path.read_bytes()
+    fingerprint = filesafe.Fingerprint.of(path)
+
+    def crash(*args: object) -> None:
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(filesafe.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        filesafe.atomic_replace(path, b"new", fingerprint)
+    assert path.read_bytes() == data
+    no_leftovers(path.parent)
