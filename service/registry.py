@@ -158,6 +158,7 @@ class Registry:
             yield version, staging
             if not (staging / MANIFEST).is_file():
                 raise RegistryError(f"version {version} of {name!r} has no manifest")
+            _make_readable(staging)  # mkdtemp makes 0700; replicas may run as other users
             os.rename(staging, folder / version)
         finally:
             if staging.exists():
@@ -211,6 +212,12 @@ class Registry:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _make_readable(folder: Path) -> None:
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

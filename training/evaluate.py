@@ -4,6 +4,7 @@ references' own markup score."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ def heldout_pairs(data: Path, heldout_percent: float, limit: int | None) -> list
     corpus = load_corpus(data)
     _, heldout = corpus.split(heldout_percent)
     if limit:
-        heldout = heldout[:limit]  # the split is sorted by key: the same subset every time
+        # a hash order, not the alphabetical one: a representative subset, the same every time
+        heldout = sorted(heldout, key=lambda p: hashlib.sha256(p.key.encode()).hexdigest())[:limit]
     return heldout
 
 

