@@ -40,7 +40,12 @@ class BatchFailed(Exception):
 
 
 class BatchRejected(BatchFailed):
-    """The service rejected the batch as invalid (4xx): some item in it is at fault."""
+    """The service rejected the batch as invalid (4xx): some item in it is at fault, or,
+    with ``param == "items"``, its size."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class Backend(Protocol):
@@ -63,13 +68,14 @@ def _retry_after(value: str | None) -> float:
     return min(max(when - time.time(), 0.0), MAX_RETRY_WAIT_S)
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """(message, the request field at fault) from the service's error envelope."""
     try:
         body = msgspec.json.decode(response.content, type=ErrorResponse).error
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        return f"HTTP {response.status_code}: {response.text[:200]}", None
     param = f" ({body.param})" if body.param else ""
-    return f"HTTP {response.status_code} {body.type}{param}: {body.message}"
+    return f"HTTP {response.status_code} {body.type}{param}: {body.message}", body.param
 
 
 def _checked(items: list[TranslateItem], answer: TranslateResponse) -> list[Translation]:
@@ -133,7 +139,7 @@ class HttpBackend:
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise BatchFailed(f"unreadable answer from the service: {exc}") from None
                 return _checked(items, answer)
-            last = _error_message(response)
+            last, param = _error_message(response)
             if response.status_code in (502, 503, 504):
                 if attempt == self.retries:
                     break
@@ -142,7 +148,7 @@ class HttpBackend:
             if response.status_code in (401, 403, 404):
                 raise BackendUsageError(last)
             if 400 <= response.status_code < 500:
-                raise BatchRejected(last)
+                raise BatchRejected(last, param)
             raise BatchFailed(last)
         raise BatchFailed(f"gave up after {self.retries + 1} attempts: {last}")
 
@@ -175,7 +181,7 @@ class InProcessBackend:
             except UnknownAdapter as exc:
                 raise BackendUsageError(exc.message) from None
             except ServiceError as exc:
-                raise BatchRejected(f"{exc.type}: {exc.message}") from None
+                raise BatchRejected(f"{exc.type}: {exc.message}", exc.param) from None
             return _checked(items, answer)
         raise BatchFailed("gave up")  # unreachable: the loop returns or raises
 
@@ -220,7 +226,6 @@ async def in_process_backend(
     the packaged registry's ``zh-tw`` adapter on service.base_models.DEFAULT_OFFLINE_MODEL;
     where this installation ships no adapter, the base model alone (with a warning)."""
     from service.base_models import DEFAULT_OFFLINE_MODEL
-
     from service.settings import Settings
     from service.translator import open_translator
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Runner:
         self.fatal: str | None = None
         self._open: list[_File] = []
         self._bar: tqdm | None = None
+        self.max_items = options.batch_size  # lowered when the service says batches are too big
 
     # ---- the run ----
     async def run(self, paths: list[Path], total: int) -> list[FileResult]:
@@ -158,7 +160,8 @@ class Runner:
             job, units = work
             if self.fatal or job.closed:
                 continue
-            await self._translate(job, units)
+            for part in _batches(units, self.max_items):
+                await self._translate(job, part)
             if job.closed:
                 continue
             if self.options.checkpoint_every and job.since_write >= self.options.checkpoint_every:
@@ -170,10 +173,16 @@ class Runner:
         try:
             answers = await self.backend.translate(items)
         except BatchRejected as exc:
-            if len(units) > 1:  # find the entry at fault by halving
-                half = len(units) // 2
-                await self._translate(job, units[:half])
-                await self._translate(job, units[half:])
+            if len(units) > 1:
+                if exc.param == "items":  # the batch is too big for this service
+                    limit = re.search(r"limit of (\d+)", str(exc))
+                    cap = int(limit.group(1)) if limit else len(items) // 2
+                    self.max_items = max(1, min(self.max_items, cap, len(items) - 1))
+                    parts = _batches(units, self.max_items)
+                else:  # find the entry at fault by halving
+                    parts = [units[: len(units) // 2], units[len(units) // 2 :]]
+                for part in parts:
+                    await self._translate(job, part)
                 return
             self._resolve(job, units, "failed", str(exc))
             return

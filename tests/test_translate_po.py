@@ -62,6 +62,8 @@ class FakeTranslationService:
         self.max_in_flight = 0
         self.overload_next = 0  # answer this many requests 503
         self.delay_s = 0.0
+        self.max_batch = MAX_BATCH  # a service configured with smaller batches answers 422
+        self.rejected = 0
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,6 +86,18 @@ class FakeTranslationService:
                         "message": str(exc),
                         "type": "invalid_request",
                         "param": None,
+                        "code": 422,
+                    }
+                    self._send(422, {"error": error})
+                    return
+                if len(request.items) > service.max_batch:
+                    service.rejected += 1
+                    size, limit = len(request.items), service.max_batch
+                    message = f"batch of {size} items exceeds the limit of {limit}"
+                    error = {
+                        "message": message,
+                        "type": "invalid_request",
+                        "param": "items",
                         "code": 422,
                     }
                     self._send(422, {"error": error})
@@ -446,6 +460,16 @@ def test_overloaded_service_is_retried_then_given_up(
     assert run_cli(str(path), "--server", fake.url, "--retries", "2") == 1
     assert "gave up after 3 attempts" in capsys.readouterr().err
     assert fake.overload_next == 97 and path.read_bytes() == data
+
+
+def test_smaller_service_batch_limit_is_learned(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    fake.max_batch = 10
+    assert run_cli(str(path), "--server", fake.url, "--jobs", "1") == 0
+    assert fake.rejected == 1 and max(len(r.items) for r in fake.requests) == 10
+    assert all(e.translated() or e.fuzzy for e in polib.pofile(str(path)) if not e.obsolete)
 
 
 def test_requests_in_flight_at_once(tmp_path: Path, fake: FakeTranslationService) -> None:
