@@ -371,7 +371,7 @@ def test_replicas_share_the_registry_and_all_get_reloaded() -> None:
         m["mountPath"]
         for m in deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     }
-    assert {image_env["POLINGO_REGISTRY"], image_env["POLINGO_MODEL_CACHE"]} <= mounts
+    assert {image_env["POLINGO_REGISTRY"], image_env["POLINGO_CACHE"]} <= mounts
     assert str(args.registry) == image_env["POLINGO_REGISTRY"]
 
 
