@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 SOURCE = "Use :func:`len` to count the %s items."
 
 
-def _request(*texts: str, adapter: str | None = None, msgctxt: str | None = None) -> TranslateRequest:
+def _request(
+    *texts: str, adapter: str | None = None, msgctxt: str | None = None
+) -> TranslateRequest:
     return TranslateRequest([TranslateItem(t, msgctxt) for t in texts], adapter=adapter)
 
 
@@ -48,7 +50,10 @@ def test_fallback_translator(tmp_path: Path, tiny_model_dir: Path, tiny_adapter:
             first = (await translator.translate(_request(SOURCE))).translations[0]
             assert not first.from_memory and first.adapter == "zh@v1"
             assert first.text
-            assert any(w.startswith("markup lost") for w in first.warnings) or ":func:`len`" in first.text
+            assert (
+                any(w.startswith("markup lost") for w in first.warnings)
+                or ":func:`len`" in first.text
+            )
             again = (await translator.translate(_request(SOURCE, "Open"))).translations
             assert again[0].text == first.text  # greedy: the same answer, batched or not
             assert again[1].from_memory
@@ -96,7 +101,9 @@ def test_fallback_translator(tmp_path: Path, tiny_model_dir: Path, tiny_adapter:
             with pytest.raises(asyncio.CancelledError):
                 await job
             assert translator.in_flight == 0
-            after_cancel = (await translator.translate(_request(SOURCE, adapter="zh@v2"))).translations
+            after_cancel = (
+                await translator.translate(_request(SOURCE, adapter="zh@v2"))
+            ).translations
             assert after_cancel[0].text == first.text  # v2 has v1's weights
 
             listed = {(a.name, a.version): a for a in translator.adapters().adapters}

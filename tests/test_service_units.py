@@ -10,7 +10,13 @@ import msgspec
 import pytest
 
 from service.adapters import check_adapter_files
-from service.errors import AdapterLoadError, Overloaded, UnknownAdapter, error_body, validation_param
+from service.errors import (
+    AdapterLoadError,
+    Overloaded,
+    UnknownAdapter,
+    error_body,
+    validation_param,
+)
 from service.memory import TranslationMemory
 from service.schemas import TranslateRequest
 from service.settings import Settings
@@ -92,7 +98,9 @@ def test_one_error_mapping() -> None:
 
 def _adapter(folder: Path, **config: object) -> Path:
     folder.mkdir()
-    (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": ["q_proj"], **config}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"r": 8, "target_modules": ["q_proj"], **config})
+    )
     return folder
 
 
