@@ -37,7 +37,7 @@ DEFAULT_OFFLINE_MODEL = "gemma3-270m"
 PRODUCTION_MODEL = "unsloth/Llama-3.2-3B-Instruct"
 
 # Bump when the conversion changes: folders converted by older code are rebuilt.
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
 MARKER_FILE = "polingo-base-model.json"
 
 _HUB_PROBE_TIMEOUT_S = 3.0
@@ -77,6 +77,7 @@ ALIASES: dict[str, Alias] = {
                 stop_tokens=("<eos>", "<end_of_turn>"),
                 pad_token="<pad>",
                 model_max_length=32768,
+                extra_special_tokens=("<start_of_turn>", "<end_of_turn>"),
             ),
         ),
         Alias(

@@ -55,6 +55,7 @@ class TokenizerRecipe:
     stop_tokens: tuple[str, ...]  # generation ends on any of these
     pad_token: str
     model_max_length: int
+    extra_special_tokens: tuple[str, ...] = ()  # listed in all_special_tokens (turn markers)
 
 
 def load_gguf_model(gguf_path: Path, dtype: str = "bfloat16") -> Any:
@@ -86,6 +87,8 @@ def build_tokenizer(gguf_path: Path, recipe: TokenizerRecipe) -> Any:
         raise ValueError(f"unknown tokenizer recipe {recipe.kind!r}")
     tokenizer.eos_token = recipe.eos_token
     tokenizer.pad_token = recipe.pad_token
+    if recipe.extra_special_tokens:
+        tokenizer.add_special_tokens({"extra_special_tokens": list(recipe.extra_special_tokens)})
     tokenizer.chat_template = recipe.chat_template
     tokenizer.model_max_length = recipe.model_max_length
     tokenizer.name_or_path = ""

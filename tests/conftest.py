@@ -17,11 +17,12 @@ SAMPLE_CATALOGS = ("tutorial/appetite.po", "tutorial/interactive.po", "library/f
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Where packaged aliases are converted: an existing ``$POLINGO_CACHE`` (reused
-    across runs, so CI or a developer converts once), else a folder under pytest's
-    basetemp, which POLINGO_CACHE then names for the session."""
+    across runs, so a developer converts once), else a folder under pytest's
+    basetemp, which POLINGO_CACHE then names for the session (autouse: every test and
+    the commands it starts share one conversion, and none writes to ~/.cache)."""
     previous = os.environ.get("POLINGO_CACHE")
     root = Path(previous) if previous else tmp_path_factory.mktemp("polingo-cache")
     os.environ["POLINGO_CACHE"] = str(root)
