@@ -123,7 +123,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint of this run"
     )
-    p.add_argument("--save-steps", type=int, default=d.save_steps)
+    p.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps")
+    p.add_argument("--logging-steps", type=int, default=d.logging_steps)
     p.add_argument(
         "--eval",
         dest="eval_limit",
@@ -164,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         load_in_4bit=args.load_in_4bit,
         resume=args.resume,
         save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
         contract=PromptContract(protect_markup=not args.no_protect_markup),
         command="polingo " + shlex.join(sys.argv[1:]),
     )

@@ -135,7 +135,14 @@ def train(config: TrainConfig) -> TrainResult:
             heldout_pairs=len(heldout),
             dropped_too_long=corpus.dropped_too_long + too_long,
         ),
-        training={**_settings(config), "device": _device_name(), **progress.summary()},
+        training={
+            **_settings(config),
+            "device": _device_name(),
+            "epoch_tokens": sum(len(e["input_ids"]) for e in examples),
+            "batches_per_epoch": progress.batches_per_epoch,
+            "padding_efficiency": round(progress.padding_efficiency, 4),
+            **progress.summary(),
+        },
         parent=config.parent,
         created_at=now(),
         command=config.command,
@@ -307,7 +314,9 @@ def build_trainer(
         remove_unused_columns=False,
         disable_tqdm=True,
     )
-    progress = Progress()
+    progress = Progress(
+        batches_per_epoch=len(sampler), padding_efficiency=sampler.padding_efficiency()
+    )
 
     def collator(batch: list[dict[str, list[int]]]) -> Any:
         progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)  # real tokens, no padding
@@ -338,6 +347,8 @@ class Progress:
     tokens/s counts real (non-padding) tokens and leaves out the time up to the
     first log, where kernels compile and caches warm up."""
 
+    batches_per_epoch: int = 0
+    padding_efficiency: float = 1.0
     losses: list[tuple[int, float]] = field(default_factory=list)
     started: float = 0.0
     tokens_seen: int = 0

@@ -1,0 +1,77 @@
+"""Training speed and memory: polingo's own training path (Unsloth, QLoRA nf4) against
+plain transformers + PEFT + bitsandbytes with gradient checkpointing, on the same
+token-budget batches of the real corpus, on a randomly initialised model of
+Llama-3.2-3B's exact shape. Needs a CUDA GPU.
+
+    python bench/bench_train.py --data DOCS --tokenizer-dir TOK --out results.json
+
+Each backend runs `polingo train` in its own process (Unsloth patches transformers
+at import, so the baseline must not share a process with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.base_models import build_random_model
+from service.registry import Registry
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--tokenizer-dir", type=Path, required=True, help="a folder with tokenizer files")
+    parser.add_argument("--model-dir", type=Path, default=Path("/tmp/llama-3.2-3b-random"))
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--backends", default="unsloth,peft")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    if not (args.model_dir / "config.json").is_file():
+        started = time.time()
+        build_random_model(args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda")
+        print(f"built {args.model_dir} in {time.time() - started:.0f} s", flush=True)
+    registry = Path("/tmp/bench-registry")
+    results = {}
+    for backend in args.backends.split(","):
+        command = [
+            sys.executable, "-m", "training.cli", "train", "--data", str(args.data),
+            "--base-model", str(args.model_dir), "--adapter", f"bench-{backend}",
+            "--registry", str(registry), "--backend", backend, "--4bit", "--rank", "16",
+            "--alpha", "16", "--max-steps", str(args.steps), "--batch-tokens", str(args.batch_tokens),
+            "--logging-steps", "5", "--save-steps", "100000",
+        ]
+        print("$ " + " ".join(command), flush=True)
+        started = time.time()
+        done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if done.returncode != 0:
+            results[backend] = {"error": f"exit {done.returncode}"}
+            continue
+        manifest = Registry(registry).manifest(f"bench-{backend}")
+        training = manifest.training
+        results[backend] = {
+            "wall_seconds": round(time.time() - started, 1),
+            **{k: training.get(k) for k in (
+                "tokens_per_second", "peak_memory_gib", "peak_reserved_gib", "train_tokens",
+                "epoch_tokens", "batches_per_epoch", "padding_efficiency", "first_loss",
+                "final_loss", "max_steps", "batch_tokens", "device")},
+        }
+        tps = training.get("tokens_per_second") or 0
+        results[backend]["epoch_minutes_estimate"] = round(training["epoch_tokens"] / tps / 60, 1) if tps else None
+        print(json.dumps({backend: results[backend]}, indent=1), flush=True)
+    if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results["unsloth"]:
+        results["speedup"] = round(results["unsloth"]["tokens_per_second"] / results["peft"]["tokens_per_second"], 2)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
