@@ -222,8 +222,8 @@ def main() -> int:
         "cpus": len(os.sched_getaffinity(0)),
         "results": results,
     }
-    print(f"\n{args.po.name}: {len(entries)} untranslated entries, base {base}, LoRA r={args.rank}, "
-          f"batch {args.batch} x {args.clients} clients")  # fmt: skip
+    print(f"\n{args.po.name}: {len(entries)} untranslated entries, base {base}, "
+          f"LoRA r={args.rank}, batch {args.batch} x {args.clients} clients")  # fmt: skip
     print(f"{'engine':<26}{'entries/s':>10}{'tokens/s':>10}{'seconds':>9}{'startup s':>11}")
     for r in results:
         print(

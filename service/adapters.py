@@ -74,6 +74,48 @@ def check_adapter_files(key: str, path: Path, max_rank: int) -> None:
             raise AdapterLoadError(f"{key}: {weights.name} is unreadable ({exc})") from None
 
 
+def base_weight_shapes(base_path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a base model's safetensors weights (headers only)."""
+    from safetensors import safe_open
+
+    index = base_path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = ["model.safetensors"] if (base_path / "model.safetensors").is_file() else []
+    shapes: dict[str, tuple[int, ...]] = {}
+    for shard in shards:
+        with safe_open(str(base_path / shard), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    return shapes
+
+
+def check_adapter_shapes(key: str, path: Path, base_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse an adapter made for another model shape before an engine sees it
+    (a shape mismatch inside the engine can take the whole engine down)."""
+    weights = path / ADAPTER_WEIGHTS[0]
+    if not base_shapes or not weights.is_file():
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        for name in handle.keys():  # noqa: SIM118
+            for part, dim in ((".lora_A.weight", 1), (".lora_B.weight", 0)):
+                if not name.endswith(part):
+                    continue
+                module = name[: -len(part)].removeprefix("base_model.model.")
+                base = base_shapes.get(module + ".weight")
+                if base is None:
+                    raise AdapterLoadError(f"{key}: adapts {module}, which the base model lacks")
+                shape = tuple(handle.get_slice(name).get_shape())
+                if len(shape) != 2 or len(base) != 2 or shape[dim] != base[dim]:
+                    raise AdapterLoadError(
+                        f"{key}: {name.removeprefix('base_model.model.')} has shape {list(shape)}, "
+                        f"the base model's {module} has {list(base)}: made for another model"
+                    )
+
+
 def load_memory(key: str, path: Path) -> TranslationMemory:
     try:
         return TranslationMemory.load(path / MEMORY)

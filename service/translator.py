@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from service import contract
-from service.adapters import LoadedAdapter, check_adapter_files, load_memory
+from service.adapters import (
+    LoadedAdapter,
+    base_weight_shapes,
+    check_adapter_files,
+    check_adapter_shapes,
+    load_memory,
+)
 from service.engines import Engine, model_max_len, open_engine
 from service.errors import AdapterLoadError, InvalidRequest, Overloaded, UnknownAdapter
 from service.markup import check_translation
@@ -63,6 +69,7 @@ class Translator:
         self.stop_ids = contract.stop_token_ids(tokenizer)
         self.max_model_len = model_max_len(base_path, settings.max_model_len)
         self.in_flight = 0
+        self._base_shapes = base_weight_shapes(base_path)
         self._loaded: dict[str, LoadedAdapter] = {}  # "NAME@VERSION" -> adapter
         self._current: dict[str, LoadedAdapter] = {}  # NAME -> the version requests get
         self._history: dict[str, list[str]] = {}  # NAME -> keys, oldest first
@@ -207,6 +214,7 @@ class Translator:
             )
         path = self.registry.root / name / version
         check_adapter_files(key, path, self.settings.max_lora_rank)
+        check_adapter_shapes(key, path, self._base_shapes)
         adapter = LoadedAdapter(name, version, path, manifest, load_memory(key, path))
         try:
             await self.engine.add_adapter(key, path)

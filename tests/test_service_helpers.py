@@ -64,3 +64,19 @@ MEMORY_V1 = [
     {"msgid": "Built-in Functions", "msgctxt": None, "msgstr": "內建函式"},
 ]
 MEMORY_V2 = [{"msgid": "Built-in Functions", "msgctxt": None, "msgstr": "內建函式 v2"}]
+
+
+def mismatched_adapter(adapter_dir: Path, out_dir: Path) -> Path:
+    """A copy of a PEFT adapter whose lora_A matrices take half the input width, as an
+    adapter made for a narrower model would."""
+    from safetensors.torch import load_file, save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    cut = {
+        k: (v[:, : v.shape[1] // 2] if "lora_A" in k else v).contiguous()
+        for k, v in tensors.items()
+    }
+    save_file(cut, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(adapter_dir / "adapter_config.json", out_dir / "adapter_config.json")
+    return out_dir

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_service_helpers import MEMORY_V1, MEMORY_V2, add_version, variant_adapter
+from test_service_helpers import (
+    MEMORY_V1,
+    MEMORY_V2,
+    add_version,
+    mismatched_adapter,
+    variant_adapter,
+)
 
 from service.registry import Registry
 
@@ -334,10 +340,13 @@ def test_reload_new_version_without_restart(server: Server) -> None:
     # broken versions are refused with the reason and v2 keeps serving
     add_version(registry, "zh2", Path(registry.path("zh2@v1")), base_model=base, corrupt=True)
     add_version(registry, "zh", Path(registry.path("zh@v1")), base_model="another-base")
+    narrow = mismatched_adapter(Path(registry.path("zh2@v1")), registry.root.parent / "narrow")
+    add_version(registry, "zh-other", narrow, base_model=base)
     refused = server.client.post("/adapters/reload", headers={"X-API-Key": API_KEY}).json()
     assert refused["loaded"] == ["zh-other@v1", "zh2@v2", "zh@v1"]
     assert "unreadable" in refused["errors"]["zh2@v3"]
     assert "another-base" in refused["errors"]["zh@v2"]
+    assert "made for another model" in refused["errors"]["zh-other@v2"]
     after = server.translate("Built-in Functions", adapter="zh2").json()["translations"][0]
     assert after["adapter"] == "zh2@v2"
     listed = {

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from test_service_helpers import mismatched_adapter
 
-from service.adapters import check_adapter_files
+from service.adapters import base_weight_shapes, check_adapter_files, check_adapter_shapes
 from service.errors import (
     AdapterLoadError,
     Overloaded,
@@ -120,3 +121,13 @@ def test_adapter_checks_refuse_with_reasons(tmp_path: Path) -> None:
         check_adapter_files("zh@v1", garbage, max_rank=64)
     with pytest.raises(AdapterLoadError, match="no adapter_config.json"):
         check_adapter_files("zh@v1", tmp_path, max_rank=64)
+
+
+def test_adapter_made_for_another_shape_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, tiny_adapter: Path
+) -> None:
+    shapes = base_weight_shapes(tiny_model_dir)
+    check_adapter_shapes("zh@v1", tiny_adapter, shapes)  # the right shapes pass
+    narrow = mismatched_adapter(tiny_adapter, tmp_path / "narrow")
+    with pytest.raises(AdapterLoadError, match="made for another model"):
+        check_adapter_shapes("zh@v2", narrow, shapes)
