@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -54,7 +54,14 @@ class ServiceState:
         return Health(status, engine, self.settings.base_model or "", [])
 
 
-def create_app(settings: Settings, translator: Translator | None = None) -> Litestar:
+def create_app(
+    settings: Settings,
+    translator: Translator | None = None,
+    *,
+    on_failure: Callable[[str], None] | None = None,
+) -> Litestar:
+    """The app. Without ``translator`` it opens one from ``settings`` in the background;
+    ``on_failure`` is called with the reason if that fails (serve stops the server)."""
     metrics = translator.metrics if translator is not None else Metrics()
     service = ServiceState(settings, translator, metrics)
 
@@ -78,6 +85,8 @@ def create_app(settings: Settings, translator: Translator | None = None) -> Lite
             except Exception as exc:
                 service.failure = f"{type(exc).__name__}: {exc}"
                 log.exception("engine failed to start")
+                if on_failure is not None:
+                    on_failure(service.failure)
             finally:
                 service.translator = None
 

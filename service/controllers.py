@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
@@ -78,7 +79,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 class TranslationController(Controller):
-    dependencies = {"translator": provide_translator}  # noqa: RUF012
+    dependencies = {"translator": Provide(provide_translator, sync_to_thread=False)}  # noqa: RUF012
 
     @post(
         TRANSLATE, operation_id="translate", status_code=200, responses=_errors(404, 413, 422, 503)

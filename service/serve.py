@@ -95,9 +95,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"polingo serve: registry {settings.registry} is not a folder", file=sys.stderr)
         return 2
     configure_logging(getattr(args, "log_level", "info"))
-    app = create_app(settings)
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop(reason: str) -> None:  # the engine could not start: exit rather than idle
+        failures.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_failure=stop)
     # uvicorn's own access log is off: the app writes one structured line per request.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, access_log=False, log_config=None
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        print(f"polingo serve: the engine did not start: {failures[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

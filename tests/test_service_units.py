@@ -131,3 +131,33 @@ def test_adapter_made_for_another_shape_is_refused(
     narrow = mismatched_adapter(tiny_adapter, tmp_path / "narrow")
     with pytest.raises(AdapterLoadError, match="made for another model"):
         check_adapter_shapes("zh@v2", narrow, shapes)
+
+
+def test_serve_options_override_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import argparse
+
+    from service import serve
+
+    monkeypatch.setenv("POLINGO_PORT", "9001")
+    monkeypatch.setenv("POLINGO_ENGINE", "transformers")
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    args = parser.parse_args(["--registry", str(tmp_path), "--max-queue", "7", "--api-key", "k"])
+    settings = serve.settings_from_args(args)
+    assert (settings.port, settings.engine, settings.max_queue) == (9001, "transformers", 7)
+    assert (settings.registry, settings.api_key) == (tmp_path, "k")
+
+
+def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
+    import socket
+
+    from service import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["--registry", str(tmp_path), "--port", str(port), "--engine", "transformers"]
+    assert serve.main(argv) == 1
+    assert "holds no adapter" in capsys.readouterr().err
