@@ -48,6 +48,14 @@ class BatchRejected(BatchFailed):
         self.param = param
 
 
+class ServiceBusy(Exception):
+    """503 (overloaded, still loading): the same request may succeed after ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Backend(Protocol):
     label: str
 
@@ -87,8 +95,8 @@ def _checked(items: list[TranslateItem], answer: TranslateResponse) -> list[Tran
 
 
 class HttpBackend:
-    """POST /translate on a running service, with bounded retries of 503 (Retry-After)
-    and of refused connections."""
+    """POST /translate on a running service. Refused connections are retried here (a
+    bounded number of times); 503 is raised as ServiceBusy for the caller to pace."""
 
     def __init__(
         self,
@@ -104,97 +112,99 @@ class HttpBackend:
         self.retries = retries
         self.label = f"service at {self.url}" + (f" (adapter {adapter})" if adapter else "")
 
-    async def check_reachable(self) -> None:
-        """One GET to the service so that an unreachable server is reported before
-        anything is read or written; any HTTP answer counts as reachable."""
-        try:
-            await self.client.get(self.url + "/health")
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the translation service at {self.url}: {exc}"
-            ) from None
+    async def check_reachable(self, wait_s: float, say: Callable[[str], None]) -> None:
+        """Before anything is read or written: fail at once if the service cannot be
+        reached, and wait (up to ``wait_s``) while it is still loading its engine."""
+        deadline = time.monotonic() + wait_s
+        said = False
+        while True:
+            try:
+                response = await self.client.get(self.url + "/ready")
+            except httpx.TransportError as exc:
+                message = f"cannot reach the translation service at {self.url}: {exc}"
+                raise BackendUnavailable(message) from None
+            if response.status_code != 503:  # ready, or a service without /ready
+                return
+            message, _ = _error_message(response)
+            if "failed" in message or time.monotonic() > deadline:
+                raise BackendUnavailable(f"the service at {self.url} is not ready: {message}")
+            if not said:
+                say(f"waiting for the service at {self.url} to finish loading ({message})")
+                said = True
+            await asyncio.sleep(_retry_after(response.headers.get("retry-after")))
 
     async def translate(self, items: list[TranslateItem]) -> list[Translation]:
         body = msgspec.json.encode(TranslateRequest(items=items, adapter=self.adapter))
         headers = {"content-type": "application/json"}
-        last = ""
         for attempt in range(self.retries + 1):
             try:
                 response = await self.client.post(
                     self.url + "/translate", content=body, headers=headers
                 )
+                break
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                last = f"cannot reach the translation service at {self.url}: {exc}"
                 if attempt == self.retries:
-                    raise BackendUnavailable(last) from None
+                    message = f"cannot reach the translation service at {self.url}: {exc}"
+                    raise BackendUnavailable(message) from None
                 await asyncio.sleep(min(2.0**attempt, MAX_RETRY_WAIT_S))
-                continue
             except httpx.TimeoutException as exc:
                 raise BatchFailed(
                     f"no answer from {self.url} in time ({type(exc).__name__})"
                 ) from None
-            if response.status_code == 200:
-                try:
-                    answer = msgspec.json.decode(response.content, type=TranslateResponse)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    raise BatchFailed(f"unreadable answer from the service: {exc}") from None
-                return _checked(items, answer)
-            last, param = _error_message(response)
-            if response.status_code in (502, 503, 504):
-                if attempt == self.retries:
-                    break
-                await asyncio.sleep(_retry_after(response.headers.get("retry-after")))
-                continue
-            if response.status_code in (401, 403, 404):
-                raise BackendUsageError(last)
-            if 400 <= response.status_code < 500:
-                raise BatchRejected(last, param)
-            raise BatchFailed(last)
-        raise BatchFailed(f"gave up after {self.retries + 1} attempts: {last}")
+        if response.status_code == 200:
+            try:
+                answer = msgspec.json.decode(response.content, type=TranslateResponse)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise BatchFailed(f"unreadable answer from the service: {exc}") from None
+            return _checked(items, answer)
+        message, param = _error_message(response)
+        if response.status_code in (502, 503, 504):
+            raise ServiceBusy(message, _retry_after(response.headers.get("retry-after")))
+        if response.status_code in (401, 403, 404):
+            raise BackendUsageError(message)
+        if 400 <= response.status_code < 500:
+            raise BatchRejected(message, param)
+        raise BatchFailed(message)
 
 
 class InProcessBackend:
     """The service's translator in this process (no server): for one-off offline runs."""
 
-    def __init__(
-        self, translator: object, *, adapter: str | None, retries: int, label: str
-    ) -> None:
+    def __init__(self, translator: object, *, adapter: str | None, label: str) -> None:
         self.translator = translator
         self.adapter = adapter
-        self.retries = retries
         self.label = label
 
     async def translate(self, items: list[TranslateItem]) -> list[Translation]:
         from service.errors import Overloaded, ServiceError, UnknownAdapter
 
         request = TranslateRequest(items=items, adapter=self.adapter)
-        for attempt in range(self.retries + 1):
-            try:
-                answer = await self.translator.translate(request)  # type: ignore[attr-defined]
-            except Overloaded as exc:
-                if attempt == self.retries:
-                    raise BatchFailed(
-                        f"gave up after {attempt + 1} attempts: {exc.message}"
-                    ) from None
-                await asyncio.sleep(min(float(exc.retry_after), MAX_RETRY_WAIT_S))
-                continue
-            except UnknownAdapter as exc:
-                raise BackendUsageError(exc.message) from None
-            except ServiceError as exc:
-                raise BatchRejected(f"{exc.type}: {exc.message}", exc.param) from None
-            return _checked(items, answer)
-        raise BatchFailed("gave up")  # unreachable: the loop returns or raises
+        try:
+            answer = await self.translator.translate(request)  # type: ignore[attr-defined]
+        except Overloaded as exc:
+            raise ServiceBusy(exc.message, min(float(exc.retry_after), MAX_RETRY_WAIT_S)) from None
+        except UnknownAdapter as exc:
+            raise BackendUsageError(exc.message) from None
+        except ServiceError as exc:
+            raise BatchRejected(f"{exc.type}: {exc.message}", exc.param) from None
+        return _checked(items, answer)
 
 
 @contextlib.asynccontextmanager
 async def http_backend(
-    url: str, *, adapter: str | None, jobs: int, retries: int, timeout_s: float
+    url: str,
+    *,
+    adapter: str | None,
+    jobs: int,
+    retries: int,
+    timeout_s: float,
+    say: Callable[[str], None],
 ) -> AsyncIterator[HttpBackend]:
     timeout = httpx.Timeout(timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
         backend = HttpBackend(client, url, adapter=adapter, retries=retries)
-        await backend.check_reachable()
+        await backend.check_reachable(timeout_s, say)
         yield backend
 
 
@@ -219,7 +229,6 @@ async def in_process_backend(
     adapter: str | None,
     base_model: str | None,
     engine: str | None,
-    retries: int,
     warn: Callable[[str], None],
 ) -> AsyncIterator[InProcessBackend]:
     """Open the service's translator here. Without ``registry`` it is the offline default:
@@ -252,7 +261,7 @@ async def in_process_backend(
         except ValueError as exc:
             raise BackendUsageError(str(exc)) from None
         label = f"in-process translator ({translator.default_adapter} on {translator.base_model})"
-        yield InProcessBackend(translator, adapter=None, retries=retries, label=label)
+        yield InProcessBackend(translator, adapter=None, label=label)
 
 
 def _identity_adapter(root: Path, base_model: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polib
 from tqdm import tqdm
 
 from clients.backends import (
@@ -26,6 +27,7 @@ from clients.backends import (
     BackendUsageError,
     BatchFailed,
     BatchRejected,
+    ServiceBusy,
 )
 from clients.catalog import Catalog, CatalogError, Unit, clean_output, load_catalog
 from clients.filesafe import (
@@ -48,6 +50,8 @@ class Options:
     batch_size: int = MAX_BATCH  # texts per request
     checkpoint_every: int = 200  # answered entries between intermediate writes; 0: none
     progress: bool = True
+    show: int = 0  # keep this many filled entries per file for the report
+    retries: int = 8  # per request answered 503 while none of ours is in flight
 
 
 @dataclass
@@ -61,6 +65,7 @@ class FileResult:
     left: int = 0  # not done: the run stopped first
     error: str | None = None  # the file as a whole could not be done
     reasons: list[str] = field(default_factory=list)
+    examples: list[tuple[int, str, str, bool]] = field(default_factory=list)  # line, en, zh, fuzzy
 
 
 class _File:
@@ -96,6 +101,7 @@ class Runner:
             disable=not self.options.progress,
         )
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.options.jobs * 2)
+        self._slots = _Pacer(self.options.jobs)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.jobs)]
         try:
             await self._produce(paths, queue)
@@ -118,8 +124,14 @@ class Runner:
             job = self._open_file(path)
             if job is None:
                 continue
-            sendable = [u for u in job.units if u.status == "pending"]
-            for batch in _batches(sendable, self.options.batch_size):
+            batch: list[Unit] = []
+            for unit in (u for u in job.units if u.status == "pending"):
+                # sized as the service allows by now (self.max_items may have dropped)
+                if batch and sum(len(u.texts) for u in batch) + len(unit.texts) > self.max_items:
+                    await queue.put((job, batch))
+                    batch = []
+                batch.append(unit)
+            if batch:
                 await queue.put((job, batch))
             job.all_queued = True
             self._maybe_finish(job)
@@ -160,8 +172,8 @@ class Runner:
             job, units = work
             if self.fatal or job.closed:
                 continue
-            for part in _batches(units, self.max_items):
-                await self._translate(job, part)
+            parts = _batches(units, self.max_items)
+            await asyncio.gather(*(self._translate(job, part) for part in parts))
             if job.closed:
                 continue
             if self.options.checkpoint_every and job.since_write >= self.options.checkpoint_every:
@@ -171,7 +183,7 @@ class Runner:
     async def _translate(self, job: _File, units: list[Unit]) -> None:
         items = [TranslateItem(text=t, msgctxt=u.entry.msgctxt) for u in units for t in u.texts]
         try:
-            answers = await self.backend.translate(items)
+            answers = await self._send(items)
         except BatchRejected as exc:
             if len(units) > 1:
                 if exc.param == "items":  # the batch is too big for this service
@@ -181,8 +193,7 @@ class Runner:
                     parts = _batches(units, self.max_items)
                 else:  # find the entry at fault by halving
                     parts = [units[: len(units) // 2], units[len(units) // 2 :]]
-                for part in parts:
-                    await self._translate(job, part)
+                await asyncio.gather(*(self._translate(job, part) for part in parts))
                 return
             self._resolve(job, units, "failed", str(exc))
             return
@@ -201,6 +212,31 @@ class Runner:
             self._apply(job.catalog, unit, answers[offset : offset + len(unit.texts)])
             offset += len(unit.texts)
         self._count(job, units)
+
+    async def _send(self, items: list[TranslateItem]) -> list[Translation]:
+        """One request, paced: a 503 while other requests of ours are in flight means
+        that we fill the service, so fewer go out at once and this one is retried without
+        counting; a 503 with none of ours in flight counts against ``retries``."""
+        attempts = 0
+        while True:
+            await self._slots.acquire()
+            try:
+                answers = await self.backend.translate(items)
+            except ServiceBusy as busy:
+                others = self._slots.active - 1
+                if others:
+                    self._slots.limit = max(1, min(self._slots.limit, others))
+                else:
+                    attempts += 1
+                    if attempts > self.options.retries:
+                        raise BatchFailed(f"gave up after {attempts} attempts: {busy}") from None
+                wait = busy.retry_after
+            else:
+                self._slots.succeeded(self.options.jobs)
+                return answers
+            finally:
+                await self._slots.release()
+            await asyncio.sleep(wait)
 
     def _apply(self, catalog: Catalog, unit: Unit, answers: list[Translation]) -> None:
         outputs = [clean_output(src, a.text) for src, a in zip(unit.texts, answers, strict=True)]
@@ -236,7 +272,7 @@ class Runner:
         if job.all_queued and job.answered >= len(job.units) and not job.closed:
             self._close(job)
 
-    def _write(self, job: _File) -> None:
+    def _write(self, job: _File, *, final: bool = False) -> None:
         job.since_write = 0
         if job.error or not any(u.status in ("filled", "flagged") for u in job.units):
             return
@@ -248,6 +284,11 @@ class Runner:
             job.error = str(exc)
             job.closed = True  # ignore its later answers; run() releases it at the end
             self._note(str(exc))
+            return
+        if final:  # report the entries' lines in the file as written
+            lines = {(e.msgctxt, e.msgid): e.linenum for e in polib.pofile(text) if not e.obsolete}
+            for unit in job.units:
+                unit.entry.linenum = lines.get(unit.key, unit.entry.linenum)
 
     def _note(self, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
@@ -255,20 +296,51 @@ class Runner:
     def _close(self, job: _File) -> None:
         job.closed = True
         try:
-            self._write(job)
+            self._write(job, final=True)
         finally:
             job.lock.release()
             self._open.remove(job)
-        self.results.append(_summary(job))
+        self.results.append(_summary(job, self.options.show))
 
 
-def _summary(job: _File) -> FileResult:
+class _Pacer:
+    """At most ``limit`` requests in flight; the limit drops when the service is full
+    and climbs back by one after ``limit`` answers in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._streak = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.active -= 1
+            self._changed.notify_all()
+
+    def succeeded(self, most: int) -> None:
+        self._streak += 1
+        if self._streak >= self.limit and self.limit < most:
+            self.limit += 1
+            self._streak = 0
+
+
+def _summary(job: _File, show: int) -> FileResult:
     result = FileResult(job.catalog.path, error=job.error)
     if job.error:  # nothing of this run reached the file (or only a checkpoint did)
         result.left = sum(u.status != "skipped" for u in job.units)
         return result
     for unit in job.units:
         if unit.status in ("filled", "flagged"):
+            if len(result.examples) < show:
+                entry = unit.entry
+                text = entry.msgstr_plural[min(unit.forms)] if unit.forms else entry.msgstr
+                result.examples.append((unit.line, unit.texts[0], text, "fuzzy" in entry.flags))
             result.filled += 1
             result.from_memory += unit.from_memory
             result.flagged += unit.status == "flagged"

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the entries that would be filled and a summary; translates "
         "nothing, writes nothing, contacts no service",
     )
+    what.add_argument(
+        "--show",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="print the first N entries filled (source and translation) after the report",
+    )
     how = parser.add_argument_group("throughput")
     how.add_argument(
         "--batch-size",
@@ -219,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every,
         progress=progress,
+        show=args.show,
+        retries=args.retries,
     )
     paths, errors = find_catalogs(args.paths)
     show = _print_dry_run if args.dry_run else None
@@ -249,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Fatal as exc:
         print(f"translate-po: {exc}; nothing was written", file=sys.stderr)
         return EXIT_USAGE
-    return _report(results, fatal)
+    status = _report(results, fatal)
+    _show(results, args.show)
+    return status
 
 
 class _Fatal(Exception):
@@ -275,6 +286,7 @@ async def _run(args: argparse.Namespace, options: Options, paths: list[Path], to
             jobs=options.jobs,
             retries=args.retries,
             timeout_s=args.timeout,
+            say=_say,
         )
     else:
         opener = in_process_backend(
@@ -282,8 +294,7 @@ async def _run(args: argparse.Namespace, options: Options, paths: list[Path], to
             adapter=args.adapter,
             base_model=args.base_model,
             engine=args.engine,
-            retries=args.retries,
-            warn=lambda m: print(m, file=sys.stderr),
+            warn=_say,
         )
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -299,6 +310,10 @@ async def _run(args: argparse.Namespace, options: Options, paths: list[Path], to
         if runner.fatal and not any(r.filled for r in results):
             raise _Fatal(runner.fatal)
         return results, runner.fatal
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _print_dry_run(catalog: Catalog, units: list[Unit]) -> None:
@@ -332,6 +347,17 @@ def _report(results: list[FileResult], fatal: str | None) -> int:
     if fatal:
         print(f"translate-po: stopped early: {fatal}", file=sys.stderr)
     return EXIT_FAILED if failed or fatal else EXIT_OK
+
+
+def _show(results: list[FileResult], limit: int) -> None:
+    shown = 0
+    for result in sorted(results, key=lambda r: str(r.path)):
+        for line, source, translation, fuzzy in result.examples:
+            if shown == limit:
+                return
+            mark = " (fuzzy)" if fuzzy else ""
+            print(f"\n{result.path}:{line}{mark}\n  en: {source}\n  zh: {translation}")
+            shown += 1
 
 
 def _counts(r: FileResult) -> str:

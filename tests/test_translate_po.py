@@ -395,11 +395,13 @@ def test_on_invalid_fuzzy_and_skip_and_failures(
     out = capsys.readouterr()
     assert "flagged 1" in out.out and "failed 1" in out.out and "empty translation" in out.err
     path.write_text(SMALL_PO, encoding="utf-8")
-    assert run_cli(str(path), "--server", fake.url, "--on-invalid", "skip") == 1
+    assert run_cli(str(path), "--server", fake.url, "--on-invalid", "skip", "--show", "3") == 1
     broken, plain, _ = polib.pofile(str(path))
     assert broken.msgstr == "" and not broken.fuzzy and not broken.tcomment
     assert plain.msgstr == expected("Plain sentence.") and plain.fuzzy
-    assert "skipped 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped 1" in out
+    assert f"small.po:{plain.linenum} (fuzzy)\n  en: Plain sentence.\n  zh: {plain.msgstr}" in out
     check_tools(path)
 
 
