@@ -409,7 +409,7 @@ def _build_llama(
     """Config (+ random weights) of a Llama model whose ids follow ``tokenizer``;
     generation_config.json is already in ``out_dir`` (write_tokenizer)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     generation = json.loads((out_dir / "generation_config.json").read_text(encoding="utf-8"))
     shape = {"vocab_size": len(tokenizer), **shape}
@@ -428,8 +428,8 @@ def _build_llama(
     config.architectures = ["LlamaForCausalLM"]
     if weights:
         torch.manual_seed(seed)
-        with torch.device(device):
-            model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+        with torch.device(device):  # built in its dtype: a float32 3B model needs 13 GB
+            model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
         model.save_pretrained(out_dir)
     else:
         config.save_pretrained(out_dir)

