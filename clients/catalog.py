@@ -62,13 +62,29 @@ class Unit:
 
 
 class Catalog:
-    def __init__(self, path: Path, po: polib.POFile, fingerprint: Fingerprint, text: str) -> None:
+    def __init__(self, path: Path, fingerprint: Fingerprint, text: str) -> None:
+        """``text``: the catalog as read. Entries are parsed from its msgcat form, whose
+        blocks (one entry each, separated by one blank line) are kept verbatim except
+        for the entries this run changes."""
         self.path = path
-        self.po = po
         self.fingerprint = fingerprint
-        self._original_text = text
+        self._normalized = run_msgcat(text, path)
+        self._blocks = self._normalized.rstrip("\n").split("\n\n")
+        self.po = polib.pofile(self._normalized, wrapwidth=0)
+        starts, line = [], 1
+        for block in self._blocks:
+            starts.append(line)
+            line += block.count("\n") + 2
+        self._block_of = {id(e): bisect.bisect_right(starts, e.linenum) - 1 for e in self.po}
+        self._changed: dict[int, polib.POEntry] = {}
         self._baseline_lint: Counter | None = None
-        match = _NPLURALS_RE.search(po.metadata.get("Plural-Forms", ""))
+        if self._normalized != text:  # report lines of the file as it is, not as msgcat has it
+            lines = {(e.msgctxt, e.msgid, e.obsolete): e.linenum for e in polib.pofile(text)}
+            for entry in self.po:
+                entry.linenum = lines.get(
+                    (entry.msgctxt, entry.msgid, entry.obsolete), entry.linenum
+                )
+        match = _NPLURALS_RE.search(self.po.metadata.get("Plural-Forms", ""))
         self.nplurals = int(match.group(1)) if match else 2  # gettext's default
 
     # ---- choosing ----
@@ -118,6 +134,7 @@ class Catalog:
         entry.previous_msgctxt = entry.previous_msgid = entry.previous_msgid_plural = None
         self._set_fuzzy(entry, fuzzy or bool(notes))
         self._set_notes(unit, notes)
+        self._changed[id(entry)] = entry
 
     def flag(self, unit: Unit, note: str) -> None:
         """Keep a written translation but as fuzzy, with a comment naming the problem."""
@@ -132,6 +149,7 @@ class Catalog:
         entry.tcomment = saved.tcomment
         entry.previous_msgctxt, entry.previous_msgid, entry.previous_msgid_plural = saved.previous
         unit.notes = []
+        self._changed.pop(id(entry), None)
 
     @staticmethod
     def _set_fuzzy(entry: polib.POEntry, fuzzy: bool) -> None:
@@ -146,11 +164,12 @@ class Catalog:
 
     # ---- writing ----
     def render(self) -> str:
-        """The catalog as ``powrap`` would write it."""
-        text = self.po.__unicode__()
-        if not text.endswith("\n"):
-            text += "\n"
-        return run_msgcat(text, self.path)
+        """The catalog as ``powrap`` would write it: the blocks of the entries this run
+        changed are rendered anew, every other byte is the catalog's own."""
+        blocks = list(self._blocks)
+        for key, entry in self._changed.items():
+            blocks[self._block_of[key]] = entry.__unicode__(0).rstrip("\n")
+        return run_msgcat("\n\n".join(blocks) + "\n", self.path)
 
     def problems(self, rendered: str, units: list[Unit]) -> tuple[dict[Unit, list[str]], list[str]]:
         """What ``msgfmt --check`` and sphinx-lint find in ``rendered``, per filled unit,
@@ -171,8 +190,7 @@ class Catalog:
         after = _lint_errors(rendered)
         if after:
             if self._baseline_lint is None:
-                original = run_msgcat(self._original_text, self.path)
-                self._baseline_lint = Counter(_lint_errors(original))
+                self._baseline_lint = Counter(_lint_errors(self._normalized))
             before = self._baseline_lint
             order = [(e.linenum, (e.msgctxt, e.msgid)) for e in parsed if not e.obsolete]
             for key, message in (Counter(after) - before).elements():
@@ -228,15 +246,15 @@ def load_catalog(path: Path) -> Catalog:
             f"{path}: not UTF-8 (byte {exc.start}); only UTF-8 is supported"
         ) from None
     try:
-        po = polib.pofile(text, wrapwidth=0)
+        catalog = Catalog(path, Fingerprint.of(path, data), text)
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path}: {exc}") from None
-    charset = re.search(r"charset=([\w-]+)", po.metadata.get("Content-Type", ""))
+    charset = re.search(r"charset=([\w-]+)", catalog.po.metadata.get("Content-Type", ""))
     if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
         raise CatalogError(
             f"{path}: header says charset {charset.group(1)}; only UTF-8 is supported"
         )
-    return Catalog(path, po, Fingerprint.of(path, data), text)
+    return catalog
 
 
 def clean_output(source: str, output: str) -> str:

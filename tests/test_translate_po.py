@@ -43,6 +43,10 @@ def fake_translate(text: str, msgctxt: str | None) -> str:
     if "BREAKME" in text:  # drop the markup, like a bad model
         for item in markup_items(text):
             text = text.replace(item, "")
+    if "DROPFMT" in text:  # lose a C placeholder that service.markup does not know
+        text = text.replace("%lu", "")
+    if "GLUE" in text:  # glue Chinese to an inline literal: only sphinx-lint notices
+        text = text.replace("`` ", "``")
     ctx = f"[{msgctxt}]" if msgctxt else ""
     return f"{PREFIX}{ctx}{text}"
 
@@ -295,6 +299,15 @@ def test_real_catalogs_filled_batched_and_valid(
             else:
                 assert entry_state(b) == entry_state(a)
         check_tools(path, DATA / names[paths.index(path)])
+        # byte for byte: every block (entry) but the filled ones is the original's
+        blocks = zip(
+            (DATA / names[paths.index(path)]).read_text(encoding="utf-8").split("\n\n"),
+            path.read_text(encoding="utf-8").split("\n\n"),
+            strict=True,
+        )
+        changed = [b for a, b in blocks if a != b]
+        assert len(changed) == sum(map(needs, old))
+        assert all("#, fuzzy" in b and f'"{PREFIX}' in b for b in changed)
     assert not list((tmp_path / "po").rglob("*.lock")) and not list(
         (tmp_path / "po").rglob(".*tmp")
     )
@@ -402,6 +415,46 @@ def test_on_invalid_fuzzy_and_skip_and_failures(
     out = capsys.readouterr().out
     assert "skipped 1" in out
     assert f"small.po:{plain.linenum} (fuzzy)\n  en: Plain sentence.\n  zh: {plain.msgstr}" in out
+    check_tools(path)
+
+
+TOOLS_PO = """\
+msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Language: zh_TW\\n"
+"Plural-Forms: nplurals=1; plural=0;\\n"
+
+#, c-format
+msgid "DROPFMT wrote %lu bytes"
+msgstr ""
+
+msgid "Use ``x`` now GLUE."
+msgstr ""
+
+msgid "Clean sentence."
+msgstr ""
+"""
+
+
+def test_output_rejected_by_msgfmt_or_sphinx_lint(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    path = tmp_path / "tools.po"
+    path.write_text(TOOLS_PO, encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy") == 0
+    fmt, glue, clean = polib.pofile(str(path))
+    assert fmt.fuzzy and fmt.msgstr == expected(fmt.msgid) and "polingo: msgfmt:" in fmt.tcomment
+    assert glue.fuzzy and "polingo: sphinx-lint:" in glue.tcomment and "``x``now" in glue.msgstr
+    assert not clean.fuzzy and clean.msgstr == expected("Clean sentence.")
+    header = TOOLS_PO[: TOOLS_PO.index("\n\n") + 2]  # its own key order, no comment added
+    assert path.read_text(encoding="utf-8").startswith(header)
+    check_tools(path)
+    path.write_text(TOOLS_PO, encoding="utf-8")
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy", "--on-invalid", "skip") == 0
+    fmt, glue, clean = polib.pofile(str(path))
+    assert (fmt.msgstr, glue.msgstr, fmt.tcomment, glue.tcomment) == ("", "", "", "")
+    assert clean.msgstr == expected("Clean sentence.")
     check_tools(path)
 
 
