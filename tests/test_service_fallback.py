@@ -114,3 +114,25 @@ def test_fallback_translator(tmp_path: Path, tiny_model_dir: Path, tiny_adapter:
             assert not listed[("zh", "v3")].loaded
 
     asyncio.run(scenario())
+
+
+def test_registry_watch_serves_a_promoted_version(
+    tmp_path: Path, tiny_model_dir: Path, tiny_adapter: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    add_version(registry, "zh", tiny_adapter, base_model=str(tiny_model_dir), memory=MEMORY_V1)
+    settings = Settings(registry=registry.root, engine="transformers", watch_interval_s=0.1)
+
+    async def scenario() -> None:
+        async with open_translator(settings) as translator:
+            add_version(
+                registry, "zh", tiny_adapter, base_model=str(tiny_model_dir), memory=MEMORY_V2
+            )
+            for _ in range(600):  # the watcher polls CURRENT every 0.1 s
+                if translator.health().adapters == ["zh@v2"]:
+                    break
+                await asyncio.sleep(0.05)
+            got = (await translator.translate(_request("Built-in Functions"))).translations[0]
+            assert (got.text, got.adapter) == ("內建函式 v2", "zh@v2")
+
+    asyncio.run(scenario())

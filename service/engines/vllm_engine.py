@@ -6,6 +6,7 @@ its continuous batching schedules them; nothing here serialises them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -114,7 +115,13 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
     # Start-up blocks for tens of seconds (engine process, weights, KV cache); a thread
     # keeps the event loop answering /health and /ready meanwhile.
     llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+    engine = VllmEngine(llm)
     try:
-        yield VllmEngine(llm)
+        yield engine
     finally:
         llm.shutdown()
+        # AsyncLLM.__del__ shuts down again; let it run now, not at interpreter exit
+        # when the module globals it calls are already gone.
+        engine._llm = None
+        del llm
+        gc.collect()
