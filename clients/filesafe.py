@@ -55,6 +55,7 @@ class Fingerprint:
 
 
 def lock_path(path: Path) -> Path:
+    path = path.resolve()  # a symlinked catalog is locked (and replaced) where it lives
     return path.with_name(path.name + ".lock")
 
 
@@ -119,6 +120,7 @@ def _read_pid(fd: int) -> str:
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Temporary files a killed run left next to ``path``; call with the lock held."""
+    path = path.resolve()
     stale = list(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
@@ -131,6 +133,7 @@ def atomic_replace(path: Path, data: bytes, expected: Fingerprint) -> Fingerprin
     Temporary file in the same folder, fsync, same permission bits, rename, fsync of the
     folder. Returns the new file's fingerprint.
     """
+    path = path.resolve()  # replace a symlink's target, not the link
     mode = stat.S_IMODE(os.stat(path).st_mode)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)

@@ -375,6 +375,7 @@ def survey(
     paths: list[Path],
     *,
     include_fuzzy: bool,
+    writable: bool = True,
     show: Callable[[Catalog, list[Unit]], None] | None = None,
 ) -> tuple[dict[Path, int], list[str]]:
     """Read every catalog once before any request: (entries to fill per file, errors)."""
@@ -386,7 +387,7 @@ def survey(
         except CatalogError as exc:
             errors.append(str(exc))
             continue
-        if not os.access(path.parent, os.W_OK | os.X_OK):
+        if writable and not os.access(path.parent, os.W_OK | os.X_OK):
             errors.append(f"{path}: cannot write in {path.parent}")
             continue
         units = catalog.units(include_fuzzy=include_fuzzy)

@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=900.0,
         metavar="S",
-        help="seconds to wait for one answer (default: 900)",
+        help="seconds to wait for one answer, and for a loading service to become ready "
+        "(default: 900)",
     )
     how.add_argument(
         "--checkpoint-every",
@@ -213,6 +214,14 @@ def find_catalogs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before any request: nothing was changed
+        print("translate-po: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size > MAX_BATCH:
         print(f"translate-po: --batch-size is at most {MAX_BATCH}", file=sys.stderr)
@@ -231,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     paths, errors = find_catalogs(args.paths)
     show = _print_dry_run if args.dry_run else None
-    counts, bad = survey(paths, include_fuzzy=args.include_fuzzy, show=show)
+    counts, bad = survey(
+        paths, include_fuzzy=args.include_fuzzy, writable=not args.dry_run, show=show
+    )
     errors += bad
     if errors:
         for error in errors:

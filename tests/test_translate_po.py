@@ -68,6 +68,8 @@ class FakeTranslationService:
         self.delay_s = 0.0
         self.max_batch = MAX_BATCH  # a service configured with smaller batches answers 422
         self.rejected = 0
+        self.loading = 0  # answer GET /ready 503 "not_ready" this many times
+        self.failed = False  # ... or always, as a service whose engine failed
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -77,9 +79,13 @@ class FakeTranslationService:
                 pass
 
             def do_GET(self) -> None:
-                self._send(
-                    200, {"status": "ok", "engine": "fake", "base_model": "fake", "adapters": []}
-                )
+                if self.path == "/ready" and (service.loading or service.failed):
+                    service.loading = max(0, service.loading - 1)
+                    reason = "the engine failed to start: boom" if service.failed else "loading"
+                    error = {"message": reason, "type": "not_ready", "param": None, "code": 503}
+                    self._send(503, {"error": error}, {"Retry-After": "0"})
+                    return
+                self._send(200, {"status": "ready"})
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -517,6 +523,22 @@ def test_overloaded_service_is_retried_then_given_up(
     assert fake.overload_next == 97 and path.read_bytes() == data
 
 
+def test_waits_for_a_loading_service_not_for_a_failed_one(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    path = copy_catalog(tmp_path, "library/copy.po")
+    fake.loading = 3
+    assert run_cli(str(path), "--server", fake.url) == 0
+    assert fake.loading == 0 and "waiting for the service" in capsys.readouterr().err
+    path = copy_catalog(tmp_path / "again", "library/copy.po")
+    data = path.read_bytes()
+    fake.failed = True
+    assert run_cli(str(path), "--server", fake.url) == 2
+    err = capsys.readouterr().err
+    assert "failed to start: boom" in err and "nothing was written" in err
+    assert path.read_bytes() == data
+
+
 def test_smaller_service_batch_limit_is_learned(
     tmp_path: Path, fake: FakeTranslationService
 ) -> None:
@@ -659,6 +681,17 @@ def test_file_changed_meanwhile_is_not_overwritten(
     assert "changed on disk" in err and "NOT DONE" in out
     assert path.read_text(encoding="utf-8") == edited
     no_leftovers(path.parent)
+
+
+def test_symlinked_catalog_keeps_its_link(tmp_path: Path, fake: FakeTranslationService) -> None:
+    target = copy_catalog(tmp_path / "real", "library/copy.po")
+    link = tmp_path / "link.po"
+    link.symlink_to(target)
+    assert run_cli(str(link), "--server", fake.url) == 0
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert filled_entries(target, list(polib.pofile(str(DATA / "library/copy.po")))) > 0
+    no_leftovers(target.parent)
+    no_leftovers(tmp_path)
 
 
 def test_failed_rename_leaves_file_untouched(tmp_path: Path, monkeypatch) -> None:
