@@ -146,11 +146,13 @@ class HttpBackend:
                 if attempt == self.retries:
                     message = f"cannot reach the translation service at {self.url}: {exc}"
                     raise BackendUnavailable(message) from None
-                await asyncio.sleep(min(2.0**attempt, MAX_RETRY_WAIT_S))
+                await asyncio.sleep(min(2.0**attempt, 10.0))  # a restarting service
             except httpx.TimeoutException as exc:
                 raise BatchFailed(
                     f"no answer from {self.url} in time ({type(exc).__name__})"
                 ) from None
+            except httpx.TransportError as exc:
+                raise BatchFailed(f"the request to {self.url} failed: {exc!r}") from None
         if response.status_code == 200:
             try:
                 answer = msgspec.json.decode(response.content, type=TranslateResponse)

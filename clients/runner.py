@@ -181,6 +181,13 @@ class Runner:
             self._maybe_finish(job)
 
     async def _translate(self, job: _File, units: list[Unit]) -> None:
+        try:
+            await self._translate_part(job, units)
+        except Exception as exc:  # an unforeseen error fails these entries, not the run
+            pending = [u for u in units if u.status == "pending"]
+            self._resolve(job, pending, "failed", f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _translate_part(self, job: _File, units: list[Unit]) -> None:
         items = [TranslateItem(text=t, msgctxt=u.entry.msgctxt) for u in units for t in u.texts]
         try:
             answers = await self._send(items)

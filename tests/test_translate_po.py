@@ -70,6 +70,7 @@ class FakeTranslationService:
         self.rejected = 0
         self.loading = 0  # answer GET /ready 503 "not_ready" this many times
         self.failed = False  # ... or always, as a service whose engine failed
+        self.gone = False
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -89,6 +90,9 @@ class FakeTranslationService:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if service.gone:  # shut down: drop kept-alive connections unanswered
+                    self.close_connection = True
+                    return
                 try:
                     request = msgspec.json.decode(body, type=TranslateRequest)
                 except msgspec.ValidationError as exc:
@@ -169,6 +173,7 @@ class FakeTranslationService:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.gone = True
         self.server.shutdown()
         self.server.server_close()
 
@@ -663,6 +668,22 @@ def test_second_run_on_a_locked_file_fails_clearly(
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert filled_entries(path, original) == sum(map(needs, original))
+    check_tools(path, DATA / "library/functions.po")
+    no_leftovers(path.parent)
+
+
+def test_service_gone_mid_run_keeps_answers_and_exits_1(tmp_path: Path) -> None:
+    path = copy_catalog(tmp_path, "library/functions.po")
+    original = list(polib.pofile(str(path)))
+    with FakeTranslationService() as fake:
+        fake.delay_s = 0.2
+        proc = start(path, fake, "--batch-size", "4", "--jobs", "1", "--retries", "1")
+        wait_until(lambda: len(fake.requests) >= 3, "some answered requests")
+    out, err = proc.communicate(timeout=120)  # the service is gone
+    assert proc.returncode == 1, err
+    assert "cannot reach the translation service" in err and "stopped early" in err
+    done = filled_entries(path, original)
+    assert 8 <= done < sum(map(needs, original))
     check_tools(path, DATA / "library/functions.po")
     no_leftovers(path.parent)
 
