@@ -611,7 +611,7 @@ def test_interrupt_writes_answered_entries_and_rerun_finishes(
     path = copy_catalog(tmp_path, "library/functions.po")
     original = list(polib.pofile(str(path)))
     todo = sum(map(needs, original))
-    fake.delay_s = 0.2
+    fake.delay_s = 0.3
     proc = start(path, fake, "--batch-size", "4", "--jobs", "2", "--checkpoint-every", "1000")
     wait_until(lambda: len(fake.requests) >= 6, "some answered requests")
     proc.send_signal(signum)
@@ -657,7 +657,7 @@ def test_second_run_on_a_locked_file_fails_clearly(
 ) -> None:
     path = copy_catalog(tmp_path, "library/functions.po")
     original = list(polib.pofile(str(path)))
-    fake.delay_s = 0.2
+    fake.delay_s = 0.5  # the first run holds the lock for seconds
     first = start(path, fake, "--batch-size", "8")
     wait_until(
         lambda: (path.parent / "functions.po.lock").exists() and fake.requests, "the first run"
