@@ -99,6 +99,7 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
         )
         message = str(exc.detail)
         if status == 400:  # Litestar reports undecodable bodies as 400; keep them 422 like the rest
-            status, kind, message = 422, "invalid_request", f"request body is not valid JSON: {message}"
+            status, kind = 422, "invalid_request"
+            message = f"request body is not valid JSON: {message}"
         return status, ErrorBody(message, kind, None, status), dict(exc.headers or {})
     return 500, ErrorBody("internal server error", "internal_error", None, 500), {}
