@@ -7,6 +7,7 @@ service.serve`` runs it alone. Options override POLINGO_* environment variables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         app, host=settings.host, port=settings.port, access_log=False, log_config=None
     )
     server = uvicorn.Server(config)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
+        server.run()
     if failures:
         print(f"polingo serve: the engine did not start: {failures[0]}", file=sys.stderr)
         return 1
