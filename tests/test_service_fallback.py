@@ -135,4 +135,19 @@ def test_registry_watch_serves_a_promoted_version(
             got = (await translator.translate(_request("Built-in Functions"))).translations[0]
             assert (got.text, got.adapter) == ("內建函式 v2", "zh@v2")
 
+            # the app over an injected translator: it serves at once, no engine of its own
+            from litestar.testing import AsyncTestClient
+
+            from service.app import create_app
+
+            async with AsyncTestClient(create_app(settings, translator)) as client:
+                assert (await client.get("/ready")).status_code == 200
+                health = (await client.get("/health")).json()
+                assert health["engine"] == "transformers (fallback)"
+                body = {"items": [{"text": "Built-in Functions"}, {"text": "Open"}]}
+                answer = (await client.post("/translate", json=body)).json()["translations"]
+                assert answer[0]["text"] == "內建函式 v2" and not answer[1]["from_memory"]
+                metrics = (await client.get("/metrics")).text
+                assert "polingo_memory_hits_total 2.0" in metrics  # one in-process, one here
+
     asyncio.run(scenario())
