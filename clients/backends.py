@@ -259,7 +259,8 @@ async def in_process_backend(
         settings = Settings.from_env(
             registry=registry, adapter=adapter, base_model=base_model, engine=engine
         )
-        _cpu_engine_defaults()
+        if settings.engine == "vllm":
+            _cpu_engine_defaults()
         try:
             translator = await stack.enter_async_context(open_translator(settings))
         except ValueError as exc:
