@@ -13,10 +13,20 @@ from collections.abc import Iterator, Sequence
 
 
 class TokenBudgetBatchSampler:
+    """``pad_multiple`` rounds every padded length up (the collator pads the same way),
+    so that compiled kernels see few distinct batch shapes."""
+
     def __init__(
-        self, lengths: Sequence[int], max_tokens: int, *, seed: int = 0, max_rows: int = 256
+        self,
+        lengths: Sequence[int],
+        max_tokens: int,
+        *,
+        seed: int = 0,
+        max_rows: int = 256,
+        pad_multiple: int = 1,
     ) -> None:
-        if max_tokens < max(lengths, default=1):
+        self.pad_multiple = pad_multiple
+        if max_tokens < self._padded(max(lengths, default=1)):
             raise ValueError(
                 f"max_tokens={max_tokens} is smaller than the longest example ({max(lengths)} tokens)"
             )
@@ -43,19 +53,22 @@ class TokenBudgetBatchSampler:
             batch: list[int] = []
             longest = 0
             for index in part:
-                longest_if_added = max(longest, self.lengths[index])
+                longest_if_added = max(longest, self._padded(self.lengths[index]))
                 if batch and (
                     longest_if_added * (len(batch) + 1) > self.max_tokens
                     or len(batch) >= self.max_rows
                 ):
                     batches.append(batch)
-                    batch, longest_if_added = [], self.lengths[index]
+                    batch, longest_if_added = [], self._padded(self.lengths[index])
                 batch.append(index)
                 longest = longest_if_added
             if batch:
                 batches.append(batch)
         rng.shuffle(batches)
         return batches
+
+    def _padded(self, length: int) -> int:
+        return -(-length // self.pad_multiple) * self.pad_multiple
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches)
@@ -66,7 +79,7 @@ class TokenBudgetBatchSampler:
     def padding_efficiency(self) -> float:
         """Share of the padded batch cells that hold real tokens."""
         real = sum(self.lengths)
-        padded = sum(len(b) * max(self.lengths[i] for i in b) for b in self._batches)
+        padded = sum(len(b) * self._padded(max(self.lengths[i] for i in b)) for b in self._batches)
         return real / padded if padded else 1.0
 
 

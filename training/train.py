@@ -43,6 +43,7 @@ class TrainConfig:
     max_steps: int = -1  # > 0 stops early (smoke runs)
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
     batch_tokens: int = 4096  # padded tokens per batch; raising it costs activation memory
+    pad_multiple: int = 64  # batch lengths rounded up to this: fewer shapes to compile
     grad_accum: int = 1
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -150,6 +151,7 @@ def train(config: TrainConfig) -> TrainResult:
     with registry.new_version(config.adapter) as (version, folder):
         manifest.version = version
         model.save_pretrained(str(folder))
+        normalize_adapter_config(folder, config.base_model)
         write_memory(folder / MEMORY, train_pairs)
         (folder / DATA_INDEX).write_text(json.dumps(data_index(corpus.pairs)))
         registry.write_manifest(folder, manifest)
@@ -281,7 +283,9 @@ def build_trainer(
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     lengths = [len(e["input_ids"]) for e in examples]
-    sampler = TokenBudgetBatchSampler(lengths, config.batch_tokens, seed=config.seed)
+    sampler = TokenBudgetBatchSampler(
+        lengths, config.batch_tokens, seed=config.seed, pad_multiple=config.pad_multiple
+    )
     log(
         f"batches: {len(sampler)} a epoch, {config.batch_tokens} padded tokens at most, "
         f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
@@ -289,7 +293,9 @@ def build_trainer(
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-    pad_collator = DataCollatorForLanguageModeling(pad_token_id=pad_id)
+    pad_collator = DataCollatorForLanguageModeling(
+        pad_token_id=pad_id, pad_to_multiple_of=config.pad_multiple
+    )
     cuda = torch.cuda.is_available()
     args = SFTConfig(
         output_dir=str(run_dir),
@@ -401,6 +407,22 @@ class Progress:
             out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             out["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
         return out
+
+
+def normalize_adapter_config(folder: Path, base_model: str) -> None:
+    """Make the saved adapter_config.json portable: Unsloth writes ``target_modules`` as
+    one regex and points at its own compiled module classes; servers (vLLM, our
+    checks) want the plain list of module names that carry LoRA weights."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "adapter_model.safetensors"), "pt") as weights:
+        modules = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights.keys()})
+    path = folder / "adapter_config.json"
+    adapter_config = json.loads(path.read_text())
+    adapter_config.update(
+        target_modules=modules, base_model_name_or_path=base_model, auto_mapping=None
+    )
+    path.write_text(json.dumps(adapter_config, indent=2) + "\n")
 
 
 def write_memory(path: Path, pairs: list[Pair]) -> None:
