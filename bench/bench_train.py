@@ -26,7 +26,9 @@ from service.registry import Registry
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--tokenizer-dir", type=Path, required=True, help="a folder with tokenizer files")
+    parser.add_argument(
+        "--tokenizer-dir", type=Path, required=True, help="a folder with tokenizer files"
+    )
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/llama-3.2-3b-random"))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-tokens", type=int, default=4096)
@@ -36,17 +38,41 @@ def main() -> int:
 
     if not (args.model_dir / "config.json").is_file():
         started = time.time()
-        build_random_model(args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda")
+        build_random_model(
+            args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda"
+        )
         print(f"built {args.model_dir} in {time.time() - started:.0f} s", flush=True)
     registry = Path("/tmp/bench-registry")
     results = {}
     for backend in args.backends.split(","):
         command = [
-            sys.executable, "-m", "training.cli", "train", "--data", str(args.data),
-            "--base-model", str(args.model_dir), "--adapter", f"bench-{backend}",
-            "--registry", str(registry), "--backend", backend, "--4bit", "--rank", "16",
-            "--alpha", "16", "--max-steps", str(args.steps), "--batch-tokens", str(args.batch_tokens),
-            "--logging-steps", "5", "--save-steps", "100000",
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            "--data",
+            str(args.data),
+            "--base-model",
+            str(args.model_dir),
+            "--adapter",
+            f"bench-{backend}",
+            "--registry",
+            str(registry),
+            "--backend",
+            backend,
+            "--4bit",
+            "--rank",
+            "16",
+            "--alpha",
+            "16",
+            "--max-steps",
+            str(args.steps),
+            "--batch-tokens",
+            str(args.batch_tokens),
+            "--logging-steps",
+            "5",
+            "--save-steps",
+            "100000",
         ]
         print("$ " + " ".join(command), flush=True)
         started = time.time()
@@ -58,16 +84,35 @@ def main() -> int:
         training = manifest.training
         results[backend] = {
             "wall_seconds": round(time.time() - started, 1),
-            **{k: training.get(k) for k in (
-                "tokens_per_second", "peak_memory_gib", "peak_reserved_gib", "train_tokens",
-                "epoch_tokens", "batches_per_epoch", "padding_efficiency", "first_loss",
-                "final_loss", "max_steps", "batch_tokens", "device")},
+            **{
+                k: training.get(k)
+                for k in (
+                    "tokens_per_second",
+                    "peak_memory_gib",
+                    "peak_reserved_gib",
+                    "train_tokens",
+                    "epoch_tokens",
+                    "batches_per_epoch",
+                    "padding_efficiency",
+                    "first_loss",
+                    "final_loss",
+                    "max_steps",
+                    "batch_tokens",
+                    "device",
+                )
+            },
         }
         tps = training.get("tokens_per_second") or 0
-        results[backend]["epoch_minutes_estimate"] = round(training["epoch_tokens"] / tps / 60, 1) if tps else None
+        results[backend]["epoch_minutes_estimate"] = (
+            round(training["epoch_tokens"] / tps / 60, 1) if tps else None
+        )
         print(json.dumps({backend: results[backend]}, indent=1), flush=True)
-    if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results["unsloth"]:
-        results["speedup"] = round(results["unsloth"]["tokens_per_second"] / results["peft"]["tokens_per_second"], 2)
+    if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results[
+        "unsloth"
+    ]:
+        results["speedup"] = round(
+            results["unsloth"]["tokens_per_second"] / results["peft"]["tokens_per_second"], 2
+        )
     args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
     return 0

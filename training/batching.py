@@ -28,7 +28,8 @@ class TokenBudgetBatchSampler:
         self.pad_multiple = pad_multiple
         if max_tokens < self._padded(max(lengths, default=1)):
             raise ValueError(
-                f"max_tokens={max_tokens} is smaller than the longest example ({max(lengths)} tokens)"
+                f"max_tokens={max_tokens} is smaller than the longest example "
+                f"({max(lengths)} tokens)"
             )
         self.lengths = list(lengths)
         self.max_tokens = max_tokens

@@ -225,7 +225,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
             for key, value in ev.metrics.items():
                 print(
-                    f"{key:14} {value:10.4g}   copy-source {ev.baseline.get(key, float('nan')):10.4g}"
+                    f"{key:14} {value:10.4g}   "
+                    f"copy-source {ev.baseline.get(key, float('nan')):10.4g}"
                 )
             return 0
         if args.command == "serve":
@@ -278,7 +279,8 @@ def _adapters(args: argparse.Namespace) -> int:
                     if k in ("chrf", "bleu_zh", "markup_kept")
                 )
                 print(
-                    f"{mark} {name}@{version}  base={m.base_model}  parent={m.parent or '-'}  {metrics}  {m.created_at}"
+                    f"{mark} {name}@{version}  base={m.base_model}  "
+                    f"parent={m.parent or '-'}  {metrics}  {m.created_at}"
                 )
         return 0
     if args.action == "promote":

@@ -31,7 +31,8 @@ def write_report(
     lines = [f"# {manifest.name}@{manifest.version}", ""]
     lines += [f"- base model: `{manifest.base_model}`", f"- parent: {manifest.parent or '-'}"]
     lines += [
-        f"- data: {manifest.data.train_pairs} training pairs, fingerprint `{manifest.data.fingerprint}`"
+        f"- data: {manifest.data.train_pairs} training pairs, "
+        f"fingerprint `{manifest.data.fingerprint}`"
     ]
     lines += [f"- created: {manifest.created_at}", f"- command: `{manifest.command or '-'}`", ""]
     if losses:

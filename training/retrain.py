@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if moved < args.min_changes:
         print(
-            f"nothing to do: {moved} new or changed pairs, fewer than --min-changes {args.min_changes}"
+            f"nothing to do: {moved} new or changed pairs, "
+            f"fewer than --min-changes {args.min_changes}"
         )
         return 0
 
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     print(
-        f"training a new version from {'the current adapter' if args.start == 'current' else 'the base model'} "
+        f"training a new version from "
+        f"{'the current adapter' if args.start == 'current' else 'the base model'} "
         f"on all {len(corpus.pairs)} pairs"
     )
     result = train(config)
@@ -118,11 +120,13 @@ def run(args: argparse.Namespace) -> int:
     )
     delta = new.metrics["chrf"] - old.metrics["chrf"]
     print(
-        f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} {old.metrics['chrf']:.2f} ({delta:+.2f})"
+        f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
+        f"{old.metrics['chrf']:.2f} ({delta:+.2f})"
     )
     if delta < -args.margin:
         print(
-            f"not promoted: {candidate} is worse by more than --margin {args.margin}; {ref} stays current"
+            f"not promoted: {candidate} is worse by more than --margin {args.margin}; "
+            f"{ref} stays current"
         )
         return 3
     registry.promote(candidate, reason=f"retrain: chrF {delta:+.2f} vs {ref}")

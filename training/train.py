@@ -94,7 +94,8 @@ def train(config: TrainConfig) -> TrainResult:
     if not train_pairs:
         raise SystemExit(f"error: no translated pairs found under {config.data}")
     log(
-        f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, from {corpus.files} catalogs"
+        f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, "
+        f"from {corpus.files} catalogs"
     )
 
     # 2. model
@@ -416,7 +417,7 @@ def normalize_adapter_config(folder: Path, base_model: str) -> None:
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as weights:
-        modules = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights.keys()})
+        modules = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights.keys()})  # noqa: SIM118
     path = folder / "adapter_config.json"
     adapter_config = json.loads(path.read_text())
     adapter_config.update(
