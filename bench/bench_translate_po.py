@@ -29,7 +29,7 @@ import httpx
 import polib
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/python-docs-zh-tw/2024-10-19")
+DATA = Path(__file__).resolve().parents[2] / "shared/data/python-docs-zh-tw/2024-10-19"
 DEFAULT_CATALOG = DATA / "library/functions.po"
 
 

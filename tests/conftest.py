@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path("/work/shared/data/python-docs-zh-tw/2024-10-19")
+# The snapshots lie in ../shared beside the checkout (as on the developers' machines and CI).
+SNAPSHOTS = Path(
+    os.environ.get(
+        "POLINGO_SNAPSHOTS",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "python-docs-zh-tw",
+    )
+)
+CORPUS = SNAPSHOTS / "2024-10-19"
 # Small real catalogs (a few dozen entries each) and one big one.
 SAMPLE_CATALOGS = ("tutorial/appetite.po", "tutorial/interactive.po", "library/functions.po")
 

@@ -23,12 +23,13 @@ from pathlib import Path
 import msgspec
 import polib
 import pytest
+from conftest import CORPUS
 
 from clients.translate_po import main
 from service.markup import check_translation, markup_items
 from service.schemas import MAX_BATCH, TranslateRequest
 
-DATA = Path("/work/shared/data/python-docs-zh-tw/2024-10-19")
+DATA = CORPUS
 if not DATA.is_dir():  # CI clones elsewhere: the data sits next to the repository
     DATA = Path(__file__).resolve().parents[2] / "shared/data/python-docs-zh-tw/2024-10-19"
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,10 @@ Rules (the same for every train, eval and retrain):
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,6 +106,7 @@ def read_catalog(path: Path) -> polib.POFile:
         raise CatalogError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if b"\x00" in raw:
         raise CatalogError(f"{path}: not a text catalog (contains NUL bytes)")
+    _msgfmt_check(path)
     try:
         return polib.pofile(str(path), wrapwidth=79)
     except UnicodeDecodeError as exc:
@@ -115,6 +119,22 @@ def read_catalog(path: Path) -> polib.POFile:
         match = re.search(r"line (\d+)", message)
         where = f"{path}:{match.group(1)}" if match else str(path)
         raise CatalogError(f"{where}: {message}") from None
+
+
+def _msgfmt_check(path: Path) -> None:
+    """polib accepts some broken syntax silently (``msgstr oops`` reads as "op"), so
+    gettext's own parser checks the file first where it is installed."""
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        return
+    done = subprocess.run(
+        [msgfmt, "--check-format", "-o", os.devnull, str(path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        first = next((line for line in done.stderr.splitlines() if line.strip()), "msgfmt failed")
+        where = first.split(": ", 1)[0] if first.startswith(str(path)) else str(path)
+        reason = first[len(where) + 2 :] if first.startswith(str(path)) else first
+        raise CatalogError(f"{where}: {reason.strip()}")
 
 
 def entry_pairs(entry: polib.POEntry) -> list[Pair]:

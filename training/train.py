@@ -118,8 +118,12 @@ def train(config: TrainConfig) -> TrainResult:
     )
     trainer, progress = build_trainer(model, tokenizer, examples, config, run_dir)
     resume = _last_checkpoint(run_dir) if config.resume else None
-    if config.resume and resume is None:
-        log(f"--resume: no checkpoint under {run_dir}, starting afresh")
+    if config.resume:
+        log(
+            f"resuming from {resume}"
+            if resume
+            else f"--resume: no checkpoint in {run_dir}, starting afresh"
+        )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # 5. export
@@ -453,7 +457,12 @@ def _run_id(fingerprint: str, config: TrainConfig) -> str:
 
 
 def _last_checkpoint(run_dir: Path) -> Path | None:
-    found = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    # trainer_state.json is written last: a checkpoint without it was cut short by a kill
+    found = [
+        p
+        for p in run_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 

@@ -1,0 +1,271 @@
+"""Training side: pairs from catalogs, the stable split, bad catalogs, token-budget
+batches, the prompt contract, and (slow) the real `polingo train`/`eval` commands on
+the tiny model, resumed after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+
+from service.contract import (
+    PromptContract,
+    encode_example,
+    encode_prompt,
+    end_of_turn_text,
+    prepare_pair,
+    prepare_source,
+    protect,
+    restore,
+)
+from service.registry import Registry
+from training.batching import TokenBudgetBatchSampler
+from training.data import (
+    CatalogError,
+    data_index,
+    diff_index,
+    is_heldout,
+    load_corpus,
+)
+
+HEADER = (
+    'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
+    '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
+)
+
+
+def write_po(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + body, encoding="utf-8")
+    return path
+
+
+def polingo(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=kwargs.pop("timeout", 900),
+        **kwargs,
+    )
+
+
+# ---- pairs --------------------------------------------------------------------------
+
+
+def test_pairs_follow_the_rules(tmp_path: Path) -> None:
+    write_po(
+        tmp_path / "a.po",
+        'msgid "Hello"\nmsgstr "你好"\n\n'
+        '#, fuzzy\nmsgid "Draft"\nmsgstr "草稿"\n\n'
+        'msgid "Empty"\nmsgstr ""\n\n'
+        'msgctxt "menu"\nmsgid "File"\nmsgstr "檔案"\n\n'
+        'msgid "File"\nmsgstr "文件"\n\n'
+        'msgid "one file"\nmsgid_plural "%d files"\nmsgstr[0] "一個檔案"\nmsgstr[1] "%d 個檔案"\n\n'
+        f'msgid "{"long " * 500}"\nmsgstr "長"\n\n'
+        '#~ msgid "Old"\n#~ msgstr "舊"\n',
+    )
+    write_po(tmp_path / "b.po", 'msgid "Hello"\nmsgstr "哈囉"\n')
+    write_po(tmp_path / "sub" / "c.po", 'msgid "Hello"\nmsgstr "你好"\n')
+
+    corpus = load_corpus(tmp_path)
+    pairs = {(p.msgctxt, p.msgid): p.msgstr for p in corpus.pairs}
+
+    assert pairs == {
+        (None, "Hello"): "你好",  # two catalogs against one: the most frequent wins
+        ("menu", "File"): "檔案",
+        (None, "File"): "文件",
+        (None, "one file"): "一個檔案",
+        (None, "%d files"): "%d 個檔案",
+    }
+    assert corpus.files == 3
+    assert corpus.skipped_fuzzy == 1
+    assert corpus.untranslated == 1
+    assert corpus.conflicts == 1
+    assert corpus.duplicates == 2
+    assert corpus.dropped_too_long == 1
+
+
+def test_heldout_split_is_stable_and_disjoint(tmp_path: Path) -> None:
+    for rel in ("tutorial", "howto"):
+        shutil.copytree(CORPUS / rel, tmp_path / "docs" / rel)
+    first = load_corpus(tmp_path / "docs")
+    train, heldout = first.split()
+    assert heldout and train
+    assert not {p.msgid for p in train} & {p.msgid for p in heldout}
+    assert 0.01 < len(heldout) / len(first.pairs) < 0.06
+
+    # New docs land: the old held-out pairs stay held out, whatever the file order.
+    shutil.copytree(CORPUS / "faq", tmp_path / "docs" / "0-faq-first")
+    _, heldout_later = load_corpus(tmp_path / "docs").split()
+    assert {p.key for p in heldout} <= {p.key for p in heldout_later}
+    assert all(is_heldout(p.msgid) for p in heldout_later)
+
+
+def test_data_index_tells_new_changed_removed() -> None:
+    from training.data import Pair
+
+    old = data_index([Pair("a", "甲"), Pair("b", "乙"), Pair("c", "丙")])
+    new = data_index([Pair("a", "甲"), Pair("b", "乙乙"), Pair("d", "丁")])
+    assert diff_index(old, new) == {"new_pairs": 1, "changed_pairs": 1, "removed_pairs": 1}
+
+
+def test_bad_catalogs_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    write_po(tmp_path / "good.po", 'msgid "Hello"\nmsgstr "你好"\n')
+    write_po(tmp_path / "syntax.po", 'msgid "Hello"\nmsgstr "你好"\n\nmsgid "x"\nmsgstr oops\n')
+    (tmp_path / "junk.po").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "latin.po").write_bytes(
+        (HEADER + 'msgid "caf\xe9"\nmsgstr "x"\n').encode("latin-1")
+    )
+
+    corpus = load_corpus(tmp_path)
+    assert [p.msgid for p in corpus.pairs] == ["Hello"]
+    problems = "\n".join(corpus.problems)
+    assert f"{tmp_path / 'syntax.po'}:" in problems
+    assert f"{tmp_path / 'junk.po'}: not a text catalog" in problems
+    assert f"{tmp_path / 'latin.po'}:6:" in problems
+    with pytest.raises(CatalogError):
+        load_corpus(tmp_path, strict=True)
+
+    done = polingo("data", "stats", str(tmp_path))
+    assert done.returncode == 1 and "pairs (deduplicated) 1" in done.stdout
+    strict = polingo("data", "stats", "--strict", str(tmp_path))
+    assert strict.returncode == 2
+    assert "error:" in strict.stderr and "Traceback" not in strict.stderr
+    missing = polingo("data", "stats", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such file or directory" in missing.stderr
+
+
+# ---- batches ----------------------------------------------------------------------------
+
+
+def test_token_budget_batches_cover_every_example_once_within_budget() -> None:
+    lengths = [((i * 37) % 500) + 3 for i in range(3000)]
+    sampler = TokenBudgetBatchSampler(lengths, 4096, seed=0, pad_multiple=64)
+    seen = sorted(i for batch in sampler for i in batch)
+    assert seen == list(range(len(lengths)))
+    for batch in sampler:
+        padded = -(-max(lengths[i] for i in batch) // 64) * 64
+        assert padded * len(batch) <= 4096
+    assert sampler.padding_efficiency() > 0.85
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0  # a resumed run sees the same order
+    with pytest.raises(ValueError, match="longest example"):
+        TokenBudgetBatchSampler([10, 5000], 4096)
+
+
+# ---- prompt contract -----------------------------------------------------------------
+
+
+def test_markup_protection_round_trips() -> None:
+    source = "Use :func:`len` on ``data``; see `docs <https://x.y>`_ and :func:`len`."
+    protected, items = prepare_source(PromptContract(), source)
+    assert "`" not in protected and protected.count("\u27e61\u27e7") == 2
+    assert restore(protected, items) == source
+    # training: only items that the human translation keeps verbatim are replaced
+    src, tgt, kept = protect(source, "對 ``data`` 使用 :func:`len`，見\\ `文件 <https://x.y>`_。")
+    assert kept == [":func:`len`", "``data``"]
+    assert "`docs <https://x.y>`_" in src and "`文件 <https://x.y>`_" in tgt
+
+
+def test_training_prompt_is_the_serving_prompt(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    contract = PromptContract()
+    source, target = prepare_pair(contract, "Call :func:`len`.", "呼叫 :func:`len`。")
+    input_ids, labels = encode_example(tokenizer, source, target, "ctx")
+    prompt = encode_prompt(tokenizer, source, "ctx")
+    assert input_ids[: len(prompt)] == prompt
+    assert labels[: len(prompt)] == [-100] * len(prompt)
+    completion = tokenizer.decode(labels[len(prompt) :])
+    assert completion == target + end_of_turn_text(tokenizer)
+    assert "\u27e61\u27e7" in completion
+
+
+# ---- the real commands (slow) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    registry = tmp_path / "registry"
+    done = polingo(
+        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
+        "--registry", str(registry), "--max-pairs", "120", "--max-steps", "30",
+        "--learning-rate", "3e-3", "--batch-tokens", "2048", "--logging-steps", "5",
+        "--eval", "4",
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tok/s" in done.stderr and "ETA" in done.stderr  # progress is shown
+
+    reg = Registry(registry)
+    assert reg.versions("zh") == ["v1"] and reg.current("zh") == "v1"
+    manifest = reg.manifest("zh")
+    losses = json.loads((reg.path("zh") / "report" / "loss.json").read_text())
+    assert losses[-1][1] < losses[0][1]  # the loss falls
+    assert manifest.base_model == str(tiny_model_dir)
+    assert 100 <= manifest.data.train_pairs <= 120 and manifest.data.heldout_pairs > 0
+    assert manifest.data.fingerprint.startswith("sha256:")
+    assert manifest.training["rank"] == 16 and manifest.training["backend"] == "unsloth"
+    assert manifest.command.startswith("polingo train --data")
+    # evaluated through vLLM (the adapter loads there) with the copy-the-source baseline
+    assert manifest.metrics["pairs"] == 4 and "chrf" in manifest.metrics
+    assert manifest.baseline_metrics["chrf"] > 0
+    adapter_config = json.loads((reg.path("zh") / "adapter_config.json").read_text())
+    assert adapter_config["target_modules"] == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    assert not adapter_config.get("modules_to_save")  # no embeddings / lm_head in LoRA form
+    memory = (reg.path("zh") / "memory.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(memory) == 120 and {"msgid", "msgstr", "msgctxt"} <= json.loads(memory[0]).keys()
+    assert (reg.path("zh") / "report" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert "chrf" in (reg.path("zh") / "report" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_killed_training_leaves_registry_untouched_and_resumes(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    registry = tmp_path / "registry"
+    args = [
+        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
+        "--registry", str(registry), "--max-pairs", "64", "--max-steps", "40",
+        "--batch-tokens", "1024", "--save-steps", "3", "--logging-steps", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = registry / "zh" / ".checkpoints"
+    deadline = time.monotonic() + 600
+    while not list(checkpoints.glob("*/checkpoint-6")):
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert Registry(registry).versions("zh") == []
+    assert not (registry / "zh" / "CURRENT").exists()
+
+    resumed = polingo(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
+    assert Registry(registry).versions("zh") == ["v1"]
+    assert not list(checkpoints.glob("*"))  # the run's checkpoints are gone once exported
