@@ -1,0 +1,164 @@
+"""End to end: version 1 trained on the 2024-07-20 snapshot is served; the 2024-10-19
+snapshot lands; `polingo retrain` trains version 2, evaluates both, promotes it and
+the running service switches to it without a restart. A retrain with nothing new does
+nothing; a version made worse on purpose is not promoted; rollback works.
+
+Subsets of the snapshots (their tutorial/ folders) and SmolLM2-135M keep it CPU-sized;
+a real pretrained base is needed so that a sabotaged version scores measurably worse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import SNAPSHOTS
+from test_training import polingo
+
+from service.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "retrain-key"
+BASE = "smollm2-135m"
+TRAIN_OPTIONS = ["--max-pairs", "48", "--max-steps", "6", "--batch-tokens", "2048"]
+EVAL_OPTIONS = ["--eval-limit", "6", "--engine", "hf"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("retrain")
+    for snapshot in ("2024-07-20", "2024-10-19"):
+        shutil.copytree(SNAPSHOTS / snapshot / "tutorial", root / snapshot / "tutorial")
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry(workdir: Path) -> Registry:
+    done = polingo(
+        "train", "--data", str(workdir / "2024-07-20"), "--base-model", BASE,
+        "--adapter", "zh", "--registry", str(workdir / "registry"), *TRAIN_OPTIONS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    reg = Registry(workdir / "registry")
+    assert reg.current("zh") == "v1"
+    return reg
+
+
+@pytest.fixture(scope="module")
+def service(workdir: Path, registry: Registry) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "POLINGO_REGISTRY": str(registry.root),
+        "POLINGO_ADAPTER": "zh",
+        "POLINGO_API_KEY": API_KEY,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
+    log = open(workdir / "service.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, (workdir / "service.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "service did not become ready"
+            try:
+                if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def served_version(url: str) -> str:
+    answer = httpx.post(
+        url + "/translate", json={"items": [{"text": "A new sentence."}]}, timeout=300
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["translations"][0]["adapter"]
+
+
+def retrain(workdir: Path, *extra: str, url: str | None = None) -> subprocess.CompletedProcess:
+    service_args = ["--service-url", url, "--api-key", API_KEY] if url else []
+    return polingo(
+        "retrain", "--docs", str(workdir / "2024-10-19"), "--adapter", "zh",
+        "--registry", str(workdir / "registry"), *EVAL_OPTIONS, *service_args, *extra,
+    )  # fmt: skip
+
+
+def test_new_docs_make_a_promoted_version_the_service_switches_to(
+    workdir: Path, registry: Registry, service: str
+) -> None:
+    assert served_version(service) == "zh@v1"
+
+    done = retrain(workdir, "--margin", "5", url=service)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "235 new, 6 changed" in done.stdout
+    assert "promoted zh@v2" in done.stdout and "service reloaded" in done.stdout
+
+    assert registry.current("zh") == "v2"
+    manifest = registry.manifest("zh@v2")
+    assert manifest.parent == "zh@v1"
+    assert (manifest.data.new_pairs, manifest.data.changed_pairs) == (235, 6)
+    assert manifest.training["init_adapter"]  # continued from v1's weights
+    assert "chrf" in manifest.metrics
+    assert served_version(service) == "zh@v2"  # same process, no restart
+
+    # nothing new: nothing happens
+    again = retrain(workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stdout
+    assert registry.versions("zh") == ["v1", "v2"]
+
+
+def test_a_worse_version_is_not_promoted_and_rollback_works(
+    workdir: Path, registry: Registry, service: str
+) -> None:
+    if registry.current("zh") != "v2":
+        pytest.skip("needs the promoted v2 of the previous test")
+    # A learning rate this high wrecks the weights: the candidate must fail the gate.
+    bad = retrain(workdir, "--min-changes", "0", "--learning-rate", "3", "--margin", "5")
+    assert bad.returncode == 3, bad.stdout + bad.stderr[-3000:]
+    assert "not promoted: zh@v3" in bad.stdout
+    assert registry.versions("zh") == ["v1", "v2", "v3"] and registry.current("zh") == "v2"
+
+    listed = polingo("adapters", "--registry", str(registry.root), "list")
+    assert listed.returncode == 0 and "* zh@v2" in listed.stdout and "  zh@v3" in listed.stdout
+
+    back = polingo(
+        "adapters", "--registry", str(registry.root), "rollback", "zh",
+        "--service-url", service, "--api-key", API_KEY,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert registry.current("zh") == "v1"
+    assert served_version(service) == "zh@v1"
+
+    forward = polingo("adapters", "--registry", str(registry.root), "promote", "zh@v2")
+    assert forward.returncode == 0 and registry.current("zh") == "v2"
+    unknown = polingo("adapters", "--registry", str(registry.root), "promote", "zh@v9")
+    assert unknown.returncode == 2 and "has no version 'v9'" in unknown.stderr
