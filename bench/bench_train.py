@@ -30,7 +30,7 @@ def main() -> int:
         "--tokenizer-dir", type=Path, required=True, help="a folder with tokenizer files"
     )
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/llama-3.2-3b-random"))
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--backends", default="unsloth,peft")
     parser.add_argument("--out", type=Path, required=True)
@@ -88,6 +88,7 @@ def main() -> int:
                 k: training.get(k)
                 for k in (
                     "tokens_per_second",
+                    "tokens_per_second_second_half",
                     "peak_memory_gib",
                     "peak_reserved_gib",
                     "train_tokens",
@@ -110,9 +111,11 @@ def main() -> int:
     if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results[
         "unsloth"
     ]:
-        results["speedup"] = round(
-            results["unsloth"]["tokens_per_second"] / results["peft"]["tokens_per_second"], 2
-        )
+        key = "tokens_per_second_second_half"  # steady state, past compilation
+        if not (results["unsloth"].get(key) and results["peft"].get(key)):
+            key = "tokens_per_second"
+        results["speedup"] = round(results["unsloth"][key] / results["peft"][key], 2)
+        results["speedup_measure"] = key
     args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
     return 0

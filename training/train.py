@@ -407,6 +407,9 @@ class Progress:
             out["first_loss"] = round(self.losses[0][1], 4)
             out["final_loss"] = round(self.losses[-1][1], 4)
         out["tokens_per_second"] = round(self.tokens_per_second(), 1)
+        if len(self.marks) >= 4:  # the second half alone: past compilation for new shapes
+            (t0, n0), (t1, n1) = self.marks[len(self.marks) // 2], self.marks[-1]
+            out["tokens_per_second_second_half"] = round((n1 - n0) / max(t1 - t0, 1e-9), 1)
         out["train_tokens"] = float(self.tokens_seen)
         if torch.cuda.is_available():
             out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
