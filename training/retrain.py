@@ -81,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    settings = {k: v for k, v in parent.training.items() if k in TrainConfig.__dataclass_fields__}
+    explicit = {"data", "registry", "adapter", "base_model", "contract", "init_adapter"}
+    settings = {
+        k: v
+        for k, v in parent.training.items()
+        if k in TrainConfig.__dataclass_fields__ and k not in explicit
+    }
     config = TrainConfig(data=args.docs, registry=args.registry, adapter=name, **settings)  # type: ignore[arg-type]
     config = replace(
         config,
