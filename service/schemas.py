@@ -57,7 +57,7 @@ class ReloadResponse(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    status: str  # "ok" | "starting"
+    status: str  # "ok" | "starting" | "failed"
     engine: str  # "vllm" | "transformers (fallback)"
     base_model: str
     adapters: list[str]
