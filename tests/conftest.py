@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,11 @@ CORPUS = SNAPSHOTS / "2024-10-19"
 SAMPLE_CATALOGS = ("tutorial/appetite.po", "tutorial/interactive.po", "library/functions.po")
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# The external checkers (powrap, sphinx-lint) live beside the interpreter in the venv,
+# which need not be on PATH (`.venv/bin/python -m pytest`, CI).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -576,7 +576,14 @@ def start(path: Path, fake: FakeTranslationService, *extra: str) -> subprocess.P
         "--no-progress",
     ]
     return subprocess.Popen(
-        [*command, *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background job (CI, `cmd &`) inherits SIGINT ignored, and Python then keeps it
+        # ignored; a terminal's Ctrl-C is what this simulates, so restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
