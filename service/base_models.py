@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from service import gguf_import
+from service.fsutil import make_readable
 from service.gguf_import import CHATML_TEMPLATE, GEMMA_TEMPLATE, TokenizerRecipe
 
 DEFAULT_OFFLINE_MODEL = "gemma3-270m"
@@ -200,7 +201,7 @@ def _resolve_alias(alias: Alias, cache_dir: Path) -> Path:
             with _alias_gguf(alias, work) as gguf_path:
                 gguf_import.convert(gguf_path, alias.recipe, work)
             _write_marker(work, kind="alias", alias=alias.name, package=alias.package)
-            _make_readable(work)
+            make_readable(work)
             _replace_folder(work, target)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -244,13 +245,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp (and safetensors) create private files; a model cache is shared."""
-    folder.chmod(0o755)
-    for path in folder.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import msgspec
 
 from service.contract import PromptContract
+from service.fsutil import atomic_write, make_readable
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -158,14 +159,14 @@ class Registry:
             yield version, staging
             if not (staging / MANIFEST).is_file():
                 raise RegistryError(f"version {version} of {name!r} has no manifest")
-            _make_readable(staging)  # mkdtemp makes 0700; replicas may run as other users
+            make_readable(staging)
             os.rename(staging, folder / version)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
     def write_manifest(self, folder: Path, manifest: Manifest) -> None:
-        _atomic_write(
+        atomic_write(
             folder / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest), indent=2)
         )
 
@@ -175,7 +176,7 @@ class Registry:
     def promote(self, ref: str, reason: str = "") -> str:
         name, version = self.resolve(ref)
         previous = self.current(name)
-        _atomic_write(self.root / name / CURRENT, (version + "\n").encode())
+        atomic_write(self.root / name / CURRENT, (version + "\n").encode())
         entry = {
             "time": now(),
             "action": "promote",
@@ -212,22 +213,3 @@ class Registry:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _make_readable(folder: Path) -> None:
-    folder.chmod(0o755)
-    for path in folder.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

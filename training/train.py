@@ -127,6 +127,7 @@ def train(config: TrainConfig) -> TrainResult:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # 5. export
+    summary = progress.summary()
     manifest = Manifest(
         name=config.adapter,
         version="",
@@ -147,7 +148,7 @@ def train(config: TrainConfig) -> TrainResult:
             "epoch_tokens": sum(len(e["input_ids"]) for e in examples),
             "batches_per_epoch": progress.batches_per_epoch,
             "padding_efficiency": round(progress.padding_efficiency, 4),
-            **progress.summary(),
+            **summary,
         },
         parent=config.parent,
         created_at=now(),
@@ -164,7 +165,6 @@ def train(config: TrainConfig) -> TrainResult:
 
         write_report(folder, manifest, progress.losses, examples=[])
     shutil.rmtree(run_dir, ignore_errors=True)
-    summary = progress.summary()
     log(f"saved {config.adapter}@{version} to {registry.root / config.adapter / version}")
     return TrainResult(
         version=version,
