@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import SNAPSHOTS
+from test_service_helpers import running_service
 from test_training import polingo
 
 from service.registry import Registry
@@ -55,9 +53,6 @@ def registry(workdir: Path) -> Registry:
 
 @pytest.fixture(scope="module")
 def service(workdir: Path, registry: Registry) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {
         **os.environ,
         "POLINGO_REGISTRY": str(registry.root),
@@ -65,34 +60,8 @@ def service(workdir: Path, registry: Registry) -> Iterator[str]:
         "POLINGO_API_KEY": API_KEY,
         "VLLM_CPU_KVCACHE_SPACE": "1",
     }
-    log = open(workdir / "service.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (workdir / "service.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "service did not become ready"
-            try:
-                if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+    with running_service(env, workdir / "service.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def served_version(url: str) -> str:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from service.contract import PromptContract
 from service.registry import MEMORY, DataSummary, Manifest, Registry
 
+REPO = Path(__file__).resolve().parents[1]
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -80,3 +89,42 @@ def mismatched_adapter(adapter_dir: Path, out_dir: Path) -> Path:
     save_file(cut, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
     shutil.copy(adapter_dir / "adapter_config.json", out_dir / "adapter_config.json")
     return out_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """The real `python -m service.serve` on a free loopback port, ready; its URL.
+    Output goes to ``log_path``, whose end is shown if the service dies or never gets
+    ready; the service is stopped afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"service exited:\n{log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service not ready:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -20,6 +20,7 @@ from test_service_helpers import (
     MEMORY_V1,
     MEMORY_V2,
     add_version,
+    free_port,
     mismatched_adapter,
     variant_adapter,
 )
@@ -35,12 +36,6 @@ MAX_BODY = 100_000
 SOURCE = "Use :func:`len` to count the %s items in ``data``."
 LONG = "The quick brown fox jumps over the lazy dog, twice or thrice. " * 12
 ENTRIES = [{"msgid": f"Entry {i}", "msgctxt": None, "msgstr": f"條目 {i}"} for i in range(8)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -85,7 +80,7 @@ def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapter: Path) -> Iterat
         base_model=base,
     )
     add_version(registry, "zh2", tiny_adapter, base_model=base, memory=MEMORY_V1)
-    port = _free_port()
+    port = free_port()
     cores = len(os.sched_getaffinity(0))
     env = {
         **os.environ,

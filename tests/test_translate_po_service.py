@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polib
 import pytest
-from test_service_helpers import add_version
+from test_service_helpers import add_version, running_service
 from test_translate_po import DATA, REPO, check_tools, copy_catalog, entry_state, needs
 
 from clients.translate_po import main
@@ -71,9 +66,6 @@ def registry(tmp_path_factory, tiny_model_dir: Path, tiny_adapter: Path) -> Regi
 
 @pytest.fixture(scope="module")
 def service(registry: Registry, tmp_path_factory) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {
         **os.environ,
         "POLINGO_REGISTRY": str(registry.root),
@@ -84,31 +76,8 @@ def service(registry: Registry, tmp_path_factory) -> Iterator[str]:
         "POLINGO_MAX_NEW_TOKENS": "16",  # junk either way; keeps the module quick
     }
     log_path = tmp_path_factory.mktemp("tpo-log") / "service.log"
-    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service not ready:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with running_service(env, log_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def check_catalog(
