@@ -5,8 +5,14 @@ Llama-3.2-3B's exact shape. Needs a CUDA GPU.
 
     python bench/bench_train.py --data DOCS --tokenizer-dir TOK --out results.json
 
-Each backend runs `polingo train` in its own process (Unsloth patches transformers
-at import, so the baseline must not share a process with it).
+Each variant runs `polingo train` in its own process (Unsloth patches transformers
+at import, so the baseline must not share a process with it):
+
+- ``unsloth``: polingo's default on CUDA, Unsloth with padding-free batches;
+- ``unsloth-padded``: Unsloth on padded rows (each decoder block compiled per shape);
+- ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
+
+``--steps -1`` runs a whole epoch.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ from pathlib import Path
 from service.base_models import build_random_model
 from service.registry import Registry
 
+VARIANTS = {
+    "unsloth": ["--backend", "unsloth"],
+    "unsloth-padded": ["--backend", "unsloth", "--no-padding-free"],
+    "peft": ["--backend", "peft"],
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +44,7 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/llama-3.2-3b-random"))
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--batch-tokens", type=int, default=4096)
-    parser.add_argument("--backends", default="unsloth,peft")
+    parser.add_argument("--variants", default="unsloth,peft", help=", ".join(VARIANTS))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -44,7 +56,7 @@ def main() -> int:
         print(f"built {args.model_dir} in {time.time() - started:.0f} s", flush=True)
     registry = Path("/tmp/bench-registry")
     results = {}
-    for backend in args.backends.split(","):
+    for variant in args.variants.split(","):
         command = [
             sys.executable,
             "-m",
@@ -55,11 +67,10 @@ def main() -> int:
             "--base-model",
             str(args.model_dir),
             "--adapter",
-            f"bench-{backend}",
+            f"bench-{variant}",
             "--registry",
             str(registry),
-            "--backend",
-            backend,
+            *VARIANTS[variant],
             "--4bit",
             "--rank",
             "16",
@@ -78,11 +89,11 @@ def main() -> int:
         started = time.time()
         done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if done.returncode != 0:
-            results[backend] = {"error": f"exit {done.returncode}"}
+            results[variant] = {"error": f"exit {done.returncode}"}
             continue
-        manifest = Registry(registry).manifest(f"bench-{backend}")
+        manifest = Registry(registry).manifest(f"bench-{variant}")
         training = manifest.training
-        results[backend] = {
+        results[variant] = {
             "wall_seconds": round(time.time() - started, 1),
             **{
                 k: training.get(k)
@@ -104,10 +115,10 @@ def main() -> int:
             },
         }
         tps = training.get("tokens_per_second") or 0
-        results[backend]["epoch_minutes_estimate"] = (
+        results[variant]["epoch_minutes_estimate"] = (
             round(training["epoch_tokens"] / tps / 60, 1) if tps else None
         )
-        print(json.dumps({backend: results[backend]}, indent=1), flush=True)
+        print(json.dumps({variant: results[variant]}, indent=1), flush=True)
     if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results[
         "unsloth"
     ]:

@@ -116,6 +116,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="QLoRA nf4 (default: on CUDA only)",
     )
     p.add_argument(
+        "--padding-free",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each batch as one row without padding (default: Unsloth on CUDA only)",
+    )
+    p.add_argument(
         "--no-protect-markup",
         action="store_true",
         help="train on raw markup instead of numbered placeholders",
@@ -163,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         heldout_percent=args.heldout_percent,
         backend=args.backend,
         load_in_4bit=args.load_in_4bit,
+        padding_free=args.padding_free,
         resume=args.resume,
         save_steps=args.save_steps,
         logging_steps=args.logging_steps,

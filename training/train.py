@@ -44,6 +44,10 @@ class TrainConfig:
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
     batch_tokens: int = 4096  # padded tokens per batch; raising it costs activation memory
     pad_multiple: int = 64  # batch lengths rounded up to this: fewer shapes to compile
+    # Padding-free batches: a batch's examples run as one row, attention kept apart per
+    # example (varlen kernels). None: on for Unsloth on CUDA, where padded batches would
+    # make Unsloth compile each decoder block for new shapes (minutes in 4-bit).
+    padding_free: bool | None = None
     grad_accum: int = 1
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -285,7 +289,6 @@ def build_trainer(
     from datasets import Dataset
     from torch.utils.data import DataLoader
     from trl import SFTConfig, SFTTrainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     lengths = [len(e["input_ids"]) for e in examples]
     sampler = TokenBudgetBatchSampler(
@@ -295,13 +298,9 @@ def build_trainer(
         f"batches: {len(sampler)} a epoch, {config.batch_tokens} padded tokens at most, "
         f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
     )
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    pad_collator = DataCollatorForLanguageModeling(
-        pad_token_id=pad_id, pad_to_multiple_of=config.pad_multiple
-    )
     cuda = torch.cuda.is_available()
+    padding_free = use_padding_free(config, cuda)
+    log("batching: " + ("padding-free (one row per batch)" if padding_free else "padded rows"))
     args = SFTConfig(
         output_dir=str(run_dir),
         num_train_epochs=config.epochs,
@@ -320,7 +319,11 @@ def build_trainer(
         use_cpu=not cuda,
         optim="adamw_8bit" if cuda else "adamw_torch",
         report_to=[],
-        max_length=config.max_length,
+        # Pairs over max_length were dropped in tokenize_pairs; TRL refuses a max_length
+        # it cannot enforce in padding-free mode.
+        max_length=None if padding_free else config.max_length,
+        padding_free=padding_free,
+        pad_to_multiple_of=None if padding_free else config.pad_multiple,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
         disable_tqdm=True,
@@ -329,15 +332,15 @@ def build_trainer(
         batches_per_epoch=len(sampler), padding_efficiency=sampler.padding_efficiency()
     )
 
-    def collator(batch: list[dict[str, list[int]]]) -> Any:
-        progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)  # real tokens, no padding
-        return pad_collator(batch)
-
     class TokenBudgetSFTTrainer(SFTTrainer):
         def get_train_dataloader(self) -> DataLoader:
-            loader = DataLoader(
-                self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator
-            )
+            # TRL's own collator (padded, or flattened when padding-free, which Unsloth
+            # extends with sequence lengths); we only count the real tokens it gets.
+            def collate(batch: list[dict[str, list[int]]]) -> Any:
+                progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)
+                return self.data_collator(batch)
+
+            loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate)
             return self.accelerator.prepare(loader)
 
     trainer = TokenBudgetSFTTrainer(
@@ -345,10 +348,18 @@ def build_trainer(
         args=args,
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
-        data_collator=collator,
         callbacks=[progress.callback()],
     )
     return trainer, progress
+
+
+def use_padding_free(config: TrainConfig, cuda: bool) -> bool:
+    if config.padding_free is None:
+        return cuda and config.backend == "unsloth"
+    if config.padding_free and config.backend != "unsloth":
+        # plain transformers' SDPA would attend across the examples of the row
+        raise SystemExit("error: --padding-free needs --backend unsloth")
+    return config.padding_free
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""GPU-only training paths (skipped without CUDA; run on the device with
+`python3 -m pytest tests/test_gpu_training.py`): Unsloth's padding-free batches must
+train on exactly what padded batches train on."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_padding_free_batch_has_the_padded_batch_loss(tmp_path: Path) -> None:
+    import unsloth  # noqa: F401  (before transformers, as polingo train does)
+
+    from service.base_models import build_tiny_model
+    from training.train import TrainConfig, build_trainer, load_model
+
+    # A folder with tokenizer files where the GGUF packages are missing (the GPU box).
+    tokenizer = os.environ.get("POLINGO_TEST_TOKENIZER", "smollm2-135m")
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=tokenizer)
+    rng = random.Random(0)
+    examples = []
+    for _ in range(12):  # prompt (no loss) + completion, lengths 10 to 60
+        prompt = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
+        completion = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
+        examples.append(
+            {"input_ids": prompt + completion, "labels": [-100] * len(prompt) + completion}
+        )
+    config = TrainConfig(
+        data=tmp_path, backend="unsloth", load_in_4bit=False, max_length=64, batch_tokens=512
+    )
+    model, tok = load_model(model_dir, config)
+    with torch.no_grad():  # louder attention, so that a leak between examples shows in the loss
+        for name, param in model.named_parameters():
+            if name.endswith(("v_proj.base_layer.weight", "o_proj.base_layer.weight")):
+                param.mul_(30)
+
+    losses, shapes = {}, {}
+    for padding_free in (False, True):
+        trainer, _ = build_trainer(
+            model,
+            tok,
+            examples,
+            replace(config, padding_free=padding_free),
+            tmp_path / f"run-{padding_free}",
+        )
+        batch = next(iter(trainer.get_train_dataloader()))
+        shapes[padding_free] = tuple(batch["input_ids"].shape)
+        with torch.no_grad():
+            losses[padding_free] = float(model(**batch).loss)
+    # The control: the same flat row as one sequence, every example attending to those before it.
+    leaky = {k: batch[k] for k in ("input_ids", "labels")}
+    leaky["position_ids"] = torch.arange(batch["input_ids"].shape[1])[None]
+    with torch.no_grad():
+        leaky_loss = float(model(**leaky).loss)
+
+    real_tokens = sum(len(e["input_ids"]) for e in examples)
+    assert shapes[True] == (1, real_tokens)  # one row, not a pad token in it
+    assert shapes[False][0] == len(examples) and shapes[False][1] % config.pad_multiple == 0
+    gap = abs(losses[True] - losses[False])
+    assert gap < 0.01 * losses[False], (losses, leaky_loss)
+    assert abs(leaky_loss - losses[False]) > 5 * gap, (losses, leaky_loss)
