@@ -10,11 +10,12 @@ the settings of the adapter it serves.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any, Protocol
 
 import msgspec
 
-from service.markup import markup_items
+from service.markup import markup_items, missing_and_added
 
 CONTRACT_VERSION = 1
 
@@ -32,6 +33,11 @@ _TEMPLATE_KWARGS = {"date_string": "01 Jan 2025"}
 _END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
 
 _PLACEHOLDER_RE = re.compile("\u27e6(\\d+)\u27e7")
+
+# Decoding: when a greedy translation drops, repeats or invents a placeholder, this many
+# candidates are sampled and the one that keeps the markup best replaces it.
+MARKUP_RETRIES = 8
+RETRY_TEMPERATURE = 0.7
 
 
 class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,6 +163,33 @@ def prepare_pair(contract: PromptContract, source: str, target: str) -> tuple[st
     protected_source, protected_target, _ = protect(source, target)
     assert protected_target is not None
     return protected_source, protected_target
+
+
+def keeps_markup(contract: PromptContract, prepared_source: str, raw_output: str) -> bool:
+    """Whether raw model output carries the markup of its (prepared) source: each
+    placeholder exactly as often, or, without placeholders, every markup item."""
+    if contract.protect_markup:
+        return Counter(_PLACEHOLDER_RE.findall(prepared_source)) == Counter(
+            _PLACEHOLDER_RE.findall(raw_output)
+        )
+    lost, _ = missing_and_added(markup_items(prepared_source), markup_items(raw_output))
+    return not lost
+
+
+def best_for_markup(contract: PromptContract, prepared_source: str, candidates: list[str]) -> str:
+    """The first candidate that keeps the markup, else the one that loses the fewest
+    items (then adds the fewest); pass the greedy translation first so ties keep it."""
+
+    def damage(output: str) -> tuple[int, int]:
+        if contract.protect_markup:
+            lost, added = missing_and_added(
+                _PLACEHOLDER_RE.findall(prepared_source), _PLACEHOLDER_RE.findall(output)
+            )
+        else:
+            lost, added = missing_and_added(markup_items(prepared_source), markup_items(output))
+        return len(lost), len(added)
+
+    return min(candidates, key=damage)  # min keeps the first of equals
 
 
 def finish_output(contract: PromptContract, output: str, items: list[str]) -> str:

@@ -36,6 +36,16 @@ class Metrics:
         self.engine_pending = Gauge(
             "polingo_engine_pending", "Sequences the engine holds (queued or running)", registry=r
         )
+        self.markup_retries = Counter(
+            "polingo_markup_retries",
+            "Greedy translations that lost markup and were sampled again",
+            registry=r,
+        )
+        self.markup_repaired = Counter(
+            "polingo_markup_repaired",
+            "Of those, translations a sampled candidate fixed",
+            registry=r,
+        )
         self.rejected = Counter(
             "polingo_rejected", "Requests refused because the queue was full", registry=r
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from service import contract
+
 EngineKind = Literal["vllm", "transformers"]
 ENGINES: tuple[str, ...] = ("vllm", "transformers")
 
@@ -72,6 +74,10 @@ class Settings:
     """Longest text of one item (POLINGO_MAX_TEXT_CHARS); the schema caps it at 8000."""
     max_new_tokens_cap: int = 1024
     """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
+    markup_retries: int = contract.MARKUP_RETRIES
+    """Candidates sampled when a greedy translation loses, repeats or invents a markup
+    placeholder; the first that keeps the markup is answered; 0 turns it off
+    (POLINGO_MARKUP_RETRIES)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -90,6 +96,8 @@ class Settings:
     def validate(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.markup_retries < 0:
+            raise ValueError("markup_retries must be 0 or more")
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from service import contract
 from service.adapters import (
@@ -43,6 +43,13 @@ log = logging.getLogger("polingo.service")
 
 WARMUP_TEXT = "Return the :class:`list` of ``items``."
 KEEP_VERSIONS = 2  # per adapter name: the current one and the one before it
+
+
+class _Job(NamedTuple):  # one text on its way to the engine
+    prompt: list[int]
+    budget: int  # max new tokens
+    source: str  # the source as the contract prepared it (placeholders in)
+    markup: list[str]  # the items behind its placeholders
 
 
 class Translator:
@@ -80,7 +87,7 @@ class Translator:
         self._check(request)
         adapter = await self._adapter_for(request.adapter)
         results: list[Translation | None] = [None] * len(request.items)
-        todo: list[tuple[int, list[int], int, list[str]]] = []
+        todo: list[tuple[int, _Job]] = []
         for i, item in enumerate(request.items):
             human = adapter.memory.lookup(item.text, item.msgctxt)
             if human is not None:
@@ -88,18 +95,17 @@ class Translator:
                     human, adapter.key, True, check_translation(item.text, human)
                 )
                 continue
-            prompt, budget, markup = self._encode(
-                adapter, item.text, item.msgctxt, f"items[{i}].text"
-            )
-            todo.append((i, prompt, budget, markup))
+            todo.append((i, self._encode(adapter, item.text, item.msgctxt, f"items[{i}].text")))
         hits = len(request.items) - len(todo)
         self.metrics.memory_hits.inc(hits)
         self.metrics.items.labels("memory").inc(hits)
         if todo:
-            generated = await self._generate(adapter, [(p, b) for _, p, b, _ in todo])
-            for (i, _, _, markup), (text, finish) in zip(todo, generated, strict=True):
+            jobs = [job for _, job in todo]
+            generated = await self._generate(adapter, jobs)
+            generated = await self._retry_lost_markup(adapter, jobs, generated)
+            for (i, job), (text, finish) in zip(todo, generated, strict=True):
                 source = request.items[i].text
-                output = contract.finish_output(adapter.manifest.contract, text, markup)
+                output = contract.finish_output(adapter.manifest.contract, text, job.markup)
                 warnings = check_translation(source, output)
                 warnings += [
                     f"unknown placeholder: {contract.placeholder(int(n))}"
@@ -136,9 +142,39 @@ class Translator:
                     "msgctxt must be a string or null", param=f"items[{i}].msgctxt"
                 )
 
-    def _encode(
-        self, adapter: LoadedAdapter, text: str, msgctxt: str | None, param: str
-    ) -> tuple[list[int], int, list[str]]:
+    async def _retry_lost_markup(
+        self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Sample candidates for the translations that lost markup; keep the best of all."""
+        n = self.settings.markup_retries
+        terms = adapter.manifest.contract
+        failed = [
+            k
+            for k, (text, _) in enumerate(generated)
+            if not contract.keeps_markup(terms, jobs[k].source, text)
+        ]
+        if not failed or n <= 0:
+            return generated
+        self.metrics.markup_retries.inc(len(failed))
+        try:
+            samples = await self._generate(
+                adapter,
+                [jobs[k] for k in failed for _ in range(n)],
+                temperature=contract.RETRY_TEMPERATURE,
+                seeds=list(range(n)) * len(failed),
+            )
+        except Overloaded:  # a full queue: answer the greedy translations (with warnings)
+            return generated
+        out = list(generated)
+        for m, k in enumerate(failed):
+            candidates = [generated[k], *samples[m * n : (m + 1) * n]]
+            pick = contract.best_for_markup(terms, jobs[k].source, [t for t, _ in candidates])
+            out[k] = next(c for c in candidates if c[0] == pick)
+            if contract.keeps_markup(terms, jobs[k].source, pick):
+                self.metrics.markup_repaired.inc()
+        return out
+
+    def _encode(self, adapter: LoadedAdapter, text: str, msgctxt: str | None, param: str) -> _Job:
         source, markup = contract.prepare_source(adapter.manifest.contract, text)
         prompt = contract.encode_prompt(self.tokenizer, source, msgctxt)
         source_tokens = len(self.tokenizer(source, add_special_tokens=False)["input_ids"])
@@ -150,10 +186,15 @@ class Translator:
                 f"the model takes {self.max_model_len}",
                 param=param,
             )
-        return prompt, budget, markup
+        return _Job(prompt, budget, source, markup)
 
     async def _generate(
-        self, adapter: LoadedAdapter, jobs: list[tuple[list[int], int]]
+        self,
+        adapter: LoadedAdapter,
+        jobs: list[_Job],
+        *,
+        temperature: float = 0.0,
+        seeds: list[int] | None = None,
     ) -> list[tuple[str, str]]:
         if self.in_flight + len(jobs) > self.settings.max_queue:
             self.metrics.rejected.inc()
@@ -167,16 +208,18 @@ class Translator:
         self.metrics.queue_depth.set(self.in_flight)
         try:
             generations = await self.engine.generate(
-                [p for p, _ in jobs],
-                max_tokens=[b for _, b in jobs],
+                [job.prompt for job in jobs],
+                max_tokens=[job.budget for job in jobs],
                 stop_token_ids=self.stop_ids,
                 adapter=adapter.key,
+                temperature=temperature,
+                seeds=seeds,
             )
         finally:
             self.in_flight -= len(jobs)
             adapter.in_flight -= 1
             self.metrics.queue_depth.set(self.in_flight)
-        self.metrics.tokens.labels("prompt").inc(sum(len(p) for p, _ in jobs))
+        self.metrics.tokens.labels("prompt").inc(sum(len(job.prompt) for job in jobs))
         self.metrics.tokens.labels("generated").inc(sum(len(g.token_ids) for g in generations))
         return [
             (self.tokenizer.decode(g.token_ids, skip_special_tokens=True), g.finish_reason)
@@ -223,9 +266,9 @@ class Translator:
                 f"{key}: the engine could not load it ({type(exc).__name__}: {exc})"
             ) from None
         try:  # one-item warm-up: the version must generate before it is served
-            prompt, _, _ = self._encode(adapter, WARMUP_TEXT, None, "warmup")
+            warmup = self._encode(adapter, WARMUP_TEXT, None, "warmup")
             await self.engine.generate(
-                [prompt], max_tokens=[4], stop_token_ids=self.stop_ids, adapter=key
+                [warmup.prompt], max_tokens=[4], stop_token_ids=self.stop_ids, adapter=key
             )
         except Exception as exc:
             with suppress(Exception):

@@ -161,3 +161,78 @@ def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys
     argv = ["--registry", str(tmp_path), "--port", str(port), "--engine", "transformers"]
     assert serve.main(argv) == 1
     assert "holds no adapter" in capsys.readouterr().err
+
+
+class ScriptedEngine:
+    """A fake engine (named as such): answers from a script, so that the translator's
+    markup retry can be checked choice by choice; real engines run in the HTTP tests."""
+
+    kind = "scripted"
+
+    def __init__(self, tokenizer, greedy: list[str], samples: dict[int, str]) -> None:
+        self.tokenizer, self.greedy, self.samples = tokenizer, greedy, samples
+        self.calls: list[dict] = []
+
+    async def generate(self, prompts, *, max_tokens, stop_token_ids, adapter, **sampling):
+        from service.engines import Generation
+
+        self.calls.append({"prompts": len(prompts), **sampling})
+        if not sampling.get("temperature"):
+            texts = self.greedy
+        else:
+            texts = [self.samples[seed] for seed in sampling["seeds"]]
+        return [
+            Generation(self.tokenizer.encode(t, add_special_tokens=False), "stop") for t in texts
+        ]
+
+
+def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
+    tiny_model_dir: Path,
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from service.contract import RETRY_TEMPERATURE, PromptContract
+    from service.registry import Registry
+    from service.translator import Translator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = ["Call :func:`len` on ``x``.", "Plain text."]
+    greedy = ["呼叫 ⟦1⟧。", "純文字。"]  # the first lost ⟦2⟧; the second has no markup
+    samples = {0: "呼叫 ⟦1⟧ ⟦1⟧ ⟦2⟧。", 1: "對 ⟦2⟧ 呼叫 ⟦1⟧。", 2: "呼叫 ⟦1⟧ ⟦2⟧。", 3: "x"}
+    adapter = SimpleNamespace(key="zh@v1", manifest=SimpleNamespace(contract=PromptContract()))
+    adapter.in_flight = 0
+
+    def run(retries: int) -> tuple[list[str], ScriptedEngine, Translator]:
+        engine = ScriptedEngine(tokenizer, greedy, samples)
+        translator = Translator(
+            settings=Settings(markup_retries=retries),
+            registry=Registry(tiny_model_dir / "no-registry"),
+            engine=engine,
+            tokenizer=tokenizer,
+            base_model="tiny",
+            base_path=tiny_model_dir,
+            default_adapter="zh",
+        )
+        jobs = [translator._encode(adapter, t, None, f"items[{i}]") for i, t in enumerate(texts)]
+
+        async def go() -> list[tuple[str, str]]:
+            generated = await translator._generate(adapter, jobs)
+            return await translator._retry_lost_markup(adapter, jobs, generated)
+
+        return [text for text, _ in asyncio.run(go())], engine, translator
+
+    outputs, engine, translator = run(4)
+    # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken
+    assert outputs == ["對 ⟦2⟧ 呼叫 ⟦1⟧。", "純文字。"]
+    assert engine.calls[1] == {
+        "prompts": 4, "temperature": RETRY_TEMPERATURE, "seeds": [0, 1, 2, 3]
+    }  # fmt: skip
+    metrics = translator.metrics.render().decode()
+    assert "polingo_markup_retries_total 1.0" in metrics
+    assert "polingo_markup_repaired_total 1.0" in metrics
+
+    outputs, engine, _ = run(0)  # turned off: the greedy answers, one engine call
+    assert outputs == greedy and len(engine.calls) == 1

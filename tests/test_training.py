@@ -225,6 +225,12 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     # evaluated through vLLM (the adapter loads there) with the copy-the-source baseline
     assert manifest.metrics["pairs"] == 4 and "chrf" in manifest.metrics
     assert manifest.baseline_metrics["chrf"] > 0
+    # the markup retry's starting point is scored too, and every prediction is kept
+    assert {"chrf_greedy", "markup_kept_greedy", "markup_retried"} <= manifest.metrics.keys()
+    assert manifest.metrics["markup_repaired"] <= manifest.metrics["markup_retried"] <= 4
+    rows = (reg.path("zh") / "report" / "predictions.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in rows.splitlines()]
+    assert len(rows) == 4 and all({"msgid", "reference", "output"} <= r.keys() for r in rows)
     adapter_config = json.loads((reg.path("zh") / "adapter_config.json").read_text())
     assert adapter_config["target_modules"] == sorted(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from service.contract import PromptContract
+from service.contract import MARKUP_RETRIES, PromptContract
 
 DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", "var/registry")
 DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", "zh-tw")
@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
     ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
     ev.add_argument("--engine", choices=["vllm", "hf"], default="vllm")
+    ev.add_argument(
+        "--markup-retries",
+        type=int,
+        default=MARKUP_RETRIES,
+        metavar="N",
+        help="candidates sampled when a greedy translation loses markup; 0: greedy only "
+        f"(default {MARKUP_RETRIES})",
+    )
 
     serve = sub.add_parser("serve", help="run the translation service")
     from service.serve import add_arguments
@@ -229,11 +237,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.data,
                 limit=args.limit,
                 engine=args.engine,
+                markup_retries=args.markup_retries,
             )
             for key, value in ev.metrics.items():
+                baseline = ev.baseline.get(key)
                 print(
-                    f"{key:14} {value:10.4g}   "
-                    f"copy-source {ev.baseline.get(key, float('nan')):10.4g}"
+                    f"{key:18} {value:10.4g}"
+                    + (f"   copy-source {baseline:10.4g}" if baseline is not None else "")
                 )
             return 0
         if args.command == "serve":

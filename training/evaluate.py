@@ -5,12 +5,14 @@ references' own markup score."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import sacrebleu
 
+from service.contract import MARKUP_RETRIES
 from service.markup import kept_count
 from service.registry import Registry
 from training.data import Pair, load_corpus
@@ -57,6 +59,7 @@ def evaluate(
     *,
     limit: int | None = None,
     engine: str = "vllm",
+    markup_retries: int = MARKUP_RETRIES,
     record: bool = True,
 ) -> Evaluation:
     from service.base_models import resolve_base_model
@@ -68,16 +71,27 @@ def evaluate(
     if not pairs:
         raise SystemExit(f"error: no held-out pairs under {data}")
     print(f"eval: {name}@{version} on {len(pairs)} held-out pairs ({engine})", file=sys.stderr)
-    outputs = translate_offline(
+    translations = translate_offline(
         resolve_base_model(manifest.base_model),
         registry.path(f"{name}@{version}"),
         manifest.contract,
         [Item(p.msgid, p.msgctxt) for p in pairs],
         engine=engine,
+        markup_retries=markup_retries,
     )
+    outputs = translations.texts
     sources = [p.msgid for p in pairs]
     refs = [p.msgstr for p in pairs]
     metrics = score(sources, refs, outputs)
+    greedy = score(sources, refs, translations.greedy)  # what the markup retry started from
+    metrics.update(
+        chrf_greedy=greedy["chrf"],
+        bleu_zh_greedy=greedy["bleu_zh"],
+        markup_kept_greedy=greedy["markup_kept"],
+        markup_retries=float(markup_retries),
+        markup_retried=float(translations.retried),
+        markup_repaired=float(translations.repaired),
+    )
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
     examples = [
@@ -93,4 +107,10 @@ def evaluate(
         registry.update_manifest(f"{name}@{version}", manifest)
         folder = registry.path(f"{name}@{version}")
         write_report(folder, manifest, losses=None, examples=examples)
+        with open(folder / "report" / "predictions.jsonl", "w", encoding="utf-8") as out:
+            for pair, output, first in zip(pairs, outputs, translations.greedy, strict=True):
+                row = {"msgid": pair.msgid, "reference": pair.msgstr, "output": output}
+                if first != output:
+                    row["greedy"] = first
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return result

@@ -343,13 +343,20 @@ def build_trainer(
             loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate)
             return self.accelerator.prepare(loader)
 
+    dataset = Dataset.from_list(examples)
+    # Unsloth keeps padding-free batches only for a dataset it knows is cut to max_length
+    # (else it turns them off, and every new batch shape recompiles). tokenize_pairs
+    # dropped the longer pairs; this is how Unsloth 2026.10 is told so.
+    dataset._unsloth_truncated_to = config.max_length
     trainer = TokenBudgetSFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(examples),
+        train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[progress.callback()],
     )
+    if padding_free and not trainer.args.padding_free:
+        log("warning: Unsloth turned padding-free batching off; batches run as padded rows")
     return trainer, progress
 
 

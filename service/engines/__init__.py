@@ -49,8 +49,11 @@ class Engine(Protocol):
         max_tokens: list[int],
         stop_token_ids: list[int],
         adapter: str | None,
+        temperature: float = 0.0,
+        seeds: list[int] | None = None,
     ) -> list[Generation]:
-        """Greedy continuations of ``prompts``; cancelling the call aborts them."""
+        """Continuations of ``prompts``, greedy unless ``temperature`` > 0 (then sampled,
+        ``seeds`` per prompt where the engine can); cancelling the call aborts them."""
         ...
 
 

@@ -64,11 +64,21 @@ class HfEngine:
         max_tokens: list[int],
         stop_token_ids: list[int],
         adapter: str | None,
+        temperature: float = 0.0,
+        seeds: list[int] | None = None,
     ) -> list[Generation]:
         async with self._lock:
             cancel = threading.Event()
             job = asyncio.get_running_loop().run_in_executor(
-                None, self._generate, prompts, max_tokens, stop_token_ids, adapter, cancel
+                None,
+                self._generate,
+                prompts,
+                max_tokens,
+                stop_token_ids,
+                adapter,
+                cancel,
+                temperature,
+                seeds[0] if seeds else None,
             )
             self._running = len(prompts)
             try:
@@ -87,6 +97,8 @@ class HfEngine:
         stop: list[int],
         adapter: str | None,
         cancel: threading.Event,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> list[Generation]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -107,12 +119,20 @@ class HfEngine:
         else:
             model = self._peft or self._base
             scope = self._peft.disable_adapter() if self._peft is not None else nullcontext()
+        # one generator for the whole batch: transformers cannot seed rows apart
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
         with torch.inference_mode(), scope:
             out = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=max(max_tokens),
-                do_sample=False,
+                **sampling,
                 eos_token_id=stop,
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),

@@ -53,26 +53,36 @@ class VllmEngine:
         max_tokens: list[int],
         stop_token_ids: list[int],
         adapter: str | None,
+        temperature: float = 0.0,
+        seeds: list[int] | None = None,
     ) -> list[Generation]:
         lora = self._loras[adapter] if adapter is not None else None
+        seeds_: list[int | None] = list(seeds) if seeds is not None else [None] * len(prompts)
         # gather: one vLLM request per text, all in flight together; cancelling the
         # gather cancels each generate(), which aborts its vLLM request.
         return list(
             await asyncio.gather(
                 *(
-                    self._one(p, m, stop_token_ids, lora)
-                    for p, m in zip(prompts, max_tokens, strict=True)
+                    self._one(p, m, stop_token_ids, lora, temperature, seed)
+                    for p, m, seed in zip(prompts, max_tokens, seeds_, strict=True)
                 )
             )
         )
 
     async def _one(
-        self, prompt: list[int], max_tokens: int, stop: list[int], lora: Any
+        self,
+        prompt: list[int],
+        max_tokens: int,
+        stop: list[int],
+        lora: Any,
+        temperature: float,
+        seed: int | None,
     ) -> Generation:
         from vllm.sampling_params import RequestOutputKind
 
         params = self._sampling_params(
-            temperature=0.0,
+            temperature=temperature,
+            seed=seed,
             max_tokens=max_tokens,
             stop_token_ids=stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer

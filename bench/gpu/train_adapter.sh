@@ -1,14 +1,14 @@
-# One variant of the default adapter: train on the full 2024-10-19 corpus, score the whole
-# held-out split, pack the version for the repo. Usage: default_adapter.sh NAME [train options]
+# Train one variant of the default adapter (Gemma 3 270M) on the full 2024-10-19 corpus
+# and pack the version for the repo. Usage: train_adapter.sh NAME [train options]
+# Score it afterwards with: eval_adapter.sh /tmp/reg NAME
 set -euo pipefail
 source bench/gpu/env.sh
 name=$1; shift
 [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
 python3 -m training.cli train --data /tmp/data/2024-10-19 --base-model gemma3-270m --adapter "$name" \
   --registry /tmp/reg --no-4bit --max-length 768 --batch-tokens 16384 --logging-steps 25 \
-  --save-steps 100000 --promote "$@" 2>&1 | grep -v -E "_pytree|Warning:" | tee "$OUT/train-$name.log"
-python3 -m training.cli eval --adapter "$name" --data /tmp/data/2024-10-19 --registry /tmp/reg --engine hf \
-  2>&1 | tee "$OUT/eval-$name.log"
+  --save-steps 100000 --promote "$@" 2>&1 | grep --line-buffered -v -E "_pytree|Warning:|Loading weights" \
+  | tee "$OUT/train-$name.log"
 python3 - "$name" <<'PY'
 import sys
 from pathlib import Path
@@ -17,5 +17,4 @@ from safetensors.torch import load_file, save_file
 path = next(Path("/tmp/reg", sys.argv[1]).glob("v*/adapter_model.safetensors"))
 save_file({k: v.half() for k, v in load_file(str(path)).items()}, str(path))
 PY
-tar czf "$OUT/$name.tgz" -C /tmp/reg "$name"
-cp "/tmp/reg/$name"/v*/manifest.json "$OUT/manifest-$name.json"
+tar czf "$OUT/$name.tgz" -C /tmp/reg --exclude .checkpoints "$name"
