@@ -8,8 +8,9 @@ Llama-3.2-3B's exact shape. Needs a CUDA GPU.
 Each variant runs `polingo train` in its own process (Unsloth patches transformers
 at import, so the baseline must not share a process with it):
 
-- ``unsloth``: polingo's default on CUDA, Unsloth with padding-free batches;
-- ``unsloth-padded``: Unsloth on padded rows (each decoder block compiled per shape);
+- ``unsloth``: polingo's default, Unsloth on padded rows (lengths rounded up to 64, so
+  each decoder block is compiled for a few shapes only);
+- ``unsloth-padding-free``: Unsloth with padding-free batches (varlen attention);
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
 ``--steps -1`` runs a whole epoch.
@@ -30,7 +31,7 @@ from service.registry import Registry
 
 VARIANTS = {
     "unsloth": ["--backend", "unsloth"],
-    "unsloth-padded": ["--backend", "unsloth", "--no-padding-free"],
+    "unsloth-padding-free": ["--backend", "unsloth", "--padding-free"],
     "peft": ["--backend", "peft"],
 }
 

@@ -126,8 +126,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--padding-free",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run each batch as one row without padding (default: Unsloth on CUDA only)",
+        default=d.padding_free,
+        help="run each batch as one row without padding (Unsloth only; pays off with "
+        "flash-attn installed, slower than padded rows without it)",
     )
     p.add_argument(
         "--no-protect-markup",

@@ -45,9 +45,8 @@ def write_report(
     if manifest.metrics:
         lines += ["| metric | adapter | copy source |", "| --- | --- | --- |"]
         for key, value in manifest.metrics.items():
-            lines.append(
-                f"| {key} | {value:g} | {manifest.baseline_metrics.get(key, float('nan')):g} |"
-            )
+            baseline = manifest.baseline_metrics.get(key)
+            lines.append(f"| {key} | {value:g} | {'-' if baseline is None else f'{baseline:g}'} |")
         lines.append("")
     for ex in examples[:5]:
         lines += [

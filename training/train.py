@@ -45,9 +45,9 @@ class TrainConfig:
     batch_tokens: int = 4096  # padded tokens per batch; raising it costs activation memory
     pad_multiple: int = 64  # batch lengths rounded up to this: fewer shapes to compile
     # Padding-free batches: a batch's examples run as one row, attention kept apart per
-    # example (varlen kernels). None: on for Unsloth on CUDA, where padded batches would
-    # make Unsloth compile each decoder block for new shapes (minutes in 4-bit).
-    padding_free: bool | None = None
+    # example (varlen kernels; Unsloth only). Off by default: on the H200 without
+    # flash-attn it ran at 0.59x the padded, block-compiled rows (docs/benchmarks.md).
+    padding_free: bool = False
     grad_accum: int = 1
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -299,7 +299,7 @@ def build_trainer(
         f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
     )
     cuda = torch.cuda.is_available()
-    padding_free = use_padding_free(config, cuda)
+    padding_free = use_padding_free(config)
     log("batching: " + ("padding-free (one row per batch)" if padding_free else "padded rows"))
     args = SFTConfig(
         output_dir=str(run_dir),
@@ -360,9 +360,7 @@ def build_trainer(
     return trainer, progress
 
 
-def use_padding_free(config: TrainConfig, cuda: bool) -> bool:
-    if config.padding_free is None:
-        return cuda and config.backend == "unsloth"
+def use_padding_free(config: TrainConfig) -> bool:
     if config.padding_free and config.backend != "unsloth":
         # plain transformers' SDPA would attend across the examples of the row
         raise SystemExit("error: --padding-free needs --backend unsloth")
