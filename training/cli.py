@@ -111,6 +111,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-tokens", type=int, default=d.batch_tokens, help="padded tokens per batch"
     )
+    p.add_argument(
+        "--pad-multiple",
+        type=int,
+        default=d.pad_multiple,
+        help="round padded batch lengths up to this (default: no rounding)",
+    )
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-pairs", type=int, default=None, help="train on a deterministic subset")
@@ -127,8 +133,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--padding-free",
         action=argparse.BooleanOptionalAction,
         default=d.padding_free,
-        help="run each batch as one row without padding (Unsloth only; pays off with "
-        "flash-attn installed, slower than padded rows without it)",
+        help="run each batch as one row without padding (Unsloth only; on an H200 without "
+        "flash-attn it was slower than padded rows)",
     )
     p.add_argument(
         "--no-protect-markup",
@@ -172,6 +178,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         max_steps=args.max_steps,
         max_length=args.max_length,
         batch_tokens=args.batch_tokens,
+        pad_multiple=args.pad_multiple,
         grad_accum=args.grad_accum,
         seed=args.seed,
         max_pairs=args.max_pairs,

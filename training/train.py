@@ -43,7 +43,9 @@ class TrainConfig:
     max_steps: int = -1  # > 0 stops early (smoke runs)
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
     batch_tokens: int = 4096  # padded tokens per batch; raising it costs activation memory
-    pad_multiple: int = 64  # batch lengths rounded up to this: fewer shapes to compile
+    # Batch lengths rounded up to this. 1: Unsloth's compiled blocks take new shapes after
+    # one recompile (measured steady on the H200), so rounding would only add padding.
+    pad_multiple: int = 1
     # Padding-free batches: a batch's examples run as one row, attention kept apart per
     # example (varlen kernels; Unsloth only). Off by default: on the H200 without
     # flash-attn it ran at 0.59x the padded, block-compiled rows (docs/benchmarks.md).
@@ -300,6 +302,7 @@ def build_trainer(
     )
     cuda = torch.cuda.is_available()
     padding_free = use_padding_free(config)
+    pad_multiple = config.pad_multiple
     log("batching: " + ("padding-free (one row per batch)" if padding_free else "padded rows"))
     args = SFTConfig(
         output_dir=str(run_dir),
@@ -323,7 +326,7 @@ def build_trainer(
         # it cannot enforce in padding-free mode.
         max_length=None if padding_free else config.max_length,
         padding_free=padding_free,
-        pad_to_multiple_of=None if padding_free else config.pad_multiple,
+        pad_to_multiple_of=None if padding_free or pad_multiple == 1 else pad_multiple,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
         disable_tqdm=True,
