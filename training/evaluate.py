@@ -44,8 +44,11 @@ def score(sources: list[str], references: list[str], outputs: list[str]) -> dict
 
 
 def heldout_pairs(data: Path, heldout_percent: float, limit: int | None) -> list[Pair]:
-    corpus = load_corpus(data)
-    _, heldout = corpus.split(heldout_percent)
+    _, heldout = load_corpus(data).split(heldout_percent)
+    return heldout_subset(heldout, limit)
+
+
+def heldout_subset(heldout: list[Pair], limit: int | None) -> list[Pair]:
     if limit:
         # a hash order, not the alphabetical one: a representative subset, the same every time
         heldout = sorted(heldout, key=lambda p: hashlib.sha256(p.key.encode()).hexdigest())[:limit]
@@ -61,13 +64,17 @@ def evaluate(
     engine: str = "vllm",
     markup_retries: int = MARKUP_RETRIES,
     record: bool = True,
+    pairs: list[Pair] | None = None,
 ) -> Evaluation:
+    """Score ``ref`` on the held-out split of ``data`` (or on ``pairs``, when the caller
+    has already read and split the corpus)."""
     from service.base_models import resolve_base_model
 
     name, version = registry.resolve(ref)
     manifest = registry.manifest(f"{name}@{version}")
     percent = float(manifest.training.get("heldout_percent", 3.0))  # type: ignore[arg-type]
-    pairs = heldout_pairs(data, percent, limit)
+    if pairs is None:
+        pairs = heldout_pairs(data, percent, limit)
     if not pairs:
         raise SystemExit(f"error: no held-out pairs under {data}")
     print(f"eval: {name}@{version} on {len(pairs)} held-out pairs ({engine})", file=sys.stderr)

@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate, heldout_subset
     from training.train import TrainConfig, train
 
     registry = Registry(args.registry)
@@ -112,16 +112,27 @@ def run(args: argparse.Namespace) -> int:
         f"{'the current adapter' if args.start == 'current' else 'the base model'} "
         f"on all {len(corpus.pairs)} pairs"
     )
-    result = train(config)
+    result = train(config, corpus)
     candidate = f"{name}@{result.version}"
     manifest = registry.manifest(candidate)
     for key, value in changes.items():
         setattr(manifest.data, key, value)
     registry.update_manifest(candidate, manifest)
 
-    new = evaluate(registry, candidate, args.docs, limit=args.eval_limit, engine=args.engine)
+    # one held-out subset, from the corpus read above, scores both versions
+    _, heldout = corpus.split(config.heldout_percent)
+    pairs = heldout_subset(heldout, args.eval_limit)
+    new = evaluate(
+        registry, candidate, args.docs, limit=args.eval_limit, engine=args.engine, pairs=pairs
+    )
     old = evaluate(
-        registry, ref, args.docs, limit=args.eval_limit, engine=args.engine, record=False
+        registry,
+        ref,
+        args.docs,
+        limit=args.eval_limit,
+        engine=args.engine,
+        record=False,
+        pairs=pairs,
     )
     delta = new.metrics["chrf"] - old.metrics["chrf"]
     print(

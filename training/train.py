@@ -23,7 +23,7 @@ from typing import Any
 from service.contract import PromptContract, encode_example, prepare_pair
 from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
 from training.batching import TokenBudgetBatchSampler
-from training.data import Pair, data_index, load_corpus
+from training.data import Corpus, Pair, data_index, load_corpus
 
 # LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -82,7 +82,8 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
+    """``corpus``: ``config.data`` already read (retrain reads it once for everything)."""
     started = time.time()
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     if config.backend == "unsloth":
@@ -91,7 +92,8 @@ def train(config: TrainConfig) -> TrainResult:
     from service.base_models import resolve_base_model
 
     # 1. data
-    corpus = load_corpus(config.data)
+    if corpus is None:
+        corpus = load_corpus(config.data)
     for problem in corpus.problems:
         log(f"warning: skipped {problem}")
     train_pairs, heldout = corpus.split(config.heldout_percent)
