@@ -8,8 +8,8 @@ Llama-3.2-3B's exact shape. Needs a CUDA GPU.
 Each variant runs `polingo train` in its own process (Unsloth patches transformers
 at import, so the baseline must not share a process with it):
 
-- ``unsloth``: polingo's default, Unsloth on padded rows (lengths rounded up to 64, so
-  each decoder block is compiled for a few shapes only);
+- ``unsloth``: polingo's default, Unsloth on padded rows, each decoder block compiled
+  (once per batch shape at first, then with dynamic shapes);
 - ``unsloth-padding-free``: Unsloth with padding-free batches (varlen attention);
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
