@@ -10,7 +10,6 @@ the settings of the adapter it serves.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any, Protocol
 
 import msgspec
@@ -165,31 +164,26 @@ def prepare_pair(contract: PromptContract, source: str, target: str) -> tuple[st
     return protected_source, protected_target
 
 
+def _markup_damage(contract: PromptContract, prepared_source: str, output: str) -> tuple[int, int]:
+    """(items of the source that ``output`` lacks, items it has in excess): placeholders
+    under protect_markup, markup items otherwise."""
+    find = _PLACEHOLDER_RE.findall if contract.protect_markup else markup_items
+    lost, added = missing_and_added(find(prepared_source), find(output))
+    return len(lost), len(added)
+
+
 def keeps_markup(contract: PromptContract, prepared_source: str, raw_output: str) -> bool:
     """Whether raw model output carries the markup of its (prepared) source: each
     placeholder exactly as often, or, without placeholders, every markup item."""
-    if contract.protect_markup:
-        return Counter(_PLACEHOLDER_RE.findall(prepared_source)) == Counter(
-            _PLACEHOLDER_RE.findall(raw_output)
-        )
-    lost, _ = missing_and_added(markup_items(prepared_source), markup_items(raw_output))
-    return not lost
+    lost, added = _markup_damage(contract, prepared_source, raw_output)
+    return lost == 0 and (added == 0 or not contract.protect_markup)
 
 
 def best_for_markup(contract: PromptContract, prepared_source: str, candidates: list[str]) -> str:
     """The first candidate that keeps the markup, else the one that loses the fewest
     items (then adds the fewest); pass the greedy translation first so ties keep it."""
-
-    def damage(output: str) -> tuple[int, int]:
-        if contract.protect_markup:
-            lost, added = missing_and_added(
-                _PLACEHOLDER_RE.findall(prepared_source), _PLACEHOLDER_RE.findall(output)
-            )
-        else:
-            lost, added = missing_and_added(markup_items(prepared_source), markup_items(output))
-        return len(lost), len(added)
-
-    return min(candidates, key=damage)  # min keeps the first of equals
+    # min keeps the first of equals
+    return min(candidates, key=lambda output: _markup_damage(contract, prepared_source, output))
 
 
 def finish_output(contract: PromptContract, output: str, items: list[str]) -> str:

@@ -275,3 +275,13 @@ def test_killed_training_leaves_registry_untouched_and_resumes(
     assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
     assert Registry(registry).versions("zh") == ["v1"]
     assert not list(checkpoints.glob("*"))  # the run's checkpoints are gone once exported
+
+
+def test_padding_free_without_unsloth_is_refused_before_any_work(tmp_path: Path) -> None:
+    done = polingo(
+        "train", "--data", str(tmp_path / "nothing-here"), "--backend", "peft",
+        "--padding-free", "--registry", str(tmp_path / "reg"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--padding-free needs --backend unsloth" in done.stderr
+    assert not (tmp_path / "reg").exists()

@@ -182,6 +182,8 @@ class _HfGenerator:
     ) -> list[str]:
         import torch
 
+        from service.engines.hf_engine import sampling_kwargs
+
         if seeds is not None:  # one seed for the call: HF samples a batch from one generator
             torch.manual_seed(seeds[0])
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
@@ -195,11 +197,6 @@ class _HfGenerator:
             for row, i in enumerate(chunk):
                 ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]) :] = 1
-            sampling = (
-                {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-                if temperature > 0
-                else {"do_sample": False}
-            )
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
@@ -207,7 +204,7 @@ class _HfGenerator:
                     max_new_tokens=max(budgets[i] for i in chunk),
                     eos_token_id=stops,
                     pad_token_id=pad,
-                    **sampling,
+                    **sampling_kwargs(temperature),
                 )
             for row, i in enumerate(chunk):
                 new = out[row, width:].tolist()

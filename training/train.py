@@ -85,6 +85,9 @@ def log(message: str) -> None:
 def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     """``corpus``: ``config.data`` already read (retrain reads it once for everything)."""
     started = time.time()
+    if config.padding_free and config.backend != "unsloth":
+        # plain transformers' SDPA would attend across the examples of the row
+        raise SystemExit("error: --padding-free needs --backend unsloth")
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     if config.backend == "unsloth":
         import unsloth  # noqa: F401  (must be imported before transformers to patch it)
@@ -303,8 +306,7 @@ def build_trainer(
         f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
     )
     cuda = torch.cuda.is_available()
-    padding_free = use_padding_free(config)
-    pad_multiple = config.pad_multiple
+    padding_free = config.padding_free
     log("batching: " + ("padding-free (one row per batch)" if padding_free else "padded rows"))
     args = SFTConfig(
         output_dir=str(run_dir),
@@ -328,7 +330,7 @@ def build_trainer(
         # it cannot enforce in padding-free mode.
         max_length=None if padding_free else config.max_length,
         padding_free=padding_free,
-        pad_to_multiple_of=None if padding_free or pad_multiple == 1 else pad_multiple,
+        pad_to_multiple_of=None if padding_free else config.pad_multiple,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
         disable_tqdm=True,
@@ -350,8 +352,8 @@ def build_trainer(
 
     dataset = Dataset.from_list(examples)
     # Unsloth keeps padding-free batches only for a dataset it knows is cut to max_length
-    # (else it turns them off, and every new batch shape recompiles). tokenize_pairs
-    # dropped the longer pairs; this is how Unsloth 2026.10 is told so.
+    # (else it turns them off). tokenize_pairs dropped the longer pairs; this is how
+    # Unsloth 2026.10 is told so.
     dataset._unsloth_truncated_to = config.max_length
     trainer = TokenBudgetSFTTrainer(
         model=model,
@@ -363,13 +365,6 @@ def build_trainer(
     if padding_free and not trainer.args.padding_free:
         log("warning: Unsloth turned padding-free batching off; batches run as padded rows")
     return trainer, progress
-
-
-def use_padding_free(config: TrainConfig) -> bool:
-    if config.padding_free and config.backend != "unsloth":
-        # plain transformers' SDPA would attend across the examples of the row
-        raise SystemExit("error: --padding-free needs --backend unsloth")
-    return config.padding_free
 
 
 @dataclass

@@ -17,6 +17,14 @@ from service.engines import Generation
 from service.settings import Settings
 
 
+def sampling_kwargs(temperature: float) -> dict[str, Any]:
+    """transformers ``generate`` options: greedy at 0, else plain sampling at
+    ``temperature`` (no top-k/top-p from the model's generation config, as in vLLM)."""
+    if temperature <= 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+
+
 class HfEngine:
     kind = "transformers (fallback)"
 
@@ -120,11 +128,6 @@ class HfEngine:
             model = self._peft or self._base
             scope = self._peft.disable_adapter() if self._peft is not None else nullcontext()
         # one generator for the whole batch: transformers cannot seed rows apart
-        sampling = (
-            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-            if temperature > 0
-            else {"do_sample": False}
-        )
         if seed is not None:
             torch.manual_seed(seed)
         with torch.inference_mode(), scope:
@@ -132,7 +135,7 @@ class HfEngine:
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=max(max_tokens),
-                **sampling,
+                **sampling_kwargs(temperature),
                 eos_token_id=stop,
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
