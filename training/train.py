@@ -295,6 +295,7 @@ def build_trainer(
     import torch
     from datasets import Dataset
     from torch.utils.data import DataLoader
+    from transformers import Trainer
     from trl import SFTConfig, SFTTrainer
 
     lengths = [len(e["input_ids"]) for e in examples]
@@ -349,6 +350,12 @@ def build_trainer(
 
             loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate)
             return self.accelerator.prepare(loader)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN202
+            # The model's own loss (Unsloth's fused cross-entropy; transformers' for the
+            # baseline). TRL's re-runs the LM head for entropy and token-accuracy logs and
+            # reads them back every step, a GPU sync the CPU-bound 3B step cannot afford.
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     dataset = Dataset.from_list(examples)
     # Unsloth keeps padding-free batches only for a dataset it knows is cut to max_length
