@@ -88,11 +88,14 @@ def main() -> int:
         ]
         print("$ " + " ".join(command), flush=True)
         started = time.time()
+        before = set(Registry(registry).versions(f"bench-{variant}"))
         done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if done.returncode != 0:
             results[variant] = {"error": f"exit {done.returncode}"}
             continue
-        manifest = Registry(registry).manifest(f"bench-{variant}")
+        # the version this run made (the name's CURRENT stays on the first one)
+        (made,) = set(Registry(registry).versions(f"bench-{variant}")) - before
+        manifest = Registry(registry).manifest(f"bench-{variant}@{made}")
         training = manifest.training
         results[variant] = {
             "wall_seconds": round(time.time() - started, 1),
