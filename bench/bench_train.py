@@ -28,6 +28,7 @@ from pathlib import Path
 
 from service.base_models import build_random_model
 from service.registry import Registry
+from training.train import TrainConfig
 
 VARIANTS = {
     "unsloth": ["--backend", "unsloth"],
@@ -44,7 +45,7 @@ def main() -> int:
     )
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/llama-3.2-3b-random"))
     parser.add_argument("--steps", type=int, default=160)
-    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--batch-tokens", type=int, default=TrainConfig.batch_tokens)
     parser.add_argument("--variants", default="unsloth,peft", help=", ".join(VARIANTS))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
