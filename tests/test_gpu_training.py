@@ -15,23 +15,31 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+def _random_examples(count: int = 12) -> list[dict[str, list[int]]]:
+    rng = random.Random(0)
+    examples = []
+    for _ in range(count):  # prompt (no loss) + completion, lengths 10 to 60
+        prompt = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
+        completion = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
+        examples.append(
+            {"input_ids": prompt + completion, "labels": [-100] * len(prompt) + completion}
+        )
+    return examples
+
+
+def _tokenizer() -> str:
+    # A folder with tokenizer files where the GGUF packages are missing (the GPU box).
+    return os.environ.get("POLINGO_TEST_TOKENIZER", "smollm2-135m")
+
+
 def test_padding_free_batch_has_the_padded_batch_loss(tmp_path: Path) -> None:
     import unsloth  # noqa: F401  (before transformers, as polingo train does)
 
     from service.base_models import build_tiny_model
     from training.train import TrainConfig, build_trainer, load_model
 
-    # A folder with tokenizer files where the GGUF packages are missing (the GPU box).
-    tokenizer = os.environ.get("POLINGO_TEST_TOKENIZER", "smollm2-135m")
-    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=tokenizer)
-    rng = random.Random(0)
-    examples = []
-    for _ in range(12):  # prompt (no loss) + completion, lengths 10 to 60
-        prompt = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
-        completion = [rng.randrange(100, 5000) for _ in range(rng.randrange(5, 30))]
-        examples.append(
-            {"input_ids": prompt + completion, "labels": [-100] * len(prompt) + completion}
-        )
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
+    examples = _random_examples()
     config = TrainConfig(
         data=tmp_path,
         backend="unsloth",
@@ -72,3 +80,25 @@ def test_padding_free_batch_has_the_padded_batch_loss(tmp_path: Path) -> None:
     gap = abs(losses[True] - losses[False])
     assert gap < 0.01 * losses[False], (losses, leaky_loss)
     assert abs(leaky_loss - losses[False]) > 5 * gap, (losses, leaky_loss)
+
+
+def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
+    """On CUDA the trainer takes the model's loss (Unsloth's fused cross-entropy), not
+    TRL's, which re-runs the LM head for entropy and accuracy logs every step."""
+    import unsloth  # noqa: F401
+
+    from service.base_models import build_tiny_model
+    from training.train import TrainConfig, build_trainer, load_model
+
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
+    config = TrainConfig(
+        data=tmp_path, backend="unsloth", load_in_4bit=False, max_length=64, batch_tokens=512
+    )
+    model, tok = load_model(model_dir, config)
+    trainer, _ = build_trainer(model, tok, _random_examples(), config, tmp_path / "run")
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        own = float(model(**batch).loss)
+        trained_on = float(trainer.compute_loss(model, dict(batch)))
+    assert abs(trained_on - own) < 1e-3 * own
+    assert "entropy" not in trainer._metrics["train"]  # TRL's loss would have logged it

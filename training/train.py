@@ -179,10 +179,10 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
         write_report(folder, manifest, progress.losses, examples=[])
     shutil.rmtree(run_dir, ignore_errors=True)
     peak = summary.get("peak_memory_gib")
-    peak = f", peak GPU memory {peak} GiB" if peak is not None else ""
+    memory_note = f", peak GPU memory {peak} GiB" if peak is not None else ""
     log(
         f"saved {config.adapter}@{version} to {registry.root / config.adapter / version} "
-        f"({summary['tokens_per_second']:,.0f} tok/s{peak})"
+        f"({summary['tokens_per_second']:,.0f} tok/s{memory_note})"
     )
     return TrainResult(
         version=version,
