@@ -419,7 +419,8 @@ class Progress:
                 eta = elapsed / max(step - progress.first_step, 1) * (total - step)
                 log(
                     f"step {step}/{total}  loss {logs['loss']:.4f}  "
-                    f"{progress.tokens_per_second():,.0f} tok/s  ETA {_duration(eta)}"
+                    f"{progress.tokens_per_second():,.0f} tok/s{progress.latest()}  "
+                    f"ETA {_duration(eta)}"
                 )
 
         return _Callback()
@@ -430,6 +431,19 @@ class Progress:
         else:
             (t0, n0), (t1, n1) = (self.started, 0), (time.time(), self.tokens_seen)
         return (n1 - n0) / max(t1 - t0, 1e-9)
+
+    def latest(self) -> str:
+        """The rate since the previous log and, on CUDA, the peak memory so far: what a
+        run cut short still tells."""
+        import torch
+
+        out = ""
+        if len(self.marks) >= 2:
+            (t0, n0), (t1, n1) = self.marks[-2], self.marks[-1]
+            out += f" (now {(n1 - n0) / max(t1 - t0, 1e-9):,.0f})"
+        if torch.cuda.is_available():
+            out += f"  peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        return out
 
     def summary(self) -> dict[str, float]:
         import torch
