@@ -221,6 +221,7 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     assert 100 <= manifest.data.train_pairs <= 120 and manifest.data.heldout_pairs > 0
     assert manifest.data.fingerprint.startswith("sha256:")
     assert manifest.training["rank"] == 16 and manifest.training["backend"] == "unsloth"
+    assert manifest.training["optimizer"] == "adamw_torch"  # the CPU default, as it ran
     assert manifest.command.startswith("polingo train --data")
     # evaluated through vLLM (the adapter loads there) with the copy-the-source baseline
     assert manifest.metrics["pairs"] == 4 and "chrf" in manifest.metrics
@@ -284,4 +285,15 @@ def test_padding_free_without_unsloth_is_refused_before_any_work(tmp_path: Path)
     )  # fmt: skip
     assert done.returncode != 0
     assert "--padding-free needs --backend unsloth" in done.stderr
+    assert not (tmp_path / "reg").exists()
+
+
+def test_unknown_optimizer_is_refused_before_any_work(tmp_path: Path) -> None:
+    done = polingo(
+        "train", "--data", str(tmp_path / "nothing-here"), "--optim", "adamw_9bit",
+        "--registry", str(tmp_path / "reg"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--optim 'adamw_9bit' is not an optimizer" in done.stderr
+    assert "adamw_torch_fused" in done.stderr  # the message shows what is known
     assert not (tmp_path / "reg").exists()

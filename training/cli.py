@@ -118,6 +118,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="round padded batch lengths up to this (default: no rounding)",
     )
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    p.add_argument(
+        "--optim",
+        default=None,
+        help="transformers optimizer name (default: adamw_8bit on CUDA, adamw_torch on CPU)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-pairs", type=int, default=None, help="train on a deterministic subset")
     p.add_argument("--heldout-percent", type=float, default=d.heldout_percent)
@@ -180,6 +185,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         batch_tokens=args.batch_tokens,
         pad_multiple=args.pad_multiple,
         grad_accum=args.grad_accum,
+        optim=args.optim,
         seed=args.seed,
         max_pairs=args.max_pairs,
         heldout_percent=args.heldout_percent,

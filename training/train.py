@@ -53,6 +53,9 @@ class TrainConfig:
     # flash-attn it ran at 0.59x the padded, block-compiled rows (docs/benchmarks.md).
     padding_free: bool = False
     grad_accum: int = 1
+    # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
+    # torch's AdamW on CPU
+    optim: str | None = None
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     seed: int = 0
@@ -90,6 +93,17 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     if config.padding_free and config.backend != "unsloth":
         # plain transformers' SDPA would attend across the examples of the row
         raise SystemExit("error: --padding-free needs --backend unsloth")
+    if config.optim is not None:
+        from transformers.training_args import OptimizerNames
+
+        known = {o.value for o in OptimizerNames}
+        if config.optim not in known:
+            raise SystemExit(
+                f"error: --optim {config.optim!r} is not an optimizer transformers knows "
+                "(for example adamw_8bit, adamw_torch_fused, adamw_torch; all: "
+                + ", ".join(sorted(known))
+                + ")"
+            )
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     if config.backend == "unsloth":
         import unsloth  # noqa: F401  (must be imported before transformers to patch it)
@@ -158,6 +172,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
         training={
             **_settings(config),
             "device": _device_name(),
+            "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
             "epoch_tokens": sum(len(e["input_ids"]) for e in examples),
             "batches_per_epoch": progress.batches_per_epoch,
             "padding_efficiency": round(progress.padding_efficiency, 4),
@@ -332,7 +347,7 @@ def build_trainer(
         seed=config.seed,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         use_cpu=not cuda,
-        optim="adamw_8bit" if cuda else "adamw_torch",
+        optim=config.optim or ("adamw_8bit" if cuda else "adamw_torch"),
         report_to=[],
         # Pairs over max_length were dropped in tokenize_pairs; TRL refuses a max_length
         # it cannot enforce in padding-free mode.
