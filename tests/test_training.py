@@ -221,7 +221,8 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     assert 100 <= manifest.data.train_pairs <= 120 and manifest.data.heldout_pairs > 0
     assert manifest.data.fingerprint.startswith("sha256:")
     assert manifest.training["rank"] == 16 and manifest.training["backend"] == "unsloth"
-    assert manifest.training["optimizer"] == "adamw_torch"  # the CPU default, as it ran
+    # the CPU default as it ran (transformers may pick torch's fused AdamW for it)
+    assert manifest.training["optimizer"].startswith("adamw_torch")
     assert manifest.command.startswith("polingo train --data")
     # evaluated through vLLM (the adapter loads there) with the copy-the-source baseline
     assert manifest.metrics["pairs"] == 4 and "chrf" in manifest.metrics
