@@ -13,7 +13,9 @@ at import, so the baseline must not share a process with it):
 - ``unsloth-padding-free``: Unsloth with padding-free batches (varlen attention);
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
-``--steps -1`` runs a whole epoch.
+``--steps -1`` runs a whole epoch. Each run inherits the environment, so Unsloth's
+switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the command, and
+``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -47,6 +50,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--batch-tokens", type=int, default=TrainConfig.batch_tokens)
     parser.add_argument("--variants", default="unsloth,peft", help=", ".join(VARIANTS))
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="more `polingo train` options for every variant, e.g. '--optim adamw_torch_fused'",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -86,6 +94,7 @@ def main() -> int:
             "5",
             "--save-steps",
             "100000",
+            *shlex.split(args.train_args),
         ]
         print("$ " + " ".join(command), flush=True)
         started = time.time()
