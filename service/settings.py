@@ -76,8 +76,8 @@ class Settings:
     """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
     markup_retries: int = contract.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
-    placeholder; the first that keeps the markup is answered; 0 turns it off
-    (POLINGO_MARKUP_RETRIES)."""
+    placeholder; the candidate (or greedy translation) that keeps it best is answered;
+    0 turns it off (POLINGO_MARKUP_RETRIES)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -182,7 +182,7 @@ class _HfGenerator:
     ) -> list[str]:
         import torch
 
-        from service.engines.hf_engine import sampling_kwargs
+        from service.engines.hf_engine import cut_generation, left_padded, sampling_kwargs
 
         if seeds is not None:  # one seed for the call: HF samples a batch from one generator
             torch.manual_seed(seeds[0])
@@ -191,12 +191,7 @@ class _HfGenerator:
         results: list[str] = [""] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            width = max(len(prompts[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(chunk):
-                ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-                mask[row, width - len(prompts[i]) :] = 1
+            ids, mask = left_padded([prompts[i] for i in chunk], pad)
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
@@ -206,10 +201,8 @@ class _HfGenerator:
                     pad_token_id=pad,
                     **sampling_kwargs(temperature),
                 )
+            width = ids.shape[1]
             for row, i in enumerate(chunk):
-                new = out[row, width:].tolist()
-                cut = next((k for k, t in enumerate(new) if t in stops), len(new))
-                results[i] = self.tokenizer.decode(
-                    new[: min(cut, budgets[i])], skip_special_tokens=True
-                )
+                kept = cut_generation(out[row, width:].tolist(), budgets[i], stops)
+                results[i] = self.tokenizer.decode(kept.token_ids, skip_special_tokens=True)
         return results

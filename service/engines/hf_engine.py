@@ -25,6 +25,30 @@ def sampling_kwargs(temperature: float) -> dict[str, Any]:
     return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
 
 
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) for ``generate``: left padding, so that every row's
+    generation starts at the same position."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+def cut_generation(new_tokens: list[int], budget: int, stop: list[int]) -> Generation:
+    """A row's generated tokens up to its own budget and first stop token (``generate``
+    runs every row of a batch to the batch's longest budget)."""
+    tokens = new_tokens[:budget]
+    cut = next((i for i, t in enumerate(tokens) if t in stop), None)
+    if cut is None:
+        return Generation(tokens, "length")
+    return Generation(tokens[:cut], "stop")
+
+
 class HfEngine:
     kind = "transformers (fallback)"
 
@@ -115,12 +139,7 @@ class HfEngine:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):  # left padding, so generation starts aligned
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask = left_padded(prompts, self._pad)
         if adapter is not None:
             self._peft.set_adapter(adapter)
             model, scope = self._peft, nullcontext()
@@ -140,15 +159,11 @@ class HfEngine:
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
             )
-        results = []
-        for row, budget in enumerate(max_tokens):
-            tokens = out[row, width:].tolist()[:budget]
-            cut = next((i for i, t in enumerate(tokens) if t in stop), None)
-            if cut is None:
-                results.append(Generation(tokens, "length"))
-            else:
-                results.append(Generation(tokens[:cut], "stop"))
-        return results
+        width = ids.shape[1]
+        return [
+            cut_generation(out[row, width:].tolist(), budget, stop)
+            for row, budget in enumerate(max_tokens)
+        ]
 
 
 @asynccontextmanager
