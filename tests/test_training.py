@@ -27,7 +27,7 @@ from service.contract import (
     restore,
 )
 from service.registry import Registry
-from training.batching import TokenBudgetBatchSampler
+from training.batching import TokenBudgetBatchSampler, bucket_lengths
 from training.data import (
     CatalogError,
     data_index,
@@ -163,6 +163,91 @@ def test_token_budget_batches_cover_every_example_once_within_budget() -> None:
     assert list(sampler) == epoch0  # a resumed run sees the same order
     with pytest.raises(ValueError, match="longest example"):
         TokenBudgetBatchSampler([10, 5000], 4096)
+
+
+def test_bucket_lengths_waste_the_fewest_cells() -> None:
+    import itertools
+    import random
+
+    def cells(lengths: list[int], tops: list[int]) -> int:
+        return sum(min(t for t in tops if t >= n) for n in lengths)
+
+    rng = random.Random(3)
+    for _ in range(30):
+        lengths = [rng.randint(3, 40) for _ in range(rng.randint(1, 25))]
+        for k in (1, 2, 3):
+            tops = bucket_lengths(lengths, k)
+            assert len(tops) <= k and tops == sorted(tops) and tops[-1] == max(lengths)
+            best = (
+                min(
+                    cells(lengths, [*combo, max(lengths)])
+                    for combo in itertools.combinations(sorted(set(lengths)), k - 1)
+                )
+                if len(set(lengths)) >= k
+                else cells(lengths, sorted(set(lengths)))
+            )
+            assert cells(lengths, tops) == best
+
+
+def test_fixed_shape_batches_use_at_most_k_shapes() -> None:
+    lengths = [((i * 37) % 500) + 3 for i in range(3000)]
+    sampler = TokenBudgetBatchSampler(lengths, 4096, seed=0, fixed_shapes=6)
+    assert len(sampler.shapes) == 6
+    seen = sorted(i for batch in sampler for i in batch)
+    assert seen == list(range(len(lengths)))
+    shapes = set()
+    for batch in sampler:
+        rows, length = sampler.shape_for(max(lengths[i] for i in batch))
+        assert len(batch) <= rows and rows * length <= 4096
+        assert all(lengths[i] <= length for i in batch)
+        shapes.add((rows, length))
+    assert len(shapes) == 6
+    # every bucket's batches but its last are full: few filler rows
+    assert sum(
+        rows - len(b)
+        for b in sampler
+        for rows in [sampler.shape_for(max(lengths[i] for i in b))[0]]
+    ) < sum(r for r, _ in shapes)
+    assert (
+        0.7
+        < sampler.padding_efficiency()
+        < TokenBudgetBatchSampler(lengths, 4096, seed=0).padding_efficiency()
+    )
+    assert TokenBudgetBatchSampler(lengths, 4096).shape_for(100) is None
+
+
+def test_fixed_shape_batches_through_the_trainers_collator(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from training.train import TrainConfig, build_trainer, load_model, tokenize_pairs
+
+    corpus = load_corpus(CORPUS / "tutorial")
+    config = TrainConfig(
+        data=CORPUS, backend="peft", batch_tokens=2048, fixed_shapes=3, max_length=512
+    )
+    model, tokenizer = load_model(tiny_model_dir, config)
+    examples, _ = tokenize_pairs(tokenizer, corpus.pairs[:150], config)
+    trainer, progress = build_trainer(model, tokenizer, examples, config, tmp_path / "run")
+    shapes, label_tokens, fillers = set(), 0, 0
+    for batch in trainer.get_train_dataloader():
+        shapes.add(tuple(batch["input_ids"].shape))
+        assert batch["labels"].shape == batch["attention_mask"].shape == batch["input_ids"].shape
+        label_tokens += int((batch["labels"] != -100).sum())
+        filler = batch["labels"].eq(-100).all(dim=1)
+        assert batch["attention_mask"][filler].all()  # no fully masked row
+        fillers += int(filler.sum())
+    assert 1 < len(shapes) <= 3 and fillers > 0
+    assert label_tokens == sum(sum(t != -100 for t in e["labels"]) for e in examples)
+    assert progress.tokens_seen == sum(len(e["input_ids"]) for e in examples)
+
+
+def test_fixed_shapes_with_padding_free_are_refused(tmp_path: Path) -> None:
+    done = polingo(
+        "train", "--data", str(tmp_path / "nothing-here"), "--padding-free",
+        "--fixed-shapes", "8", "--registry", str(tmp_path / "reg"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--fixed-shapes pads rows" in done.stderr
 
 
 # ---- prompt contract -----------------------------------------------------------------

@@ -117,6 +117,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=d.pad_multiple,
         help="round padded batch lengths up to this (default: no rounding)",
     )
+    p.add_argument(
+        "--fixed-shapes",
+        type=int,
+        default=d.fixed_shapes,
+        metavar="K",
+        help="give every batch one of K (rows, length) shapes, for CUDA graphs "
+        "(UNSLOTH_BLOCK_CUDAGRAPHS=1 keeps 8; default 0: off)",
+    )
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
     p.add_argument(
         "--optim",
@@ -184,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         max_length=args.max_length,
         batch_tokens=args.batch_tokens,
         pad_multiple=args.pad_multiple,
+        fixed_shapes=args.fixed_shapes,
         grad_accum=args.grad_accum,
         optim=args.optim,
         seed=args.seed,

@@ -22,7 +22,7 @@ from typing import Any
 
 from service.contract import PromptContract, encode_example, prepare_pair
 from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
-from training.batching import TokenBudgetBatchSampler
+from training.batching import TokenBudgetBatchSampler, pad_to_shape
 from training.data import Corpus, Pair, data_index, load_corpus
 
 # LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
@@ -52,6 +52,9 @@ class TrainConfig:
     # example (varlen kernels; Unsloth only). Off by default: on the H200 without
     # flash-attn it ran at 0.59x the padded, block-compiled rows (docs/benchmarks.md).
     padding_free: bool = False
+    # Every batch one of this many (rows, length) shapes (0: off), for CUDA graphs, which
+    # replay only the shapes they recorded (Unsloth's UNSLOTH_BLOCK_CUDAGRAPHS=1 keeps 8).
+    fixed_shapes: int = 0
     grad_accum: int = 1
     # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
     # torch's AdamW on CPU
@@ -93,6 +96,8 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     if config.padding_free and config.backend != "unsloth":
         # plain transformers' SDPA would attend across the examples of the row
         raise SystemExit("error: --padding-free needs --backend unsloth")
+    if config.padding_free and config.fixed_shapes:
+        raise SystemExit("error: --fixed-shapes pads rows; it cannot go with --padding-free")
     if config.optim is not None:
         from transformers.training_args import OptimizerNames
 
@@ -322,14 +327,24 @@ def build_trainer(
 
     lengths = [len(e["input_ids"]) for e in examples]
     sampler = TokenBudgetBatchSampler(
-        lengths, config.batch_tokens, seed=config.seed, pad_multiple=config.pad_multiple
+        lengths,
+        config.batch_tokens,
+        seed=config.seed,
+        pad_multiple=config.pad_multiple,
+        fixed_shapes=config.fixed_shapes,
     )
     log(
         f"batches: {len(sampler)} a epoch, {config.batch_tokens} padded tokens at most, "
         f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
+        + (
+            ", shapes " + " ".join(f"{rows}x{n}" for n, rows in sampler.shapes.items())
+            if sampler.shapes
+            else ""
+        )
     )
     cuda = torch.cuda.is_available()
     padding_free = config.padding_free
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     log("batching: " + ("padding-free (one row per batch)" if padding_free else "padded rows"))
     args = SFTConfig(
         output_dir=str(run_dir),
@@ -368,7 +383,11 @@ def build_trainer(
             # extends with sequence lengths); we only count the real tokens it gets.
             def collate(batch: list[dict[str, list[int]]]) -> Any:
                 progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)
-                return self.data_collator(batch)
+                out = self.data_collator(batch)
+                shape = sampler.shape_for(max(len(e["input_ids"]) for e in batch))
+                if shape is not None:
+                    out = pad_to_shape(out, *shape, pad_id=pad_id)
+                return out
 
             loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate)
             return self.accelerator.prepare(loader)
