@@ -170,10 +170,10 @@ def pad_to_shape(batch: dict[str, Any], rows: int, length: int, pad_id: int) -> 
         raise ValueError(f"batch {tuple(ids.shape)} is larger than its shape ({rows}, {length})")
     fill = {"input_ids": pad_id, "labels": -100, "attention_mask": 0}
     out = dict(batch)
-    for key, value in fill.items():
-        if key not in batch:
+    for key, tensor in batch.items():
+        if not (torch.is_tensor(tensor) and tuple(tensor.shape) == (have_rows, have_len)):
             continue
-        tensor = batch[key]
+        value = fill.get(key, 0)  # any other per-token field (position_ids): zeros
         padded = torch.full((rows, length), value, dtype=tensor.dtype, device=tensor.device)
         padded[:have_rows, :have_len] = tensor
         if key == "attention_mask":
