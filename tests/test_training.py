@@ -250,6 +250,19 @@ def test_fixed_shapes_with_padding_free_are_refused(tmp_path: Path) -> None:
     assert "--fixed-shapes pads rows" in done.stderr
 
 
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="the CPU refusal of a GPU-only switch"
+)
+def test_cuda_graphs_without_a_gpu_are_refused(tmp_path: Path) -> None:
+    done = polingo(
+        "train", "--data", str(tmp_path / "nothing-here"), "--cuda-graphs",
+        "--registry", str(tmp_path / "reg"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--cuda-graphs needs a CUDA GPU" in done.stderr
+    assert not (tmp_path / "reg").exists()
+
+
 # ---- prompt contract -----------------------------------------------------------------
 
 
