@@ -124,7 +124,7 @@ def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> Non
             [sys.executable, "-m", "training.cli", "train", "--data", str(CORPUS / "tutorial"),
              "--base-model", str(model_dir), "--registry", str(registry), "--adapter", "t",
              "--max-steps", "24", "--batch-tokens", "2048", "--fixed-shapes", "4",
-             "--learning-rate", "3e-3", "--logging-steps", "1", "--save-steps", "1000",
+             "--learning-rate", "1e-2", "--logging-steps", "1", "--save-steps", "1000",
              "--cuda-graphs" if graphs else "--no-cuda-graphs"],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
@@ -132,7 +132,8 @@ def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> Non
         curves[graphs] = [loss for _, loss in json.loads(
             next(registry.glob("t/v1/report/loss.json")).read_text())]  # fmt: skip
     eager, graphed = curves[False], curves[True]
-    assert eager[-1] < 0.8 * eager[0]  # it learns, so a wrong gradient would show
+    learned = eager[0] - min(eager[-3:])
+    assert learned > 0.3, eager  # it learns, so a wrong or stale gradient would show
     assert len(graphed) == len(eager)
     for a, b in zip(eager, graphed, strict=True):
-        assert abs(a - b) < 0.02 * a, (eager, graphed)
+        assert abs(a - b) < 0.1 * learned, (eager, graphed)
