@@ -11,6 +11,8 @@ at import, so the baseline must not share a process with it):
 - ``unsloth``: polingo's default, Unsloth on padded rows, each decoder block compiled
   (once per batch shape at first, then with dynamic shapes);
 - ``unsloth-padding-free``: Unsloth with padding-free batches (varlen attention);
+- ``unsloth-cuda-graphs``: Unsloth replaying each block as a CUDA graph, over 8 fixed
+  batch shapes (``--cuda-graphs``);
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
 ``--steps -1`` runs a whole epoch. Each run inherits the environment, so Unsloth's
@@ -36,6 +38,7 @@ from training.train import TrainConfig
 VARIANTS = {
     "unsloth": ["--backend", "unsloth"],
     "unsloth-padding-free": ["--backend", "unsloth", "--padding-free"],
+    "unsloth-cuda-graphs": ["--backend", "unsloth", "--cuda-graphs"],
     "peft": ["--backend", "peft"],
 }
 

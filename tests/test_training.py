@@ -241,13 +241,19 @@ def test_fixed_shape_batches_through_the_trainers_collator(
     assert progress.tokens_seen == sum(len(e["input_ids"]) for e in examples)
 
 
-def test_fixed_shapes_with_padding_free_are_refused(tmp_path: Path) -> None:
+def test_bad_fixed_shapes_are_refused_before_any_work(tmp_path: Path) -> None:
     done = polingo(
         "train", "--data", str(tmp_path / "nothing-here"), "--padding-free",
         "--fixed-shapes", "8", "--registry", str(tmp_path / "reg"), timeout=120,
     )  # fmt: skip
     assert done.returncode != 0
     assert "--fixed-shapes pads rows" in done.stderr
+    for wrong, message in (("-1", "give 0 (off) or more"), ("12", "more shapes than Unsloth")):
+        done = polingo(
+            "train", "--data", str(tmp_path / "nothing-here"), "--cuda-graphs",
+            "--fixed-shapes", wrong, "--registry", str(tmp_path / "reg"), timeout=120,
+        )  # fmt: skip
+        assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
 
 
 @pytest.mark.skipif(

@@ -100,9 +100,18 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     if config.padding_free and config.backend != "unsloth":
         # plain transformers' SDPA would attend across the examples of the row
         raise SystemExit("error: --padding-free needs --backend unsloth")
+    if config.fixed_shapes < 0:
+        raise SystemExit(f"error: --fixed-shapes {config.fixed_shapes}: give 0 (off) or more")
     if config.cuda_graphs:
         import torch
 
+        cap = int(os.environ.get("UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES", "8"))
+        if config.fixed_shapes > cap:
+            # past its cap Unsloth stops replaying graphs for the whole layer kind
+            raise SystemExit(
+                f"error: --fixed-shapes {config.fixed_shapes} is more shapes than Unsloth "
+                f"replays as CUDA graphs ({cap}, UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES)"
+            )
         if not torch.cuda.is_available():
             raise SystemExit("error: --cuda-graphs needs a CUDA GPU")
         if config.backend != "unsloth" or config.padding_free:
