@@ -56,8 +56,9 @@ class TrainConfig:
     # replay only the shapes they recorded (Unsloth's UNSLOTH_BLOCK_CUDAGRAPHS=1 keeps 8).
     fixed_shapes: int = 0
     # Replay each compiled decoder block as a CUDA graph (Unsloth's UNSLOTH_BLOCK_CUDAGRAPHS),
-    # over 8 fixed batch shapes unless fixed_shapes says otherwise. The 3B step is CPU-bound:
-    # on the H200 this ran 1.6x faster, for 9.5 GiB instead of 3.3 (docs/benchmarks.md).
+    # over as many fixed batch shapes as Unsloth replays (UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES,
+    # 8) unless fixed_shapes says fewer. The 3B step is CPU-bound: on the H200 this ran
+    # 1.6x faster, for 9.5 GiB instead of 3.3 (docs/benchmarks.md).
     cuda_graphs: bool = False
     grad_accum: int = 1
     # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
@@ -120,7 +121,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
             # the switch is read once, when Unsloth first compiles blocks
             raise SystemExit("error: --cuda-graphs must be set before Unsloth compiled a model")
         os.environ["UNSLOTH_BLOCK_CUDAGRAPHS"] = "1"
-        config = replace(config, fixed_shapes=config.fixed_shapes or 8)
+        config = replace(config, fixed_shapes=config.fixed_shapes or cap)
     if config.padding_free and config.fixed_shapes:
         raise SystemExit("error: --fixed-shapes pads rows; it cannot go with --padding-free")
     if config.optim is not None:
