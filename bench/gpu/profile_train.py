@@ -11,17 +11,27 @@ timed after its warm-up steps:
   reference loop;
 - ``corpus:T:GC``: the real corpus's token-budget batches (right-padded rows);
 - ``profile:T:GC``: corpus batches under torch.profiler, kernel table to DIR;
+- ``syncs:T:GC``: three corpus steps under torch's sync debug mode: each host-device
+  synchronisation, counted by the code that made it;
+- ``memory:T:GC``: corpus batches, then two steps under torch's allocator history:
+  what is live at the step's peak, by allocation site, to DIR/memory.json;
 - ``trainer:T``: polingo's own SFTTrainer path on the same model.
 
 A fourth field sets that phase's step count (``profile:4096:unsloth:14``).
 
 GC is the gradient checkpointing mode: ``unsloth`` (offloaded to CPU), ``torch``, ``off``.
+
+``PROFILE_TWEAKS`` (comma-separated) tries changes to Unsloth's compiled blocks before
+the model loads: ``skip_guards`` (no Dynamo guards on module attributes),
+``cpp_wrapper`` (Inductor's C++ launcher instead of its Python one), ``inplace_swiglu``
+(the SwiGLU backward writes into its inputs inside compiled blocks, as it does eagerly).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from dataclasses import replace
@@ -35,6 +45,46 @@ from service.base_models import build_random_model
 from training.batching import TokenBudgetBatchSampler
 from training.data import load_corpus
 from training.train import TrainConfig, build_trainer, load_model, tokenize_pairs
+
+
+def apply_tweaks(names: list[str]) -> None:
+    from unsloth.models import _block_compile
+
+    for name in names:
+        if name == "skip_guards":
+            _block_compile._COMPILE_OPTIONS["guard_filter_fn"] = (
+                torch.compiler.skip_guard_on_all_nn_modules_unsafe
+            )
+        elif name == "cpp_wrapper":
+            torch._inductor.config.cpp_wrapper = True
+        elif name == "inplace_swiglu":
+            import triton
+            from unsloth.kernels import fast_lora, swiglu
+
+            @torch.library.custom_op("polingo::swiglu_backward_", mutates_args=("dw", "e", "g"))
+            def swiglu_backward_(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
+                n = e.numel()
+                swiglu._DWf_DW_dfg_kernel[(triton.cdiv(n, swiglu.BLOCK_SIZE),)](
+                    dw,
+                    e,
+                    g,
+                    n,
+                    BLOCK_SIZE=swiglu.BLOCK_SIZE,
+                    LONG_INDEXING=0 if n <= swiglu.INT32_SAFETY_BUFFER else 1,
+                )
+
+            @swiglu_backward_.register_fake
+            def _(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
+                return None
+
+            def backward(dw, e, g):  # noqa: ANN001, ANN202
+                torch.ops.polingo.swiglu_backward_(dw, e, g)
+                return dw, e, g
+
+            fast_lora.swiglu_DWf_DW_dfg_kernel = backward
+        elif name:
+            raise SystemExit(f"unknown PROFILE_TWEAKS entry: {name}")
+        print(f"tweak: {name}", flush=True)
 
 
 def pad_batch(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -111,8 +161,153 @@ def loop(model, optimizer, batches, warmup: int, profile_dir: Path | None = None
         (profile_dir / "profile_table.txt").write_text(table)
         cpu_table = events.table(sort_by="self_cpu_time_total", row_limit=25)
         (profile_dir / "profile_cpu_table.txt").write_text(cpu_table)
+        trace = profile_dir / "trace.json"
+        profiler.export_chrome_trace(str(trace))
+        out["gaps"] = gpu_gaps(json.loads(trace.read_text()), steps=len(batches) - warmup)
+        trace.unlink()
         print(table[:6000], flush=True)
     return out
+
+
+def gpu_gaps(trace: dict, steps: int, top: int = 30) -> dict:
+    """Where the GPU sits idle: the gaps between kernels, each charged to the CPU ops
+    that enclose the launch ending it (the work the GPU was waiting for)."""
+    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    gpu = sorted(
+        (e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
+        key=lambda e: e["ts"],
+    )
+    launches = {
+        e["args"].get("correlation"): e
+        for e in events
+        if e.get("cat") in ("cuda_runtime", "cuda_driver") and "args" in e
+    }
+    ops = sorted((e for e in events if e.get("cat") == "cpu_op"), key=lambda e: e["ts"])
+    starts = [e["ts"] for e in ops]
+    import bisect
+
+    def enclosing(ts: float, tid: int) -> str:
+        names = []
+        i = bisect.bisect_right(starts, ts)
+        for e in reversed(ops[max(0, i - 400) : i]):
+            if e["tid"] == tid and e["ts"] <= ts <= e["ts"] + e["dur"]:
+                names.append(e["name"][:60])
+        return " > ".join(reversed(names[-3:])) or "?"
+
+    charged: dict[str, float] = {}
+    idle = busy_end = 0.0
+    busy_end = gpu[0]["ts"] if gpu else 0.0
+    for kernel in gpu:
+        gap = kernel["ts"] - busy_end
+        if gap > 20:
+            idle += gap
+            launch = launches.get(kernel.get("args", {}).get("correlation"))
+            where = enclosing(launch["ts"], launch["tid"]) if launch else "?"
+            charged[where] = charged.get(where, 0.0) + gap
+        busy_end = max(busy_end, kernel["ts"] + kernel["dur"])
+    runtime: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") in ("cuda_runtime", "cuda_driver"):
+            runtime.setdefault(e["name"], []).append(e["dur"])
+    span = (busy_end - gpu[0]["ts"]) if gpu else 0.0
+    return {
+        "span_ms_per_step": round(span / 1e3 / max(steps, 1), 1),
+        "idle_ms_per_step": round(idle / 1e3 / max(steps, 1), 1),
+        "idle_by_launching_op_ms_per_step": [
+            (round(t / 1e3 / max(steps, 1), 2), name)
+            for name, t in sorted(charged.items(), key=lambda kv: -kv[1])[:top]
+        ],
+        "runtime_calls_per_step": [
+            (name, round(len(d) / max(steps, 1), 1), round(sum(d) / 1e3 / max(steps, 1), 2))
+            for name, d in sorted(runtime.items(), key=lambda kv: -sum(kv[1]))[:12]
+        ],
+    }
+
+
+def host_syncs(model, optimizer, batches, warmup: int) -> dict:
+    """Count the host-device synchronisations of a few steps by the code that made them."""
+    import traceback
+    import warnings
+
+    loop(model, optimizer, batches[:warmup], warmup=0)
+    sites: dict[str, int] = {}
+    shown = warnings.showwarning
+
+    def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        stack = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
+        where = " < ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in stack[-3:][::-1])
+        key = f"{str(message)[:50]} @ {where}"
+        sites[key] = sites.get(key, 0) + 1
+
+    warnings.showwarning = record
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            torch.cuda.set_sync_debug_mode("warn")
+            loop(model, optimizer, batches[warmup:], warmup=0)
+            torch.cuda.set_sync_debug_mode(0)
+    finally:
+        warnings.showwarning = shown
+    steps = max(len(batches) - warmup, 1)
+    return {
+        "steps": steps,
+        "syncs_per_step": round(sum(sites.values()) / steps, 1),
+        "sites": sorted(([n / steps, k] for k, n in sites.items()), reverse=True)[:25],
+    }
+
+
+def memory_breakdown(model, optimizer, batches, warmup: int, top: int = 25) -> dict:
+    """Run the warm-up, then record two steps and replay the allocator's trace to the
+    moment of its peak: the live blocks there, grouped by where they were allocated."""
+    loop(model, optimizer, batches[:warmup], warmup=0)
+    sync()
+    static = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.memory._record_memory_history(max_entries=400_000, stacks="python")
+    loop(model, optimizer, batches[warmup : warmup + 2], warmup=0)
+    sync()
+    snapshot = torch.cuda.memory._snapshot()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    peak = torch.cuda.max_memory_allocated()
+    trace = snapshot["device_traces"][torch.cuda.current_device()]
+
+    def replay(stop: int | None) -> tuple[int, int, dict]:
+        live, now, best, best_at = {}, 0, 0, 0
+        for i, event in enumerate(trace[:stop]):
+            if event["action"] == "alloc":
+                live[event["addr"]] = event
+                now += event["size"]
+            elif event["action"] in ("free_requested", "free_completed"):
+                gone = live.pop(event["addr"], None)
+                now -= gone["size"] if gone else 0
+            if now > best:
+                best, best_at = now, i + 1
+        return best, best_at, live
+
+    _, peak_at, _ = replay(None)
+    _, _, live = replay(peak_at)
+
+    def site(frames: list[dict]) -> str:
+        own = [f for f in frames if "/torch/" not in f["filename"]] or frames
+        where = [f"{Path(f['filename']).name}:{f['line']}:{f['name']}" for f in own[:3]]
+        return " < ".join(where) or "?"
+
+    groups: dict[str, list[int]] = {}
+    for event in live.values():
+        groups.setdefault(site(event.get("frames", [])), []).append(event["size"])
+    ranked = sorted(groups.items(), key=lambda kv: -sum(kv[1]))[:top]
+    return {
+        "static_gib": round(static / 2**30, 3),
+        "peak_gib": round(peak / 2**30, 3),
+        "live_at_peak_from_step_gib": round(sum(e["size"] for e in live.values()) / 2**30, 3),
+        "events": len(trace),
+        "cells_per_step": [int(b["input_ids"].numel()) for b in batches[warmup : warmup + 2]],
+        "sites": [
+            {"mib": round(sum(sizes) / 2**20, 1), "n": len(sizes), "site": name}
+            for name, sizes in ranked
+        ],
+    }
 
 
 def main() -> int:
@@ -128,6 +323,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
+    apply_tweaks(os.environ.get("PROFILE_TWEAKS", "").split(","))
     if not (args.model_dir / "config.json").is_file():
         build_random_model(
             args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda"
@@ -177,6 +373,28 @@ def main() -> int:
             results[phase] = progress.summary()
         else:
             set_checkpointing(model, rest[0] if rest else "unsloth")
+            if kind == "syncs":
+                sampler = TokenBudgetBatchSampler(lengths, budget, seed=0)
+                batches = [
+                    pad_batch([examples[i] for i in b], pad_id)
+                    for b in list(sampler)[: args.warmup + 3]
+                ]
+                results[phase] = host_syncs(model, optimizer, batches, args.warmup)
+                print(json.dumps({phase: results[phase]}, indent=1), flush=True)
+                continue
+            if kind == "memory":
+                sampler = TokenBudgetBatchSampler(lengths, budget, seed=0)
+                batches = [
+                    pad_batch([examples[i] for i in b], pad_id)
+                    for b in list(sampler)[: args.warmup + 2]
+                ]
+                results[phase] = memory_breakdown(model, optimizer, batches, args.warmup)
+                (args.out / f"memory-{budget}.json").write_text(
+                    json.dumps(results[phase], indent=1)
+                )
+                results[phase]["phase_seconds"] = round(time.time() - started, 1)
+                print(json.dumps({phase: results[phase]}, indent=1), flush=True)
+                continue
             if kind == "ref":
                 rng = random.Random(0)
                 batches = []
