@@ -24,7 +24,8 @@ GC is the gradient checkpointing mode: ``unsloth`` (offloaded to CPU), ``torch``
 ``PROFILE_TWEAKS`` (comma-separated) tries changes to Unsloth's compiled blocks before
 the model loads: ``skip_guards`` (no Dynamo guards on module attributes),
 ``cpp_wrapper`` (Inductor's C++ launcher instead of its Python one), ``inplace_swiglu``
-(the SwiGLU backward writes into its inputs inside compiled blocks, as it does eagerly).
+(the SwiGLU backward writes into its inputs inside compiled blocks, as it does eagerly),
+``no_cudnn_sdp`` (SDPA without its cuDNN backend).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def apply_tweaks(names: list[str]) -> None:
             _block_compile._COMPILE_OPTIONS["guard_filter_fn"] = (
                 torch.compiler.skip_guard_on_all_nn_modules_unsafe
             )
+        elif name == "no_cudnn_sdp":
+            torch.backends.cuda.enable_cudnn_sdp(False)
         elif name == "cpp_wrapper":
             torch._inductor.config.cpp_wrapper = True
         elif name == "inplace_swiglu":
