@@ -132,6 +132,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="replay Unsloth's compiled blocks as CUDA graphs over fixed batch shapes: "
         "faster when the step is CPU-bound, for about 3x the GPU memory (Unsloth, CUDA)",
     )
+    p.add_argument(
+        "--cudnn-attention",
+        action=argparse.BooleanOptionalAction,
+        default=d.cudnn_attention,
+        help="let attention run on cuDNN in Unsloth's training blocks; off, it runs on flash "
+        "or memory-efficient kernels, 1.5x faster on the H200 (Unsloth, CUDA)",
+    )
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
     p.add_argument(
         "--optim",
@@ -201,6 +208,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         pad_multiple=args.pad_multiple,
         fixed_shapes=args.fixed_shapes,
         cuda_graphs=args.cuda_graphs,
+        cudnn_attention=args.cudnn_attention,
         grad_accum=args.grad_accum,
         optim=args.optim,
         seed=args.seed,

@@ -9,6 +9,7 @@ memory and report into a new registry version.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -16,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,10 @@ class TrainConfig:
     # 8) unless fixed_shapes says fewer. The 3B step is CPU-bound: on the H200 this ran
     # 1.6x faster, for 9.5 GiB instead of 3.3 (docs/benchmarks.md).
     cuda_graphs: bool = False
+    # Let SDPA pick cuDNN attention in Unsloth's training blocks (off: flash or
+    # memory-efficient attention). cuDNN's host-side cost per call and its padded
+    # sequence buckets made the 3B step 1.5x slower on the H200 (docs/benchmarks.md).
+    cudnn_attention: bool = False
     grad_accum: int = 1
     # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
     # torch's AdamW on CPU
@@ -182,7 +188,8 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
             if resume
             else f"--resume: no checkpoint in {run_dir}, starting afresh"
         )
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with attention_backends(config):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # 5. export
     summary = progress.summary()
@@ -441,6 +448,23 @@ def build_trainer(
     if padding_free and not trainer.args.padding_free:
         log("warning: Unsloth turned padding-free batching off; batches run as padded rows")
     return trainer, progress
+
+
+@contextlib.contextmanager
+def attention_backends(config: TrainConfig) -> Iterator[None]:
+    """Unsloth on CUDA trains without SDPA's cuDNN backend unless config.cudnn_attention;
+    the global switch is put back afterwards. The peft baseline keeps torch's choice."""
+    import torch
+
+    if config.cudnn_attention or config.backend != "unsloth" or not torch.cuda.is_available():
+        yield
+        return
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
 
 
 @dataclass
