@@ -269,6 +269,33 @@ def test_cuda_graphs_without_a_gpu_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "reg").exists()
 
 
+def test_unsloth_on_cuda_trains_without_cudnn_attention(monkeypatch) -> None:  # noqa: ANN001
+    """The switch is global to torch: off while Unsloth trains on CUDA, put back after,
+    even when training fails; left alone for the peft baseline, the CPU, or on request."""
+    import torch
+
+    from training.cli import build_parser, config_from_args
+    from training.train import TrainConfig, attention_backends
+
+    def config(**changes: object) -> TrainConfig:
+        return TrainConfig(data=Path("."), **changes)  # type: ignore[arg-type]
+
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(RuntimeError), attention_backends(config(backend="unsloth")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        raise RuntimeError("training failed")
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    for other in (config(backend="peft"), config(cudnn_attention=True)):
+        with attention_backends(other):
+            assert torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with attention_backends(config(backend="unsloth")):
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    args = build_parser().parse_args(["train", "--data", "x", "--cudnn-attention"])
+    assert config_from_args(args).cudnn_attention is True
+
+
 # ---- prompt contract -----------------------------------------------------------------
 
 

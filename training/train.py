@@ -44,8 +44,9 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int = -1  # > 0 stops early (smoke runs)
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
-    # Padded tokens per batch. 3B QLoRA on the H200: 5120 peaks at 3.27 GiB (4096: 3.10,
-    # 8192: 3.81) and runs faster, since the step is CPU-bound (docs/benchmarks.md).
+    # Padded tokens per batch. 3B QLoRA on the H200: 5120 peaks at 3.17 GiB (with cuDNN
+    # attention 3.27; 4096: 3.10, 8192: 3.81) and runs faster, since the step is
+    # CPU-bound (docs/benchmarks.md).
     batch_tokens: int = 5120
     # Batch lengths rounded up to this. 1: Unsloth's compiled blocks take new shapes after
     # one recompile (measured steady on the H200), so rounding would only add padding.
@@ -63,8 +64,9 @@ class TrainConfig:
     # 1.6x faster, for 9.5 GiB instead of 3.3 (docs/benchmarks.md).
     cuda_graphs: bool = False
     # Let SDPA pick cuDNN attention in Unsloth's training blocks (off: flash or
-    # memory-efficient attention). cuDNN's host-side cost per call and its padded
-    # sequence buckets made the 3B step 1.5x slower on the H200 (docs/benchmarks.md).
+    # memory-efficient attention). On the H200 cuDNN cost about 0.5 ms of host time a
+    # call, Unsloth pads its sequences to 128-token buckets, and its backward kept fp32
+    # buffers: without it the 3B step ran faster in less memory (docs/benchmarks.md).
     cudnn_attention: bool = False
     grad_accum: int = 1
     # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
