@@ -14,7 +14,7 @@ timed after its warm-up steps:
 - ``syncs:T:GC``: three corpus steps under torch's sync debug mode: each host-device
   synchronisation, counted by the code that made it;
 - ``memory:T:GC``: corpus batches, then two steps under torch's allocator history:
-  what is live at the step's peak, by allocation site, to DIR/memory.json;
+  what is live at the step's peak, by allocation site, to DIR/memory-T.json;
 - ``trainer:T``: polingo's own SFTTrainer path on the same model.
 
 A fourth field sets that phase's step count (``profile:4096:unsloth:14``).
@@ -31,6 +31,7 @@ the model loads: ``skip_guards`` (no Dynamo guards on module attributes),
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import random
@@ -187,7 +188,6 @@ def gpu_gaps(trace: dict, steps: int, top: int = 30) -> dict:
     }
     ops = sorted((e for e in events if e.get("cat") == "cpu_op"), key=lambda e: e["ts"])
     starts = [e["ts"] for e in ops]
-    import bisect
 
     def enclosing(ts: float, tid: int) -> str:
         names = []
@@ -198,7 +198,7 @@ def gpu_gaps(trace: dict, steps: int, top: int = 30) -> dict:
         return " > ".join(reversed(names[-3:])) or "?"
 
     charged: dict[str, float] = {}
-    idle = busy_end = 0.0
+    idle = 0.0
     busy_end = gpu[0]["ts"] if gpu else 0.0
     for kernel in gpu:
         gap = kernel["ts"] - busy_end
@@ -234,7 +234,6 @@ def host_syncs(model, optimizer, batches, warmup: int) -> dict:
 
     loop(model, optimizer, batches[:warmup], warmup=0)
     sites: dict[str, int] = {}
-    shown = warnings.showwarning
 
     def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         stack = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
@@ -242,16 +241,14 @@ def host_syncs(model, optimizer, batches, warmup: int) -> dict:
         key = f"{str(message)[:50]} @ {where}"
         sites[key] = sites.get(key, 0) + 1
 
-    warnings.showwarning = record
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings():  # puts showwarning and the filters back on exit
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
             loop(model, optimizer, batches[warmup:], warmup=0)
+        finally:
             torch.cuda.set_sync_debug_mode(0)
-    finally:
-        warnings.showwarning = shown
     steps = max(len(batches) - warmup, 1)
     return {
         "steps": steps,
@@ -376,28 +373,6 @@ def main() -> int:
             results[phase] = progress.summary()
         else:
             set_checkpointing(model, rest[0] if rest else "unsloth")
-            if kind == "syncs":
-                sampler = TokenBudgetBatchSampler(lengths, budget, seed=0)
-                batches = [
-                    pad_batch([examples[i] for i in b], pad_id)
-                    for b in list(sampler)[: args.warmup + 3]
-                ]
-                results[phase] = host_syncs(model, optimizer, batches, args.warmup)
-                print(json.dumps({phase: results[phase]}, indent=1), flush=True)
-                continue
-            if kind == "memory":
-                sampler = TokenBudgetBatchSampler(lengths, budget, seed=0)
-                batches = [
-                    pad_batch([examples[i] for i in b], pad_id)
-                    for b in list(sampler)[: args.warmup + 2]
-                ]
-                results[phase] = memory_breakdown(model, optimizer, batches, args.warmup)
-                (args.out / f"memory-{budget}.json").write_text(
-                    json.dumps(results[phase], indent=1)
-                )
-                results[phase]["phase_seconds"] = round(time.time() - started, 1)
-                print(json.dumps({phase: results[phase]}, indent=1), flush=True)
-                continue
             if kind == "ref":
                 rng = random.Random(0)
                 batches = []
@@ -408,17 +383,26 @@ def main() -> int:
                     ]
                     batches.append(pad_batch([{"input_ids": r, "labels": r} for r in rows], 0))
             else:
+                count = {"syncs": args.warmup + 3, "memory": args.warmup + 2}.get(kind, steps)
                 sampler = TokenBudgetBatchSampler(lengths, budget, seed=0)
                 batches = [
-                    pad_batch([examples[i] for i in b], pad_id) for b in list(sampler)[:steps]
+                    pad_batch([examples[i] for i in b], pad_id) for b in list(sampler)[:count]
                 ]
-            results[phase] = loop(
-                model,
-                optimizer,
-                batches,
-                args.warmup,
-                profile_dir=args.out if kind == "profile" else None,
-            )
+            if kind == "syncs":
+                results[phase] = host_syncs(model, optimizer, batches, args.warmup)
+            elif kind == "memory":
+                results[phase] = memory_breakdown(model, optimizer, batches, args.warmup)
+                (args.out / f"memory-{budget}.json").write_text(
+                    json.dumps(results[phase], indent=1)
+                )
+            else:
+                results[phase] = loop(
+                    model,
+                    optimizer,
+                    batches,
+                    args.warmup,
+                    profile_dir=args.out if kind == "profile" else None,
+                )
         results[phase]["phase_seconds"] = round(time.time() - started, 1)
         print(json.dumps({phase: results[phase]}), flush=True)
         (args.out / "profile.json").write_text(json.dumps(results, indent=1))
