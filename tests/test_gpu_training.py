@@ -1,7 +1,8 @@
 """GPU-only training paths (skipped without CUDA; run on the device with
 `python3 -m pytest tests/test_gpu_training.py`): Unsloth's padding-free batches must
-train on exactly what padded batches train on, the trainer on the model's own loss, and
-CUDA-graph replay on what eager blocks compute."""
+train on exactly what padded batches train on, the trainer on the model's own loss,
+CUDA-graph replay on what eager blocks compute, and the in-place SwiGLU backward on what
+Unsloth's traced one computes."""
 
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ def _random_examples(count: int = 12) -> list[dict[str, list[int]]]:
 def _tokenizer() -> str:
     # A folder with tokenizer files where the GGUF packages are missing (the GPU box).
     return os.environ.get("POLINGO_TEST_TOKENIZER", "smollm2-135m")
+
+
+def _loss_curve(workdir: Path, model_dir: Path, *flags: str) -> list[float]:
+    """The per-step loss of a 24-step `polingo train` run in its own process (Unsloth's
+    switches are read once a process)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import CORPUS
+
+    registry = workdir / "registry"
+    done = subprocess.run(
+        [sys.executable, "-m", "training.cli", "train", "--data", str(CORPUS / "tutorial"),
+         "--base-model", str(model_dir), "--registry", str(registry), "--adapter", "t",
+         "--max-steps", "24", "--batch-tokens", "2048", "--learning-rate", "1e-2",
+         "--logging-steps", "1", "--save-steps", "1000", *flags],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = next(registry.glob("t/v1/report/loss.json"))
+    return [loss for _, loss in json.loads(report.read_text())]
 
 
 def test_padding_free_batch_has_the_padded_batch_loss(tmp_path: Path) -> None:
@@ -108,32 +131,85 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
     """Replayed graphs reuse their memory pool from step to step; a gradient or an
     output read after the pool was overwritten would send the loss elsewhere."""
-    import json
-    import subprocess
-    import sys
-
-    from conftest import CORPUS
-
     from service.base_models import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
-    curves = {}
-    for graphs in (False, True):
-        registry = tmp_path / f"reg-{graphs}"
-        done = subprocess.run(
-            [sys.executable, "-m", "training.cli", "train", "--data", str(CORPUS / "tutorial"),
-             "--base-model", str(model_dir), "--registry", str(registry), "--adapter", "t",
-             "--max-steps", "24", "--batch-tokens", "2048", "--fixed-shapes", "4",
-             "--learning-rate", "1e-2", "--logging-steps", "1", "--save-steps", "1000",
-             "--cuda-graphs" if graphs else "--no-cuda-graphs"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-        curves[graphs] = [loss for _, loss in json.loads(
-            next(registry.glob("t/v1/report/loss.json")).read_text())]  # fmt: skip
-    eager, graphed = curves[False], curves[True]
+    eager = _loss_curve(tmp_path / "eager", model_dir, "--no-cuda-graphs", "--fixed-shapes", "4")
+    graphed = _loss_curve(tmp_path / "graphs", model_dir, "--cuda-graphs", "--fixed-shapes", "4")
     learned = eager[0] - min(eager[-3:])
     assert learned > 0.3, eager  # it learns, so a wrong or stale gradient would show
     assert len(graphed) == len(eager)
     for a, b in zip(eager, graphed, strict=True):
         assert abs(a - b) < 0.1 * learned, (eager, graphed)
+
+
+def test_inplace_swiglu_backward_computes_unsloths_formula() -> None:
+    """Inside torch.compile the custom op must run the in-place kernel and give what
+    Unsloth's traced backward computes: h = silu(e) * g, df = dw * silu(e) and
+    de = dw * g * silu'(e)."""
+    import unsloth  # noqa: F401
+    from unsloth.kernels import fast_lora
+
+    from training.unsloth_kernels import use_inplace_swiglu_backward
+
+    assert use_inplace_swiglu_backward()
+    backward = fast_lora.swiglu_DWf_DW_dfg_kernel
+    gen = torch.Generator("cuda").manual_seed(0)
+    dw, e, g = (
+        torch.randn(300, 512, device="cuda", generator=gen, dtype=torch.bfloat16) * 3
+        for _ in range(3)
+    )
+    se = torch.sigmoid(e.float())
+    f = (se * e.float()).to(torch.bfloat16)
+    expected = (
+        f * g,
+        dw * f,
+        ((dw * g).float() * se * (1.0 + e.float() * (1.0 - se))).to(torch.bfloat16),
+    )
+
+    eager_inputs = [t.clone() for t in (dw, e, g)]
+    eager = backward(*eager_inputs)
+    assert all(o.data_ptr() == i.data_ptr() for o, i in zip(eager, eager_inputs, strict=True))
+    compiled = torch.compile(lambda a, b, c: backward(a * 1, b * 1, c * 1), fullgraph=True)
+    for got in (eager, compiled(dw, e, g)):
+        for name, a, b in zip(("h", "df", "de"), got, expected, strict=True):
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.02, msg=name)
+
+
+def test_inplace_swiglu_backward_gives_the_traced_gradients(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The same QLoRA batch's LoRA gradients with Unsloth's traced SwiGLU backward and
+    with the in-place custom op, which must really run inside the compiled blocks."""
+    import unsloth  # noqa: F401
+    from unsloth.kernels import fast_lora, swiglu
+
+    from service.base_models import build_tiny_model
+    from training.train import TrainConfig, build_trainer, load_model
+    from training.unsloth_kernels import use_inplace_swiglu_backward
+
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
+    config = TrainConfig(
+        data=tmp_path, backend="unsloth", max_length=64, batch_tokens=512, inplace_swiglu=False
+    )
+    model, tok = load_model(model_dir, config)  # nf4 on CUDA, as in production
+    trainer, _ = build_trainer(model, tok, _random_examples(), config, tmp_path / "run")
+    batch = next(iter(trainer.get_train_dataloader()))
+    batch = {k: v.cuda() for k, v in batch.items()}
+
+    def gradients() -> tuple[dict[str, torch.Tensor], set[str]]:
+        model.zero_grad(set_to_none=True)
+        torch._dynamo.reset()  # recompile the blocks with the current kernel
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model(**batch).loss.backward()
+        grads = {n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None}
+        return grads, {event.name for event in prof.events()}
+
+    monkeypatch.setattr(fast_lora, "swiglu_DWf_DW_dfg_kernel", swiglu.swiglu_DWf_DW_dfg_kernel)
+    traced, traced_ops = gradients()
+    assert use_inplace_swiglu_backward()
+    inplace, inplace_ops = gradients()
+
+    assert "polingo::swiglu_backward_" in inplace_ops - traced_ops
+    assert traced.keys() == inplace.keys() and any("gate_proj" in n for n in traced)
+    for name, want in traced.items():
+        error = (inplace[name] - want).norm() / want.norm().clamp_min(1e-12)
+        assert error < 0.02, (name, float(error))

@@ -296,6 +296,34 @@ def test_unsloth_on_cuda_trains_without_cudnn_attention(monkeypatch) -> None:  #
     assert config_from_args(args).cudnn_attention is True
 
 
+def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
+    """torch.library infers the op's schema from its annotations when it registers, and
+    refuses what it cannot resolve (a first version stopped every GPU run that way).
+    The op itself runs on the GPU only (tests/test_gpu_training.py). In its own
+    process: it patches Unsloth for good."""
+    import subprocess
+    import sys
+
+    from training.cli import build_parser, config_from_args
+
+    code = (
+        "import unsloth, torch\n"
+        "from unsloth.kernels import fast_lora\n"
+        "from training.unsloth_kernels import use_inplace_swiglu_backward as use\n"
+        "assert use() and use()\n"
+        "print(torch.ops.polingo.swiglu_backward_.default._schema)\n"
+        "print(fast_lora.swiglu_DWf_DW_dfg_kernel.__qualname__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    schema, patched = done.stdout.strip().splitlines()[-2:]
+    assert "Tensor(a0!) dw, Tensor(a1!) e, Tensor(a2!) g" in schema, schema
+    assert patched.startswith("_register"), patched
+    default = config_from_args(build_parser().parse_args(["train", "--data", "x"]))
+    off = build_parser().parse_args(["train", "--data", "x", "--no-inplace-swiglu"])
+    assert default.inplace_swiglu is True and config_from_args(off).inplace_swiglu is False
+
+
 # ---- prompt contract -----------------------------------------------------------------
 
 

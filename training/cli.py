@@ -140,6 +140,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "it runs on flash or memory-efficient kernels, faster and leaner on the H200 "
         "(Unsloth, CUDA)",
     )
+    p.add_argument(
+        "--inplace-swiglu",
+        action=argparse.BooleanOptionalAction,
+        default=d.inplace_swiglu,
+        help="run the LoRA MLP's SwiGLU backward in place inside Unsloth's compiled "
+        "blocks, as Unsloth does eagerly: less GPU memory a step (Unsloth, CUDA; "
+        "default on)",
+    )
     p.add_argument("--grad-accum", type=int, default=d.grad_accum)
     p.add_argument(
         "--optim",
@@ -210,6 +218,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         fixed_shapes=args.fixed_shapes,
         cuda_graphs=args.cuda_graphs,
         cudnn_attention=args.cudnn_attention,
+        inplace_swiglu=args.inplace_swiglu,
         grad_accum=args.grad_accum,
         optim=args.optim,
         seed=args.seed,

@@ -47,7 +47,7 @@ class TrainConfig:
     # Padded tokens per batch. 3B QLoRA on the H200: 5120 peaks at 3.17 GiB (with cuDNN
     # attention 3.27; 4096: 3.10, 8192: 3.81) and runs faster, since the step is
     # CPU-bound (docs/benchmarks.md).
-    batch_tokens: int = 5120
+    batch_tokens: int = 8192
     # Batch lengths rounded up to this. 1: Unsloth's compiled blocks take new shapes after
     # one recompile (measured steady on the H200), so rounding would only add padding.
     pad_multiple: int = 1
@@ -68,6 +68,9 @@ class TrainConfig:
     # call, Unsloth pads its sequences to 128-token buckets, and its backward kept fp32
     # buffers: without it the 3B step ran faster in less memory (docs/benchmarks.md).
     cudnn_attention: bool = False
+    # Unsloth's SwiGLU backward in place inside its compiled blocks too (it allocates three
+    # MLP-width tensors there otherwise): training/unsloth_kernels.py.
+    inplace_swiglu: bool = True
     grad_accum: int = 1
     # transformers' optimizer name; None: bitsandbytes' 8-bit AdamW on CUDA (least state),
     # torch's AdamW on CPU
@@ -258,6 +261,10 @@ def load_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
     if config.backend == "unsloth":
         from unsloth import FastLanguageModel
 
+        if cuda and config.inplace_swiglu:
+            from training.unsloth_kernels import use_inplace_swiglu_backward
+
+            use_inplace_swiglu_backward()
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=str(base_dir),
             max_seq_length=config.max_length,

@@ -23,9 +23,10 @@ GC is the gradient checkpointing mode: ``unsloth`` (offloaded to CPU), ``torch``
 
 ``PROFILE_TWEAKS`` (comma-separated) tries changes to Unsloth's compiled blocks before
 the model loads: ``skip_guards`` (no Dynamo guards on module attributes),
-``cpp_wrapper`` (Inductor's C++ launcher instead of its Python one), ``inplace_swiglu``
-(the SwiGLU backward writes into its inputs inside compiled blocks, as it does eagerly),
-``no_cudnn_sdp`` (SDPA without its cuDNN backend).
+``cpp_wrapper`` (Inductor's C++ launcher instead of its Python one), ``traced_swiglu``
+(Unsloth's own traced SwiGLU backward instead of polingo train's in-place one, which was
+the tweak ``inplace_swiglu`` in session 5), ``no_cudnn_sdp`` (SDPA without its cuDNN
+backend; the plain loops keep torch's choice otherwise).
 """
 
 from __future__ import annotations
@@ -61,31 +62,8 @@ def apply_tweaks(names: list[str]) -> None:
             torch.backends.cuda.enable_cudnn_sdp(False)
         elif name == "cpp_wrapper":
             torch._inductor.config.cpp_wrapper = True
-        elif name == "inplace_swiglu":
-            import triton
-            from unsloth.kernels import fast_lora, swiglu
-
-            @torch.library.custom_op("polingo::swiglu_backward_", mutates_args=("dw", "e", "g"))
-            def swiglu_backward_(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
-                n = e.numel()
-                swiglu._DWf_DW_dfg_kernel[(triton.cdiv(n, swiglu.BLOCK_SIZE),)](
-                    dw,
-                    e,
-                    g,
-                    n,
-                    BLOCK_SIZE=swiglu.BLOCK_SIZE,
-                    LONG_INDEXING=0 if n <= swiglu.INT32_SAFETY_BUFFER else 1,
-                )
-
-            @swiglu_backward_.register_fake
-            def _(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
-                return None
-
-            def backward(dw, e, g):  # noqa: ANN001, ANN202
-                torch.ops.polingo.swiglu_backward_(dw, e, g)
-                return dw, e, g
-
-            fast_lora.swiglu_DWf_DW_dfg_kernel = backward
+        elif name == "traced_swiglu":
+            pass  # read by main(): TrainConfig(inplace_swiglu=False)
         elif name:
             raise SystemExit(f"unknown PROFILE_TWEAKS entry: {name}")
         print(f"tweak: {name}", flush=True)
@@ -323,7 +301,8 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    apply_tweaks(os.environ.get("PROFILE_TWEAKS", "").split(","))
+    tweaks = os.environ.get("PROFILE_TWEAKS", "").split(",")
+    apply_tweaks(tweaks)
     if not (args.model_dir / "config.json").is_file():
         build_random_model(
             args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda"
@@ -335,6 +314,7 @@ def main() -> int:
         alpha=16,
         load_in_4bit=not args.no_4bit,
         max_length=2048,
+        inplace_swiglu="traced_swiglu" not in tweaks,
     )
     model, tokenizer = load_model(args.model_dir, config)
     corpus = load_corpus(args.data)

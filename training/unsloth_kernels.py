@@ -1,0 +1,56 @@
+"""One change to Unsloth's LoRA MLP for 3B QLoRA training on CUDA: less memory a step.
+
+The MLP's backward turns the gradient of ``h = silu(e) * g`` into those of ``e`` and
+``g``. Eagerly, Unsloth runs a Triton kernel that writes the three results over its three
+inputs. Inside its compiled decoder blocks it gives torch.compile a traced version
+instead, which allocates three new MLP-width tensors (rows x 8192 for Llama 3.2 3B): at
+the step's peak these were half of the six largest blocks (docs/benchmarks.md, "where
+the memory goes"). Wrapped as a custom op that declares what it mutates, the eager
+kernel runs inside the compiled blocks too.
+"""
+
+import sys
+from collections.abc import Callable
+
+import torch
+
+_backward = None  # the replacement, built once a process (a custom op registers once)
+
+
+def use_inplace_swiglu_backward() -> bool:
+    """Route Unsloth's LoRA MLP backward through its in-place kernel; call before the
+    model's first forward. False (and nothing changed) if this Unsloth lacks the hook."""
+    global _backward
+    from unsloth.kernels import fast_lora, swiglu
+
+    eager_kernel = getattr(swiglu, "swiglu_DWf_DW_dfg_kernel", None)
+    if eager_kernel is None or not hasattr(fast_lora, "swiglu_DWf_DW_dfg_kernel"):
+        print(
+            "warning: this Unsloth has no swiglu_DWf_DW_dfg_kernel; "
+            "the SwiGLU backward keeps Unsloth's own path",
+            file=sys.stderr,
+        )
+        return False
+    if _backward is None:
+        _backward = _register(eager_kernel)
+    # apply_lora_mlp_swiglu reads this module global on every call
+    fast_lora.swiglu_DWf_DW_dfg_kernel = _backward
+    return True
+
+
+def _register(eager_kernel: Callable[..., object]) -> Callable[..., tuple]:
+    @torch.library.custom_op("polingo::swiglu_backward_", mutates_args=("dw", "e", "g"))
+    def swiglu_backward_(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
+        eager_kernel(dw, e, g)  # not compiling here, so Unsloth takes its Triton path
+
+    @swiglu_backward_.register_fake
+    def _(dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> None:
+        return None
+
+    def backward(
+        dw: torch.Tensor, e: torch.Tensor, g: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.ops.polingo.swiglu_backward_(dw, e, g)
+        return dw, e, g  # now h, df, de, as Unsloth's LoRA_MLP.backward expects
+
+    return backward
