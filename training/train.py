@@ -44,9 +44,9 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int = -1  # > 0 stops early (smoke runs)
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
-    # Padded tokens per batch. 3B QLoRA on the H200: 5120 peaks at 3.17 GiB (with cuDNN
-    # attention 3.27; 4096: 3.10, 8192: 3.81) and runs faster, since the step is
-    # CPU-bound (docs/benchmarks.md).
+    # Padded tokens per batch. 3B QLoRA on the H200 at the defaults: 8192 peaks at 3.31 GiB
+    # (5120: 3.17) and runs faster, since the step is bound by kernel launches
+    # (docs/benchmarks.md).
     batch_tokens: int = 8192
     # Batch lengths rounded up to this. 1: Unsloth's compiled blocks take new shapes after
     # one recompile (measured steady on the H200), so rounding would only add padding.
