@@ -9,10 +9,11 @@ the memory goes"). Wrapped as a custom op that declares what it mutates, the eag
 kernel runs inside the compiled blocks too.
 """
 
-import sys
 from collections.abc import Callable
 
 import torch
+
+from training.train import log
 
 _backward = None  # the replacement, built once a process (a custom op registers once)
 
@@ -25,10 +26,9 @@ def use_inplace_swiglu_backward() -> bool:
 
     eager_kernel = getattr(swiglu, "swiglu_DWf_DW_dfg_kernel", None)
     if eager_kernel is None or not hasattr(fast_lora, "swiglu_DWf_DW_dfg_kernel"):
-        print(
+        log(
             "warning: this Unsloth has no swiglu_DWf_DW_dfg_kernel; "
-            "the SwiGLU backward keeps Unsloth's own path",
-            file=sys.stderr,
+            "the SwiGLU backward keeps Unsloth's own path"
         )
         return False
     if _backward is None:
