@@ -45,8 +45,8 @@ class TrainConfig:
     max_steps: int = -1  # > 0 stops early (smoke runs)
     max_length: int = 512  # prompt + translation tokens; longer pairs are dropped and counted
     # Padded tokens per batch. 3B QLoRA on the H200 at the defaults: 8192 peaks at 3.31 GiB
-    # (5120: 3.17) and runs faster, since the step is bound by kernel launches
-    # (docs/benchmarks.md).
+    # (5120, before the in-place SwiGLU: 3.17) and runs faster, since the step is bound by
+    # kernel launches (docs/benchmarks.md).
     batch_tokens: int = 8192
     # Batch lengths rounded up to this. 1: Unsloth's compiled blocks take new shapes after
     # one recompile (measured steady on the H200), so rounding would only add padding.
