@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +33,7 @@ from service.schemas import (
     AdapterList,
     Health,
     ReloadResponse,
+    TranslateItem,
     TranslateRequest,
     TranslateResponse,
     Translation,
@@ -43,6 +44,16 @@ log = logging.getLogger("polingo.service")
 
 WARMUP_TEXT = "Return the :class:`list` of ``items``."
 KEEP_VERSIONS = 2  # per adapter name: the current one and the one before it
+
+
+class Outcome(NamedTuple):
+    """One text's translation, with what evaluation reports beside the answer."""
+
+    text: str  # the answer (catalog text)
+    greedy: str  # the greedy translation, before the markup retry
+    from_memory: bool
+    warnings: list[str]
+    retried: bool  # the greedy translation lost markup, so candidates were sampled
 
 
 class _Job(NamedTuple):  # one text on its way to the engine
@@ -84,38 +95,55 @@ class Translator:
 
     # ---- translation ----
     async def translate(self, request: TranslateRequest) -> TranslateResponse:
+        """The service's answer to one request (HTTP and in-process clients)."""
         self._check(request)
         adapter = await self._adapter_for(request.adapter)
-        results: list[Translation | None] = [None] * len(request.items)
+        outcomes = await self.translate_items(adapter, request.items)
+        return TranslateResponse(
+            [Translation(o.text, adapter.key, o.from_memory, o.warnings) for o in outcomes]
+        )
+
+    async def translate_items(
+        self, adapter: LoadedAdapter, items: list[TranslateItem]
+    ) -> list[Outcome]:
+        """Memory lookup, then prompt -> generate -> markup retry -> finish for the rest.
+        Evaluation calls this too, so that it scores exactly what the service answers."""
+        results: list[Outcome | None] = [None] * len(items)
         todo: list[tuple[int, _Job]] = []
-        for i, item in enumerate(request.items):
+        for i, item in enumerate(items):
             human = adapter.memory.lookup(item.text, item.msgctxt)
             if human is not None:
-                results[i] = Translation(
-                    human, adapter.key, True, check_translation(item.text, human)
-                )
+                warnings = check_translation(item.text, human)
+                results[i] = Outcome(human, human, True, warnings, False)
                 continue
             todo.append((i, self._encode(adapter, item.text, item.msgctxt, f"items[{i}].text")))
-        hits = len(request.items) - len(todo)
+        hits = len(items) - len(todo)
         self.metrics.memory_hits.inc(hits)
         self.metrics.items.labels("memory").inc(hits)
         if todo:
             jobs = [job for _, job in todo]
-            generated = await self._generate(adapter, jobs)
-            generated = await self._retry_lost_markup(adapter, jobs, generated)
-            for (i, job), (text, finish) in zip(todo, generated, strict=True):
-                source = request.items[i].text
-                output = contract.finish_output(adapter.manifest.contract, text, job.markup)
-                warnings = check_translation(source, output)
+            greedy = await self._generate(adapter, jobs)
+            generated = await self._retry_lost_markup(adapter, jobs, greedy)
+            terms = adapter.manifest.contract
+            for (i, job), first, (text, finish) in zip(todo, greedy, generated, strict=True):
+                output = contract.finish_output(terms, text, job.markup)
+                warnings = check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {contract.placeholder(int(n))}"
                     for n in contract.unknown_placeholders(output)
                 ]
                 if finish == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
-                results[i] = Translation(output, adapter.key, False, warnings)
+                results[i] = Outcome(
+                    output,
+                    contract.finish_output(terms, first[0], job.markup),
+                    False,
+                    warnings,
+                    self.settings.markup_retries > 0
+                    and not contract.keeps_markup(terms, job.source, first[0]),
+                )
             self.metrics.items.labels("model").inc(len(todo))
-        return TranslateResponse([r for r in results if r is not None])
+        return [r for r in results if r is not None]
 
     def _check(self, request: TranslateRequest) -> None:
         # The HTTP schema checks these too; in-process callers build Structs unchecked.
@@ -227,6 +255,10 @@ class Translator:
         ]
 
     # ---- adapters ----
+    async def adapter(self, ref: str | None) -> LoadedAdapter:
+        """The loaded adapter of 'NAME' (its served version), 'NAME@VERSION' or None."""
+        return await self._adapter_for(ref)
+
     async def _adapter_for(self, ref: str | None) -> LoadedAdapter:
         name, version = parse_ref(ref or self.default_adapter)
         if version is None:
@@ -396,15 +428,17 @@ def default_adapter_name(settings: Settings, registry: Registry) -> str:
 
 @asynccontextmanager
 async def open_translator(
-    settings: Settings, *, metrics: Metrics | None = None
+    settings: Settings, *, metrics: Metrics | None = None, only: str | None = None
 ) -> AsyncIterator[Translator]:
     """Start the engine, load the adapters, yield a ready Translator; close on exit.
 
-    Raises ValueError when the registry has no usable default adapter."""
+    ``only`` ("NAME@VERSION", evaluation): serve that version alone, as the default,
+    instead of every registry name's current version. Raises ValueError when the
+    registry has no usable default adapter."""
     from transformers import AutoTokenizer
 
     registry = Registry(settings.registry)
-    default = default_adapter_name(settings, registry)
+    default = only or default_adapter_name(settings, registry)
     try:
         name, version = registry.resolve(default)
         manifest = registry.manifest(f"{name}@{version}")
@@ -424,11 +458,16 @@ async def open_translator(
             default_adapter=name,
             metrics=metrics,
         )
-        result = await translator.reload()
-        if name not in translator._current:
-            raise ValueError(f"default adapter {default!r} cannot be served: {result.errors}")
+        if only:
+            loaded = await translator._load(name, version)
+            translator._remember(loaded)
+            translator._current[name] = loaded
+        else:
+            result = await translator.reload()
+            if name not in translator._current:
+                raise ValueError(f"default adapter {default!r} cannot be served: {result.errors}")
         watcher = None
-        if settings.watch_interval_s > 0:
+        if settings.watch_interval_s > 0 and not only:
             watcher = asyncio.create_task(translator.watch(settings.watch_interval_s))
         try:
             yield translator
@@ -437,3 +476,46 @@ async def open_translator(
                 watcher.cancel()
                 with suppress(asyncio.CancelledError):
                     await watcher
+
+
+async def translate_all(
+    translator: Translator,
+    ref: str,
+    items: list[TranslateItem],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Outcome]:
+    """Every item through ``Translator.translate_items``, as the service answers it, in
+    length-sorted batches of the service's max_batch (a batch engine then pads little).
+    An item the service would refuse gets an empty text with the refusal as its warning.
+    ``on_batch(n)`` is called after each batch of n items (progress)."""
+    adapter = await translator.adapter(ref)
+    size = translator.settings.max_batch
+    order = sorted(range(len(items)), key=lambda i: len(items[i].text))
+    batches = [order[k : k + size] for k in range(0, len(order), size)]
+    # room in the queue for each batch's greedy pass and its markup retry
+    per_batch = size * (1 + translator.settings.markup_retries)
+    gate = asyncio.Semaphore(max(1, translator.settings.max_queue // per_batch))
+    results: list[Outcome | None] = [None] * len(items)
+
+    async def run(batch: list[int]) -> None:
+        async with gate:
+            chunk = [items[i] for i in batch]
+            try:
+                outcomes = await translator.translate_items(adapter, chunk)
+            except InvalidRequest:  # one item is at fault: the others are answered
+                outcomes = [await _one(translator, adapter, item) for item in chunk]
+        for i, outcome in zip(batch, outcomes, strict=True):
+            results[i] = outcome
+        if on_batch is not None:
+            on_batch(len(batch))
+
+    await asyncio.gather(*(run(batch) for batch in batches))
+    return [r for r in results if r is not None]
+
+
+async def _one(translator: Translator, adapter: LoadedAdapter, item: TranslateItem) -> Outcome:
+    try:
+        return (await translator.translate_items(adapter, [item]))[0]
+    except InvalidRequest as exc:
+        return Outcome("", "", False, [f"refused: {exc.message}"], False)

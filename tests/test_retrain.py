@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 API_KEY = "retrain-key"
 BASE = "smollm2-135m"
 TRAIN_OPTIONS = ["--max-pairs", "48", "--max-steps", "6", "--batch-tokens", "2048"]
-EVAL_OPTIONS = ["--eval-limit", "6", "--engine", "hf"]
+EVAL_OPTIONS = ["--eval-limit", "6", "--engine", "transformers"]
 
 
 @pytest.fixture(scope="module")

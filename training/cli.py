@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from service.contract import MARKUP_RETRIES, PromptContract
+from service.settings import ENGINES
 
 DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", "var/registry")
 DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", "zh-tw")
@@ -49,14 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
     ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
-    ev.add_argument("--engine", choices=["vllm", "hf"], default="vllm")
+    ev.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="the service's engine that translates (POLINGO_ENGINE, default vllm)",
+    )
     ev.add_argument(
         "--markup-retries",
         type=int,
-        default=MARKUP_RETRIES,
+        default=None,
         metavar="N",
         help="candidates sampled when a greedy translation loses markup; 0: greedy only "
-        f"(default {MARKUP_RETRIES})",
+        f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
     )
 
     serve = sub.add_parser("serve", help="run the translation service")
@@ -188,7 +194,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="after training, score N held-out pairs (vLLM engine) into the manifest",
+        help="after training, score N held-out pairs (the service's engine) into the manifest",
     )
     p.add_argument("--promote", action="store_true", help="make the new version current")
 
@@ -305,7 +311,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_retrain(args)
         if args.command == "adapters":
             return _adapters(args)
-    except RegistryError as exc:
+    except (RegistryError, ValueError) as exc:  # bad input: settings, data, references
         print(f"error: {exc}", file=sys.stderr)
         return 2
     raise AssertionError(args.command)

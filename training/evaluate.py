@@ -1,9 +1,15 @@
 """Evaluation on the stable held-out split: chrF, BLEU (zh tokenizer), the share of
 reST markup items kept, beside the copy-the-source baseline and the human
-references' own markup score."""
+references' own markup score.
+
+The translations come from the service's own translator (service.translator), with
+the service's settings and engine: a manifest's scores are those of the code that
+serves the adapter.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sys
@@ -12,11 +18,12 @@ from pathlib import Path
 
 import sacrebleu
 
-from service.contract import MARKUP_RETRIES
 from service.markup import kept_count
 from service.registry import Registry
+from service.schemas import TranslateItem
+from service.settings import Settings
+from service.translator import Outcome, open_translator, translate_all
 from training.data import Pair, load_corpus
-from training.generate import Item, translate_offline
 
 
 @dataclass
@@ -25,6 +32,7 @@ class Evaluation:
     metrics: dict[str, float]
     baseline: dict[str, float]
     examples: list[dict[str, str]]
+    outcomes: list[Outcome]
 
 
 def score(sources: list[str], references: list[str], outputs: list[str]) -> dict[str, float]:
@@ -61,43 +69,81 @@ def evaluate(
     data: Path,
     *,
     limit: int | None = None,
-    engine: str = "vllm",
-    markup_retries: int = MARKUP_RETRIES,
+    engine: str | None = None,
+    markup_retries: int | None = None,
     record: bool = True,
-    pairs: list[Pair] | None = None,
 ) -> Evaluation:
-    """Score ``ref`` on the held-out split of ``data`` (or on ``pairs``, when the caller
-    has already read and split the corpus)."""
-    from service.base_models import resolve_base_model
-
+    """Score ``ref`` on the held-out split of ``data``; with ``record``, write the scores
+    into its manifest and its report (predictions.jsonl)."""
     name, version = registry.resolve(ref)
     manifest = registry.manifest(f"{name}@{version}")
     percent = float(manifest.training.get("heldout_percent", 3.0))  # type: ignore[arg-type]
-    if pairs is None:
-        pairs = heldout_pairs(data, percent, limit)
+    pairs = heldout_pairs(data, percent, limit)
     if not pairs:
-        raise SystemExit(f"error: no held-out pairs under {data}")
-    print(f"eval: {name}@{version} on {len(pairs)} held-out pairs ({engine})", file=sys.stderr)
-    translations = translate_offline(
-        resolve_base_model(manifest.base_model),
-        registry.path(f"{name}@{version}"),
-        manifest.contract,
-        [Item(p.msgid, p.msgctxt) for p in pairs],
-        engine=engine,
-        markup_retries=markup_retries,
+        raise ValueError(f"no held-out pairs under {data}")
+    (result,) = evaluate_versions(
+        registry, [f"{name}@{version}"], pairs, engine=engine, markup_retries=markup_retries
     )
-    outputs = translations.texts
+    if record:
+        record_evaluation(registry, result, pairs, limit)
+    return result
+
+
+def evaluate_versions(
+    registry: Registry,
+    refs: list[str],
+    pairs: list[Pair],
+    *,
+    engine: str | None = None,
+    markup_retries: int | None = None,
+) -> list[Evaluation]:
+    """Score each adapter version ("NAME@VERSION", one base model) on ``pairs``, through
+    one translator: the engine starts once for all of them."""
+    settings = Settings.from_env(
+        registry=registry.root, engine=engine, markup_retries=markup_retries
+    )
+    items = [TranslateItem(p.msgid, p.msgctxt) for p in pairs]
+    return asyncio.run(_evaluate(settings, refs, pairs, items))
+
+
+async def _evaluate(
+    settings: Settings, refs: list[str], pairs: list[Pair], items: list[TranslateItem]
+) -> list[Evaluation]:
+    results = []
+    async with open_translator(settings, only=refs[0]) as translator:
+        for ref in refs:
+            done = 0
+
+            def progress(n: int, ref: str = ref) -> None:
+                nonlocal done
+                done += n
+                print(f"eval: {ref} {done}/{len(items)}", file=sys.stderr, flush=True)
+
+            print(
+                f"eval: {ref} on {len(items)} held-out pairs ({translator.engine.kind})",
+                file=sys.stderr,
+            )
+            outcomes = await translate_all(translator, ref, items, on_batch=progress)
+            results.append(_scores(ref, pairs, outcomes, settings.markup_retries))
+    return results
+
+
+def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) -> Evaluation:
     sources = [p.msgid for p in pairs]
     refs = [p.msgstr for p in pairs]
+    outputs = [o.text for o in outcomes]
     metrics = score(sources, refs, outputs)
-    greedy = score(sources, refs, translations.greedy)  # what the markup retry started from
+    greedy = score(sources, refs, [o.greedy for o in outcomes])  # before the markup retry
+    retried = [o for o in outcomes if o.retried]
     metrics.update(
         chrf_greedy=greedy["chrf"],
         bleu_zh_greedy=greedy["bleu_zh"],
         markup_kept_greedy=greedy["markup_kept"],
-        markup_retries=float(markup_retries),
-        markup_retried=float(translations.retried),
-        markup_repaired=float(translations.repaired),
+        markup_retries=float(retries),
+        markup_retried=float(len(retried)),
+        markup_repaired=float(sum(not _markup_warnings(o) for o in retried)),
+        from_memory=float(sum(o.from_memory for o in outcomes)),
+        refused=float(sum(o.text == "" for o in outcomes)),
     )
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
@@ -105,19 +151,30 @@ def evaluate(
         {"source": s, "reference": r, "output": o}
         for s, r, o in list(zip(sources, refs, outputs, strict=True))[:8]
     ]
-    result = Evaluation(f"{name}@{version}", metrics, baseline, examples)
-    if record:
-        from training.report import write_report
+    return Evaluation(ref, metrics, baseline, examples, outcomes)
 
-        manifest.metrics = {**metrics, "eval_limit": float(limit or 0)}
-        manifest.baseline_metrics = baseline
-        registry.update_manifest(f"{name}@{version}", manifest)
-        folder = registry.path(f"{name}@{version}")
-        write_report(folder, manifest, losses=None, examples=examples)
-        with open(folder / "report" / "predictions.jsonl", "w", encoding="utf-8") as out:
-            for pair, output, first in zip(pairs, outputs, translations.greedy, strict=True):
-                row = {"msgid": pair.msgid, "reference": pair.msgstr, "output": output}
-                if first != output:
-                    row["greedy"] = first
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return result
+
+def record_evaluation(
+    registry: Registry, result: Evaluation, pairs: list[Pair], limit: int | None
+) -> None:
+    """Scores into the version's manifest; report and predictions.jsonl beside it."""
+    from training.report import write_report
+
+    manifest = registry.manifest(result.ref)
+    manifest.metrics = {**result.metrics, "eval_limit": float(limit or 0)}
+    manifest.baseline_metrics = result.baseline
+    registry.update_manifest(result.ref, manifest)
+    folder = registry.path(result.ref)
+    write_report(folder, manifest, losses=None, examples=result.examples)
+    with open(folder / "report" / "predictions.jsonl", "w", encoding="utf-8") as out:
+        for pair, outcome in zip(pairs, result.outcomes, strict=True):
+            row = {"msgid": pair.msgid, "reference": pair.msgstr, "output": outcome.text}
+            if outcome.greedy != outcome.text:
+                row["greedy"] = outcome.greedy
+            if outcome.warnings:
+                row["warnings"] = outcome.warnings
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _markup_warnings(outcome: Outcome) -> list[str]:
+    return [w for w in outcome.warnings if "markup" in w or "placeholder" in w]

@@ -16,15 +16,17 @@ Policy, stated once:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from service.registry import DATA_INDEX, Registry
-from training.data import data_index, diff_index, load_corpus
+from service.settings import ENGINES
+from training.data import Corpus, data_index, diff_index, load_corpus
+from training.train import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-limit", type=int, default=200, help="held-out pairs scored for each version"
     )
-    p.add_argument("--engine", choices=["vllm", "hf"], default="vllm", help="evaluation engine")
+    p.add_argument(
+        "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
+    )
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
     p.add_argument("--epochs", type=float, default=None, help="default: the current version's")
     p.add_argument(
@@ -57,18 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate, heldout_subset
-    from training.train import TrainConfig, train
+    from training.train import train
 
     registry = Registry(args.registry)
     name, current = registry.resolve(args.adapter)
     ref = f"{name}@{current}"
-    parent = registry.manifest(ref)
-
     corpus = load_corpus(args.docs)
-    index_path = registry.path(ref) / DATA_INDEX
-    old_index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    changes = diff_index(old_index, data_index(corpus.pairs))
+    changes = data_changes(registry, ref, corpus)
     moved = changes["new_pairs"] + changes["changed_pairs"]
     print(
         f"{ref}: {changes['new_pairs']} new, {changes['changed_pairs']} changed, "
@@ -80,33 +79,7 @@ def run(args: argparse.Namespace) -> int:
             f"fewer than --min-changes {args.min_changes}"
         )
         return 0
-
-    explicit = {"data", "registry", "adapter", "base_model", "contract", "init_adapter"}
-    settings = {
-        k: v
-        for k, v in parent.training.items()
-        if k in TrainConfig.__dataclass_fields__ and k not in explicit
-    }
-    config = TrainConfig(data=args.docs, registry=args.registry, adapter=name, **settings)  # type: ignore[arg-type]
-    config = replace(
-        config,
-        base_model=parent.base_model,
-        contract=parent.contract,
-        parent=ref,
-        init_adapter=registry.path(ref) if args.start == "current" else None,
-        resume=True,
-        command="polingo " + shlex.join(sys.argv[1:]),
-        **{
-            k: v
-            for k, v in (
-                ("epochs", args.epochs),
-                ("learning_rate", args.learning_rate),
-                ("max_steps", args.max_steps),
-                ("max_pairs", args.max_pairs),
-            )
-            if v is not None
-        },
-    )
+    config = candidate_config(registry, ref, args)
     print(
         f"training a new version from "
         f"{'the current adapter' if args.start == 'current' else 'the base model'} "
@@ -118,22 +91,64 @@ def run(args: argparse.Namespace) -> int:
     for key, value in changes.items():
         setattr(manifest.data, key, value)
     registry.update_manifest(candidate, manifest)
+    if not gate(registry, candidate, ref, corpus, config.heldout_percent, args):
+        return 3
+    registry.promote(candidate, reason=f"retrain: passed the gate against {ref}")
+    print(f"promoted {candidate}")
+    if args.service_url:
+        return notify_service(args.service_url, args.api_key)
+    return 0
 
-    # one held-out subset, from the corpus read above, scores both versions
-    _, heldout = corpus.split(config.heldout_percent)
+
+def data_changes(registry: Registry, ref: str, corpus: Corpus) -> dict[str, int]:
+    """New, changed and removed pairs of ``corpus`` against the data ``ref`` trained on."""
+    index_path = registry.path(ref) / DATA_INDEX
+    old_index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    return diff_index(old_index, data_index(corpus.pairs))
+
+
+def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> TrainConfig:
+    """The current version's training settings, continued from its weights (``--from
+    current``) or from the base model, with the options given on the command line."""
+    parent = registry.manifest(ref)
+    explicit = {"data", "registry", "adapter", "base_model", "contract", "init_adapter"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("epochs", "learning_rate", "max_steps", "max_pairs")
+        if getattr(args, k) is not None
+    }
+    return TrainConfig(
+        **{**settings, **overrides},  # type: ignore[arg-type]
+        data=args.docs,
+        registry=args.registry,
+        adapter=parent.name,
+        base_model=parent.base_model,
+        contract=parent.contract,
+        parent=ref,
+        init_adapter=registry.path(ref) if args.start == "current" else None,
+        resume=True,
+        command="polingo " + shlex.join(sys.argv[1:]),
+    )
+
+
+def gate(
+    registry: Registry,
+    candidate: str,
+    ref: str,
+    corpus: Corpus,
+    heldout_percent: float,
+    args: argparse.Namespace,
+) -> bool:
+    """Score both versions on one held-out subset, through the service's translator;
+    True when the candidate is not worse than ``ref`` by more than ``--margin`` chrF."""
+    from training.evaluate import evaluate_versions, heldout_subset, record_evaluation
+
+    _, heldout = corpus.split(heldout_percent)
     pairs = heldout_subset(heldout, args.eval_limit)
-    new = evaluate(
-        registry, candidate, args.docs, limit=args.eval_limit, engine=args.engine, pairs=pairs
-    )
-    old = evaluate(
-        registry,
-        ref,
-        args.docs,
-        limit=args.eval_limit,
-        engine=args.engine,
-        record=False,
-        pairs=pairs,
-    )
+    new, old = evaluate_versions(registry, [candidate, ref], pairs, engine=args.engine)
+    record_evaluation(registry, new, pairs, args.eval_limit)
     delta = new.metrics["chrf"] - old.metrics["chrf"]
     print(
         f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
@@ -144,12 +159,8 @@ def run(args: argparse.Namespace) -> int:
             f"not promoted: {candidate} is worse by more than --margin {args.margin}; "
             f"{ref} stays current"
         )
-        return 3
-    registry.promote(candidate, reason=f"retrain: chrF {delta:+.2f} vs {ref}")
-    print(f"promoted {candidate}")
-    if args.service_url:
-        return notify_service(args.service_url, args.api_key)
-    return 0
+        return False
+    return True
 
 
 def notify_service(url: str, api_key: str | None) -> int:

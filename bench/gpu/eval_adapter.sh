@@ -7,7 +7,7 @@ registry=$1 name=$2; shift 2
 [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
 if [ "$registry" != /tmp/reg ]; then rm -rf /tmp/evalreg && cp -r "$registry" /tmp/evalreg && registry=/tmp/evalreg; fi
 python3 -m training.cli eval --adapter "$name" --data /tmp/data/2024-10-19 --registry "$registry" \
-  --engine hf "$@" 2>&1 | grep --line-buffered -v -E "_pytree|Warning:|Loading weights" | tee "$OUT/eval-$name.log"
+  --engine transformers "$@" 2>&1 | grep --line-buffered -v -E "_pytree|Warning:|Loading weights" | tee "$OUT/eval-$name.log"
 version=$(cat "$registry/$name/CURRENT")
 cp "$registry/$name/$version/manifest.json" "$OUT/manifest-$name.json"
 cp "$registry/$name/$version/report/predictions.jsonl" "$OUT/predictions-$name.jsonl"

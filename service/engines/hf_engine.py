@@ -52,8 +52,9 @@ def cut_generation(new_tokens: list[int], budget: int, stop: list[int]) -> Gener
 class HfEngine:
     kind = "transformers (fallback)"
 
-    def __init__(self, model: Any, pad_token_id: int) -> None:
+    def __init__(self, model: Any, pad_token_id: int, device: str = "cpu") -> None:
         self._base = model
+        self._device = device
         self._peft: Any = None
         self._pad = pad_token_id
         self._lock = asyncio.Lock()
@@ -137,7 +138,8 @@ class HfEngine:
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+                shape = (input_ids.shape[0],)
+                return torch.full(shape, cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         ids, mask = left_padded(prompts, self._pad)
         if adapter is not None:
@@ -151,8 +153,8 @@ class HfEngine:
             torch.manual_seed(seed)
         with torch.inference_mode(), scope:
             out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
+                input_ids=ids.to(self._device),
+                attention_mask=mask.to(self._device),
                 max_new_tokens=max(max_tokens),
                 **sampling_kwargs(temperature),
                 eos_token_id=stop,
@@ -173,12 +175,14 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
         from transformers import AutoConfig, AutoModelForCausalLM
 
         dtype: Any = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
-        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
+        # the first CUDA GPU where there is one (a GPU box without vLLM), else the CPU
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype).to(device)
         model.eval()
         config = AutoConfig.from_pretrained(str(model_path))
         pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
         if isinstance(pad, list):
             pad = pad[0]
-        return HfEngine(model, int(pad or 0))
+        return HfEngine(model, int(pad or 0), device)
 
     yield await asyncio.to_thread(load)
