@@ -47,9 +47,10 @@ def build_registry(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from service.base_models import build_tiny_model, resolve_base_model
+    from service.base_models import resolve_base_model
     from service.contract import PromptContract
     from service.registry import DataSummary, Manifest, Registry
+    from service.testing import build_tiny_model
 
     if base_model == "tiny":
         base_path = build_tiny_model(work / "tiny-model", cache_dir=cache_dir)

@@ -31,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from service.base_models import build_random_model
 from service.registry import Registry
+from service.testing import build_random_model
 from training.train import TrainConfig
 
 VARIANTS = {

@@ -59,7 +59,7 @@ def _loss_curve(workdir: Path, model_dir: Path, *flags: str) -> list[float]:
 def test_padding_free_batch_has_the_padded_batch_loss(tmp_path: Path) -> None:
     import unsloth  # noqa: F401  (before transformers, as polingo train does)
 
-    from service.base_models import build_tiny_model
+    from service.testing import build_tiny_model
     from training.train import TrainConfig, build_trainer, load_model
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
@@ -111,7 +111,7 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
     TRL's, which re-runs the LM head for entropy and accuracy logs every step."""
     import unsloth  # noqa: F401
 
-    from service.base_models import build_tiny_model
+    from service.testing import build_tiny_model
     from training.train import TrainConfig, build_trainer, load_model
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
@@ -131,7 +131,7 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
     """Replayed graphs reuse their memory pool from step to step; a gradient or an
     output read after the pool was overwritten would send the loss elsewhere."""
-    from service.base_models import build_tiny_model
+    from service.testing import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
     eager = _loss_curve(tmp_path / "eager", model_dir, "--no-cuda-graphs", "--fixed-shapes", "4")
@@ -182,7 +182,7 @@ def test_inplace_swiglu_backward_gives_the_traced_gradients(tmp_path: Path, monk
     import unsloth  # noqa: F401
     from unsloth.kernels import fast_lora, swiglu
 
-    from service.base_models import build_tiny_model
+    from service.testing import build_tiny_model
     from training.train import TrainConfig, build_trainer, load_model
     from training.unsloth_kernels import use_inplace_swiglu_backward
 

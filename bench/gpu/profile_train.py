@@ -44,7 +44,7 @@ import torch
 import unsloth  # noqa: F401  (before transformers)
 from unsloth import FastLanguageModel
 
-from service.base_models import build_random_model
+from service.testing import build_random_model
 from training.batching import TokenBudgetBatchSampler
 from training.data import load_corpus
 from training.train import TrainConfig, build_trainer, load_model, tokenize_pairs
