@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from service.engines import Generation
+from service.engines.base import Generation
 from service.settings import Settings
 
 

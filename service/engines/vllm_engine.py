@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from service.engines import Generation, model_max_len
+from service.engines.base import Generation, model_max_len
 from service.settings import Settings
 
 
