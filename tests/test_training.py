@@ -219,11 +219,15 @@ def test_fixed_shape_batches_use_at_most_k_shapes() -> None:
 def test_fixed_shape_batches_through_the_trainers_collator(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    from training.train import TrainConfig, build_trainer, load_model, tokenize_pairs
+    from training.config import Experimental, TrainConfig
+    from training.train import build_trainer, load_model, tokenize_pairs
 
     corpus = load_corpus(CORPUS / "tutorial")
     config = TrainConfig(
-        data=CORPUS, backend="peft", batch_tokens=2048, fixed_shapes=3, max_length=512
+        data=CORPUS,
+        batch_tokens=2048,
+        max_length=512,
+        experimental=Experimental(backend="peft", fixed_shapes=3),
     )
     model, tokenizer = load_model(tiny_model_dir, config)
     examples, _ = tokenize_pairs(tokenizer, corpus.pairs[:150], config)
@@ -242,18 +246,13 @@ def test_fixed_shape_batches_through_the_trainers_collator(
 
 
 def test_bad_fixed_shapes_are_refused_before_any_work(tmp_path: Path) -> None:
-    done = polingo(
-        "train", "--data", str(tmp_path / "nothing-here"), "--padding-free",
-        "--fixed-shapes", "8", "--registry", str(tmp_path / "reg"), timeout=120,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "--fixed-shapes pads rows" in done.stderr
     for wrong, message in (("-1", "give 0 (off) or more"), ("12", "more shapes than Unsloth")):
         done = polingo(
             "train", "--data", str(tmp_path / "nothing-here"), "--cuda-graphs",
             "--fixed-shapes", wrong, "--registry", str(tmp_path / "reg"), timeout=120,
         )  # fmt: skip
-        assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+        assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr and not (tmp_path / "reg").exists()
 
 
 @pytest.mark.skipif(
@@ -264,21 +263,21 @@ def test_cuda_graphs_without_a_gpu_are_refused(tmp_path: Path) -> None:
         "train", "--data", str(tmp_path / "nothing-here"), "--cuda-graphs",
         "--registry", str(tmp_path / "reg"), timeout=120,
     )  # fmt: skip
-    assert done.returncode != 0
-    assert "--cuda-graphs needs a CUDA GPU" in done.stderr
+    assert done.returncode == 2
+    assert "error: --cuda-graphs needs a CUDA GPU" in done.stderr
     assert not (tmp_path / "reg").exists()
 
 
 def test_unsloth_on_cuda_trains_without_cudnn_attention(monkeypatch) -> None:  # noqa: ANN001
     """The switch is global to torch: off while Unsloth trains on CUDA, put back after,
-    even when training fails; left alone for the peft baseline, the CPU, or on request."""
+    even when training fails; left alone for the peft baseline and on the CPU."""
     import torch
 
-    from training.cli import build_parser, config_from_args
-    from training.train import TrainConfig, attention_backends
+    from training.config import Experimental, TrainConfig
+    from training.train import attention_backends
 
-    def config(**changes: object) -> TrainConfig:
-        return TrainConfig(data=Path("."), **changes)  # type: ignore[arg-type]
+    def config(backend: str) -> TrainConfig:
+        return TrainConfig(data=Path("."), experimental=Experimental(backend=backend))
 
     assert torch.backends.cuda.cudnn_sdp_enabled()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -286,14 +285,11 @@ def test_unsloth_on_cuda_trains_without_cudnn_attention(monkeypatch) -> None:  #
         assert not torch.backends.cuda.cudnn_sdp_enabled()
         raise RuntimeError("training failed")
     assert torch.backends.cuda.cudnn_sdp_enabled()
-    for other in (config(backend="peft"), config(cudnn_attention=True)):
-        with attention_backends(other):
-            assert torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_backends(config(backend="peft")):
+        assert torch.backends.cuda.cudnn_sdp_enabled()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with attention_backends(config(backend="unsloth")):
         assert torch.backends.cuda.cudnn_sdp_enabled()
-    args = build_parser().parse_args(["train", "--data", "x", "--cudnn-attention"])
-    assert config_from_args(args).cudnn_attention is True
 
 
 def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
@@ -321,7 +317,8 @@ def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
     assert patched.startswith("_register"), patched
     default = config_from_args(build_parser().parse_args(["train", "--data", "x"]))
     off = build_parser().parse_args(["train", "--data", "x", "--no-inplace-swiglu"])
-    assert default.inplace_swiglu is True and config_from_args(off).inplace_swiglu is False
+    assert default.experimental.inplace_swiglu is True
+    assert config_from_args(off).experimental.inplace_swiglu is False
 
 
 # ---- prompt contract -----------------------------------------------------------------
@@ -365,7 +362,7 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
         "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
         "--registry", str(registry), "--max-pairs", "120", "--max-steps", "30",
         "--learning-rate", "3e-3", "--batch-tokens", "2048", "--logging-steps", "5",
-        "--eval", "4",
+        "--eval", "4", "--stats-file", str(tmp_path / "stats.json"),
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -379,7 +376,18 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     assert manifest.base_model == str(tiny_model_dir)
     assert 100 <= manifest.data.train_pairs <= 120 and manifest.data.heldout_pairs > 0
     assert manifest.data.fingerprint.startswith("sha256:")
-    assert manifest.training["rank"] == 16 and manifest.training["backend"] == "unsloth"
+    training = manifest.training
+    assert training["rank"] == 16 and training["experimental"]["backend"] == "unsloth"
+    assert {"device", "train_seconds", "tokens_per_second", "first_loss", "final_loss"} <= set(
+        training
+    )
+    assert training["device"] == "cpu" and training["final_loss"] < training["first_loss"]
+    # the benchmarks' statistics go to the file they ask for, not into every manifest
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    for key in ("batches_per_epoch", "padding_efficiency", "train_tokens", "epoch_tokens"):
+        assert key not in training and stats[key] > 0, key
+    assert stats["tokens_per_second"] == training["tokens_per_second"]
+    assert stats["train_tokens"] <= 30 * 2048 and stats["padding_efficiency"] <= 1
     # the CPU default as it ran (transformers may pick torch's fused AdamW for it)
     assert manifest.training["optimizer"].startswith("adamw_torch")
     assert manifest.command.startswith("polingo train --data")
@@ -438,22 +446,163 @@ def test_killed_training_leaves_registry_untouched_and_resumes(
     assert not list(checkpoints.glob("*"))  # the run's checkpoints are gone once exported
 
 
-def test_padding_free_without_unsloth_is_refused_before_any_work(tmp_path: Path) -> None:
-    done = polingo(
-        "train", "--data", str(tmp_path / "nothing-here"), "--backend", "peft",
-        "--padding-free", "--registry", str(tmp_path / "reg"), timeout=120,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "--padding-free needs --backend unsloth" in done.stderr
-    assert not (tmp_path / "reg").exists()
-
-
 def test_unknown_optimizer_is_refused_before_any_work(tmp_path: Path) -> None:
     done = polingo(
         "train", "--data", str(tmp_path / "nothing-here"), "--optim", "adamw_9bit",
         "--registry", str(tmp_path / "reg"), timeout=120,
     )  # fmt: skip
-    assert done.returncode != 0
-    assert "--optim 'adamw_9bit' is not an optimizer" in done.stderr
+    assert done.returncode == 2
+    assert "error: --optim 'adamw_9bit' is not an optimizer" in done.stderr
     assert "adamw_torch_fused" in done.stderr  # the message shows what is known
     assert not (tmp_path / "reg").exists()
+
+
+# ---- settings: the config, its validation and the generated options -------------------
+
+
+def _train_parser():  # noqa: ANN202
+    from training.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    return sub.choices["train"]
+
+
+def test_train_options_are_generated_from_the_config() -> None:
+    """Each field of TrainConfig and its Experimental group has exactly one option, with
+    a help text, and a value given there arrives in that field."""
+    import dataclasses
+
+    from training.cli import config_from_args
+    from training.config import Experimental, TrainConfig, flag
+
+    parser = _train_parser()
+    defaults = TrainConfig(data=Path("d"))
+    argv, expected = ["--data", "d"], {}
+    for cls, owner in ((TrainConfig, defaults), (Experimental, defaults.experimental)):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("internal") or f.metadata.get("group") or f.name == "data":
+                continue
+            options = [a for a in parser._actions if a.dest == f.name]
+            assert len(options) == 1, f.name
+            assert len(options[0].help) > 10, f.name
+            value, args = _other_value(f.name, getattr(owner, f.name), flag(f.name, cls))
+            argv += args
+            expected[f.name] = value
+    config = config_from_args(parser.parse_args(argv))
+    for name, value in expected.items():
+        got = getattr(config.experimental if hasattr(Experimental, name) else config, name)
+        assert got == value, (name, got, value)
+    assert "experimental (benchmarks)" in parser.format_help()
+    # the options users rely on are still there
+    users_rely_on = [
+        "--rank", "--alpha", "--learning-rate", "--epochs", "--max-steps", "--max-length",
+        "--batch-tokens", "--grad-accum", "--optim", "--seed", "--max-pairs",
+        "--heldout-percent", "--4bit", "--no-4bit", "--no-protect-markup", "--resume",
+        "--save-steps", "--logging-steps", "--eval", "--promote", "--data", "--base-model",
+        "--adapter", "--registry", "--backend", "--fixed-shapes", "--cuda-graphs",
+        "--no-inplace-swiglu",
+    ]  # fmt: skip
+    for option in users_rely_on:
+        assert option in parser._option_string_actions, option
+
+
+def _other_value(name: str, default: object, option: str) -> tuple[object, list[str]]:
+    """A value unlike the default for a field, and the arguments that give it."""
+    if name == "contract":
+        return PromptContract(protect_markup=False), [option]
+    if name in ("backend", "optim"):
+        value = {"backend": "peft", "optim": "adamw_torch"}[name]
+        return value, [option, value]
+    if isinstance(default, bool) or default is None and name == "load_in_4bit":
+        return (not default), [option if not default else "--no-" + option[2:]]
+    if name in ("stats_file", "registry"):
+        return Path("elsewhere"), [option, "elsewhere"]
+    if isinstance(default, str):
+        return "other", [option, "other"]
+    value = 5 if default is None else default + (0.25 if isinstance(default, float) else 3)
+    return value, [option, str(value)]
+
+
+def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
+    """polingo retrain builds the candidate's config from the parent's recorded
+    settings: the experimental group comes back whole, and keys of switches that are
+    gone (older manifests) are ignored."""
+    import argparse
+
+    from service.registry import DataSummary, Manifest
+    from training.config import Experimental, TrainConfig, recorded_settings
+    from training.retrain import candidate_config
+
+    config = TrainConfig(
+        data=Path("d"), adapter="zh", base_model="tiny", rank=8,
+        experimental=Experimental(backend="peft"),
+    )  # fmt: skip
+    settings = recorded_settings(config)
+    settings["experimental"]["padding_free"] = True  # switches of older versions
+    settings.update(pad_multiple=64, cudnn_attention=True, device="cpu", tokens_per_second=1.0)
+    registry = Registry(tmp_path / "reg")
+    with registry.new_version("zh") as (version, folder):
+        manifest = Manifest(
+            name="zh",
+            version=version,
+            base_model="tiny",
+            contract=PromptContract(),
+            data=DataSummary(fingerprint="sha256:x", source="d"),
+            training=settings,
+        )
+        registry.write_manifest(folder, manifest)
+    args = argparse.Namespace(
+        docs=tmp_path / "docs", registry=registry.root, start="base", epochs=2.0,
+        learning_rate=None, max_steps=None, max_pairs=None,
+    )  # fmt: skip
+    again = candidate_config(registry, "zh@v1", args)
+    assert again.rank == 8 and again.epochs == 2.0 and again.parent == "zh@v1"
+    assert again.experimental == Experimental(backend="peft")
+    assert {**recorded_settings(again), "epochs": 1.0} == recorded_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rank", "0"], "--rank 0: give 1 or more"),
+        (["--batch-tokens", "256"], "--batch-tokens 256 is less than --max-length 512"),
+        (["--heldout-percent", "100"], "--heldout-percent 100.0: give a percent"),
+        (["--max-steps", "0"], "--max-steps 0: give -1 (the epochs) or 1 or more"),
+        (["--fixed-shapes", "-2"], "--fixed-shapes -2: give 0 (off) or more"),
+        (["--learning-rate", "0"], "--learning-rate 0.0: give a positive rate"),
+    ],
+)
+def test_bad_settings_exit_2_with_a_message_before_any_model_loads(
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+    argv: list[str],
+    message: str,  # noqa: ANN001
+) -> None:
+    import training.train
+    from training.cli import main
+    from training.config import ConfigError, validate
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data or the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(training.train, "load_pairs", must_not_run)
+    monkeypatch.setattr(training.train, "load_model", must_not_run)
+    docs = write_po(tmp_path / "docs" / "a.po", 'msgid "Hello"\nmsgstr "你好"\n').parent
+    code = main(["train", "--data", str(docs), "--registry", str(tmp_path / "reg"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "reg").exists()
+    # as a library: a ValueError that names the field, never SystemExit
+    from training.cli import config_from_args
+
+    config = config_from_args(_train_parser().parse_args(["--data", str(docs), *argv]))
+    with pytest.raises(ConfigError, match=message.split(":")[0]) as raised:
+        validate(config)
+    assert raised.value.field.replace("_", "-") in message
+
+
+def test_no_systemexit_in_library_code() -> None:
+    root = Path(__file__).resolve().parents[1] / "training"
+    offenders = [p.name for p in root.glob("*.py") if "SystemExit" in p.read_text()]
+    assert offenders == []

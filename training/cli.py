@@ -6,13 +6,16 @@ Each subcommand is a thin shell over a plain function that tests call directly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
+import typing
 from pathlib import Path
 
-from service.contract import MARKUP_RETRIES, PromptContract
+from service.contract import MARKUP_RETRIES
 from service.settings import ENGINES
+from training.config import TrainConfig
 
 DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", "var/registry")
 DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", "zh-tw")
@@ -94,100 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    d = _defaults()
-    p.add_argument("--data", type=Path, required=True, help=".po file or folder (recursive)")
-    p.add_argument(
-        "--base-model",
-        default=d.base_model,
-        help="packaged alias (gemma3-270m, smollm2-135m), local folder, or hub id "
-        "(production: unsloth/Llama-3.2-3B-Instruct)",
-    )
-    p.add_argument("--adapter", default=DEFAULT_ADAPTER, help="adapter name in the registry")
-    p.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
-    p.add_argument("--rank", type=int, default=d.rank)
-    p.add_argument("--alpha", type=int, default=d.alpha)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--epochs", type=float, default=d.epochs)
-    p.add_argument(
-        "--max-steps", type=int, default=d.max_steps, help="stop after N steps (smoke runs)"
-    )
-    p.add_argument(
-        "--max-length", type=int, default=d.max_length, help="tokens; longer pairs dropped"
-    )
-    p.add_argument(
-        "--batch-tokens", type=int, default=d.batch_tokens, help="padded tokens per batch"
-    )
-    p.add_argument(
-        "--pad-multiple",
-        type=int,
-        default=d.pad_multiple,
-        help="round padded batch lengths up to this (default: no rounding)",
-    )
-    p.add_argument(
-        "--fixed-shapes",
-        type=int,
-        default=d.fixed_shapes,
-        metavar="K",
-        help="give every batch one of K (rows, length) shapes, for CUDA graphs "
-        "(UNSLOTH_BLOCK_CUDAGRAPHS=1 keeps 8; default 0: off)",
-    )
-    p.add_argument(
-        "--cuda-graphs",
-        action=argparse.BooleanOptionalAction,
-        default=d.cuda_graphs,
-        help="replay Unsloth's compiled blocks as CUDA graphs over fixed batch shapes: "
-        "faster when the step is CPU-bound, for about 3x the GPU memory (Unsloth, CUDA)",
-    )
-    p.add_argument(
-        "--cudnn-attention",
-        action=argparse.BooleanOptionalAction,
-        default=d.cudnn_attention,
-        help="let attention run on cuDNN in Unsloth's training blocks; off (the default), "
-        "it runs on flash or memory-efficient kernels, faster and leaner on the H200 "
-        "(Unsloth, CUDA)",
-    )
-    p.add_argument(
-        "--inplace-swiglu",
-        action=argparse.BooleanOptionalAction,
-        default=d.inplace_swiglu,
-        help="run the LoRA MLP's SwiGLU backward in place inside Unsloth's compiled "
-        "blocks, as Unsloth does eagerly: less GPU memory a step (Unsloth, CUDA; "
-        "default on)",
-    )
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    p.add_argument(
-        "--optim",
-        default=None,
-        help="transformers optimizer name (default: adamw_8bit on CUDA, adamw_torch on CPU)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-pairs", type=int, default=None, help="train on a deterministic subset")
-    p.add_argument("--heldout-percent", type=float, default=d.heldout_percent)
-    p.add_argument("--backend", choices=["unsloth", "peft"], default=d.backend)
-    p.add_argument(
-        "--4bit",
-        dest="load_in_4bit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="QLoRA nf4 (default: on CUDA only)",
-    )
-    p.add_argument(
-        "--padding-free",
-        action=argparse.BooleanOptionalAction,
-        default=d.padding_free,
-        help="run each batch as one row without padding (Unsloth only; on an H200 without "
-        "flash-attn it was slower than padded rows)",
-    )
-    p.add_argument(
-        "--no-protect-markup",
-        action="store_true",
-        help="train on raw markup instead of numbered placeholders",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint of this run"
-    )
-    p.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps")
-    p.add_argument("--logging-steps", type=int, default=d.logging_steps)
+    _add_config_options(p, TrainConfig, {"adapter": DEFAULT_ADAPTER, "registry": DEFAULT_REGISTRY})
     p.add_argument(
         "--eval",
         dest="eval_limit",
@@ -199,46 +109,93 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--promote", action="store_true", help="make the new version current")
 
 
-def _defaults():  # noqa: ANN202
-    from training.train import TrainConfig
+def _add_config_options(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    defaults: dict[str, object] | None = None,
+) -> None:
+    """One option a field of ``cls`` (a config dataclass), its help from the field's
+    metadata; a nested dataclass field becomes an argument group of its own."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if meta.get("internal"):
+            continue
+        if meta.get("group"):
+            group = p.add_argument_group(
+                f"{f.name} (benchmarks)", (hints[f.name].__doc__ or "").strip()
+            )
+            _add_config_options(group, hints[f.name])
+            continue
+        p.add_argument(
+            "--" + meta.get("flag", f.name.replace("_", "-")),
+            **_option(f, hints[f.name], (defaults or {}).get(f.name)),
+        )
 
-    return TrainConfig(data=Path("."))
+
+def _option(f: dataclasses.Field, hint: object, default: object = None) -> dict[str, object]:
+    meta = f.metadata
+    options: dict[str, object] = {"dest": f.name, "help": meta["help"].replace("%", "%%")}
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        options["required"] = True
+    elif default is None:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+    custom = meta.get("argparse", {})
+    if "action" not in custom:
+        options["action" if kind is bool else "type"] = (
+            argparse.BooleanOptionalAction if kind is bool else kind
+        )
+        if default is not None and "default" not in options["help"]:
+            options["help"] += " (default: %(default)s)"
+    if "choices" in meta:
+        options["choices"] = meta["choices"]
+    options.update(custom)
+    if not options.get("required"):
+        options["default"] = kind(default) if kind is Path and default is not None else default
+    return options
 
 
-def config_from_args(args: argparse.Namespace) -> object:
-    from training.train import TrainConfig
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig that `polingo train`'s options give (_add_config_options)."""
 
-    return TrainConfig(
-        data=args.data,
-        adapter=args.adapter,
-        registry=args.registry,
-        base_model=args.base_model,
-        rank=args.rank,
-        alpha=args.alpha,
-        learning_rate=args.learning_rate,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        max_length=args.max_length,
-        batch_tokens=args.batch_tokens,
-        pad_multiple=args.pad_multiple,
-        fixed_shapes=args.fixed_shapes,
-        cuda_graphs=args.cuda_graphs,
-        cudnn_attention=args.cudnn_attention,
-        inplace_swiglu=args.inplace_swiglu,
-        grad_accum=args.grad_accum,
-        optim=args.optim,
-        seed=args.seed,
-        max_pairs=args.max_pairs,
-        heldout_percent=args.heldout_percent,
-        backend=args.backend,
-        load_in_4bit=args.load_in_4bit,
-        padding_free=args.padding_free,
-        resume=args.resume,
-        save_steps=args.save_steps,
-        logging_steps=args.logging_steps,
-        contract=PromptContract(protect_markup=not args.no_protect_markup),
-        command="polingo " + shlex.join(sys.argv[1:]),
-    )
+    def values(cls: type) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("group"):
+                out[f.name] = f.default_factory(**values(f.default_factory))  # type: ignore[misc]
+            elif not f.metadata.get("internal"):
+                out[f.name] = getattr(args, f.name)
+        return out
+
+    return TrainConfig(**values(TrainConfig), command="polingo " + shlex.join(sys.argv[1:]))  # type: ignore[arg-type]
+
+
+def _train(args: argparse.Namespace) -> int:
+    """`polingo train`: bad settings or data raise ValueError, which main reports."""
+    from service.base_models import BaseModelError
+    from service.registry import Registry
+    from training.data import CatalogError
+    from training.train import train
+
+    try:
+        result = train(config_from_args(args))
+    except (BaseModelError, CatalogError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    registry = Registry(args.registry)
+    ref = f"{args.adapter}@{result.version}"
+    if args.eval_limit:
+        from training.evaluate import evaluate
+
+        ev = evaluate(registry, ref, args.data, limit=args.eval_limit)
+        print(f"{ref}: {ev.metrics}  (copy source: {ev.baseline})")
+    if args.promote or registry.current(args.adapter) is None:
+        registry.promote(
+            ref, reason="first version" if not args.promote else "polingo train --promote"
+        )
+    print(ref)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,22 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "models":
             return _models(args)
         if args.command == "train":
-            from training.train import train
-
-            result = train(config_from_args(args))  # type: ignore[arg-type]
-            registry = Registry(args.registry)
-            ref = f"{args.adapter}@{result.version}"
-            if args.eval_limit:
-                from training.evaluate import evaluate
-
-                ev = evaluate(registry, ref, args.data, limit=args.eval_limit)
-                print(f"{ref}: {ev.metrics}  (copy source: {ev.baseline})")
-            if args.promote or registry.current(args.adapter) is None:
-                registry.promote(
-                    ref, reason="first version" if not args.promote else "polingo train --promote"
-                )
-            print(ref)
-            return 0
+            return _train(args)
         if args.command == "eval":
             from training.evaluate import evaluate
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from training.train import log
+from training.console import log
 
 _backward = None  # the replacement, built once a process (a custom op registers once)
 

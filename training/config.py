@@ -1,0 +1,245 @@
+"""What `polingo train` can be told: ``TrainConfig``, its ``Experimental`` group, and
+``validate``.
+
+Each field's metadata carries its help text; `polingo train`'s options are generated
+from these fields (training/cli.py), so a knob is stated here once. This module imports
+no machine-learning package at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.contract import PromptContract
+
+BACKENDS = ("unsloth", "peft")
+# Unsloth's default cap on the batch shapes it replays as CUDA graphs (its
+# UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES); past it, it stops replaying the layer kind.
+DEFAULT_CUDA_GRAPH_SHAPES = 8
+
+
+class ConfigError(ValueError):
+    """A setting that cannot train; ``field`` names it, the message names its option."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+def knob(default: Any = dataclasses.MISSING, help: str = "", **cli: Any) -> Any:  # noqa: A002
+    """A field with its help text. ``cli`` holds argparse settings for its option:
+    ``flag`` (name without dashes, if not the field's), ``choices``, or ``argparse``
+    (keyword arguments used as they are); ``internal=True`` keeps it off the CLI."""
+    metadata = {"help": help, **cli}
+    if callable(default) and isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class Experimental:
+    """Switches that only the benchmarks set (bench/, docs/benchmarks.md)."""
+
+    backend: str = knob(
+        "unsloth",
+        "unsloth (polingo's path) or peft: plain transformers + PEFT + bitsandbytes, "
+        "the benchmarks' baseline",
+        choices=BACKENDS,
+    )
+    fixed_shapes: int = knob(
+        0,
+        "give every batch one of K (rows, length) shapes, for CUDA graphs, which replay "
+        "only shapes they recorded (0: off)",
+        argparse={"metavar": "K"},
+    )
+    cuda_graphs: bool = knob(
+        False,
+        "replay Unsloth's compiled blocks as CUDA graphs over fixed batch shapes "
+        f"(--fixed-shapes, else Unsloth's cap, {DEFAULT_CUDA_GRAPH_SHAPES}): 1.6x faster on "
+        "the H200 for about 3x the GPU memory, not re-measured at the current defaults "
+        "(Unsloth, CUDA)",
+    )
+    # Unsloth's traced backward allocates three MLP-width tensors inside its compiled
+    # blocks: training/unsloth_kernels.py, docs/benchmarks.md.
+    inplace_swiglu: bool = knob(
+        True,
+        "run the LoRA MLP's SwiGLU backward in place inside Unsloth's compiled blocks: "
+        "less GPU memory a step, about 8% slower (Unsloth, CUDA)",
+    )
+    stats_file: Path | None = knob(
+        None,
+        "also write the run's statistics (batches, padding, rates over the second half, "
+        "memory) to this JSON file",
+        argparse={"metavar": "PATH"},
+    )
+
+
+@dataclass
+class TrainConfig:
+    data: Path = knob(help=".po file or folder (recursive)")
+    adapter: str = knob("zh-tw", "adapter name in the registry")
+    registry: Path = knob(Path("var/registry"), "adapter registry folder")
+    base_model: str = knob(
+        "gemma3-270m",
+        "packaged alias (gemma3-270m, smollm2-135m), local folder, or hub id "
+        "(production: unsloth/Llama-3.2-3B-Instruct)",
+    )
+    rank: int = knob(16, "LoRA rank: higher learns more, costs memory and serving speed")
+    alpha: int = knob(32, "LoRA alpha (updates are scaled by alpha / rank)")
+    dropout: float = knob(0.0, "LoRA dropout")
+    learning_rate: float = knob(2e-4, "peak learning rate (cosine schedule)")
+    epochs: float = knob(1.0, "passes over the training pairs")
+    max_steps: int = knob(-1, "stop after N steps (smoke runs); -1: run the epochs")
+    max_length: int = knob(512, "prompt + translation tokens; longer pairs are dropped and counted")
+    # 3B QLoRA on the H200 at the defaults: 8192 peaks at 3.31 GiB and runs faster than
+    # fewer cells, since the step is bound by kernel launches (docs/benchmarks.md).
+    batch_tokens: int = knob(8192, "padded tokens per batch (rows x longest row)")
+    grad_accum: int = knob(1, "batches per optimizer step")
+    optim: str | None = knob(
+        None, "transformers optimizer name (default: adamw_8bit on CUDA, adamw_torch on CPU)"
+    )
+    warmup_ratio: float = knob(0.03, "share of the steps that warm the learning rate up")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    seed: int = knob(0, "seed of the LoRA initialisation and of the batch order")
+    heldout_percent: float = knob(
+        3.0, "percent of the msgids held out for evaluation (a stable hash of each msgid)"
+    )
+    max_pairs: int | None = knob(None, "train on a deterministic subset of N pairs")
+    load_in_4bit: bool | None = knob(None, "QLoRA nf4 (default: on CUDA only)", flag="4bit")
+    gradient_checkpointing: bool = knob(
+        True, "recompute activations in the backward (Unsloth offloads them): less memory"
+    )
+    resume: bool = knob(False, "continue from the last checkpoint of this run")
+    save_steps: int = knob(200, "checkpoint every N steps")
+    logging_steps: int = knob(10, "log loss, tokens/s and ETA every N steps")
+    contract: PromptContract = knob(
+        PromptContract,
+        "train on raw markup instead of numbered placeholders",
+        flag="no-protect-markup",
+        argparse={"action": "store_const", "const": PromptContract(protect_markup=False)},
+    )
+    parent: str | None = knob(
+        None, "NAME@VERSION this version continues from (polingo retrain)", internal=True
+    )
+    init_adapter: Path | None = knob(
+        None, "start from these LoRA weights instead of zeros (polingo retrain)", internal=True
+    )
+    command: str = knob("", "the command line, recorded in the manifest", internal=True)
+    experimental: Experimental = knob(Experimental, "benchmark-only switches", group=True)
+
+    def __post_init__(self) -> None:
+        # Settings read back from a manifest (polingo retrain) hold plain values.
+        if isinstance(self.experimental, Mapping):
+            self.experimental = experimental_from(self.experimental)
+        for name in ("data", "registry"):
+            setattr(self, name, Path(getattr(self, name)))
+        if self.init_adapter is not None:
+            self.init_adapter = Path(self.init_adapter)
+
+
+def experimental_from(settings: Mapping[str, Any]) -> Experimental:
+    """An ``Experimental`` from recorded settings; keys it no longer has are ignored."""
+    known = {f.name for f in dataclasses.fields(Experimental)}
+    return Experimental(**{k: v for k, v in settings.items() if k in known})
+
+
+def flag(name: str, cls: type = TrainConfig) -> str:
+    """The command-line option of a field: ``--max-length``, ``--4bit``."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+    return "--" + meta.get("flag", name.replace("_", "-"))
+
+
+def recorded_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings a manifest records (and a run's checkpoint folder is named by):
+    what shapes the weights, not where inputs and outputs lie."""
+    skip = {"data", "registry", "contract", "command", "parent", "resume"}
+    out = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in dataclasses.asdict(config).items()
+        if k not in skip
+    }
+    out["experimental"].pop("stats_file", None)
+    return out
+
+
+def cuda_graph_shape_cap() -> int:
+    return int(os.environ.get("UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES", DEFAULT_CUDA_GRAPH_SHAPES))
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError for the first setting that cannot train, before any work."""
+    _check_numbers(config)
+    _check_experimental(config.experimental)
+    if config.optim is not None:
+        from transformers.training_args import OptimizerNames
+
+        known = {o.value for o in OptimizerNames}
+        if config.optim not in known:
+            raise ConfigError(
+                "optim",
+                f"--optim {config.optim!r} is not an optimizer transformers knows (for example "
+                "adamw_8bit, adamw_torch_fused, adamw_torch; all: "
+                + ", ".join(sorted(known))
+                + ")",
+            )
+
+
+def _check_numbers(c: TrainConfig) -> None:
+    rules: list[tuple[str, bool, str]] = [
+        ("rank", c.rank >= 1, "give 1 or more"),
+        ("alpha", c.alpha >= 1, "give 1 or more"),
+        ("dropout", 0.0 <= c.dropout < 1.0, "give a share from 0 up to (not including) 1"),
+        ("learning_rate", c.learning_rate > 0, "give a positive rate"),
+        ("epochs", c.epochs > 0, "give a positive number of passes"),
+        ("max_steps", c.max_steps == -1 or c.max_steps >= 1, "give -1 (the epochs) or 1 or more"),
+        ("max_length", c.max_length >= 1, "give 1 or more tokens"),
+        ("grad_accum", c.grad_accum >= 1, "give 1 or more"),
+        ("warmup_ratio", 0.0 <= c.warmup_ratio < 1.0, "give a share from 0 up to 1"),
+        ("weight_decay", c.weight_decay >= 0, "give 0 or more"),
+        ("heldout_percent", 0.0 <= c.heldout_percent < 100.0, "give a percent from 0 below 100"),
+        ("max_pairs", c.max_pairs is None or c.max_pairs >= 1, "give 1 or more"),
+        ("save_steps", c.save_steps >= 1, "give 1 or more"),
+        ("logging_steps", c.logging_steps >= 1, "give 1 or more"),
+    ]
+    for name, ok, hint in rules:
+        if not ok:
+            raise ConfigError(name, f"{flag(name)} {getattr(c, name)}: {hint}")
+    if c.batch_tokens < c.max_length:
+        raise ConfigError(
+            "batch_tokens",
+            f"--batch-tokens {c.batch_tokens} is less than --max-length {c.max_length}: "
+            "a pair of the longest allowed length would fit in no batch",
+        )
+
+
+def _check_experimental(x: Experimental) -> None:
+    if x.backend not in BACKENDS:
+        raise ConfigError("backend", f"--backend {x.backend!r}: use {' or '.join(BACKENDS)}")
+    if x.fixed_shapes < 0:
+        raise ConfigError("fixed_shapes", f"--fixed-shapes {x.fixed_shapes}: give 0 (off) or more")
+    if not x.cuda_graphs:
+        return
+    cap = cuda_graph_shape_cap()
+    if x.fixed_shapes > cap:
+        raise ConfigError(
+            "fixed_shapes",
+            f"--fixed-shapes {x.fixed_shapes} is more shapes than Unsloth replays as CUDA "
+            f"graphs ({cap}, UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES)",
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("cuda_graphs", "--cuda-graphs needs a CUDA GPU")
+    if x.backend != "unsloth":
+        raise ConfigError("cuda_graphs", "--cuda-graphs needs --backend unsloth")
+    if "unsloth.models._block_compile" in sys.modules:
+        # Unsloth reads its switch once, when it first compiles blocks
+        raise ConfigError(
+            "cuda_graphs", "--cuda-graphs must be set before Unsloth compiled a model"
+        )
