@@ -10,14 +10,15 @@ at import, so the baseline must not share a process with it):
 
 - ``unsloth``: polingo's default, Unsloth on padded rows, each decoder block compiled
   (once per batch shape at first, then with dynamic shapes);
-- ``unsloth-padding-free``: Unsloth with padding-free batches (varlen attention);
 - ``unsloth-cuda-graphs``: Unsloth replaying each block as a CUDA graph, over 8 fixed
   batch shapes (``--cuda-graphs``);
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
 ``--steps -1`` runs a whole epoch. Each run inherits the environment, so Unsloth's
 switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the command, and
-``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``).
+``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``). Each run
+writes its statistics (second-half rate, padding, batches) to ``--stats-file``, which
+`polingo train` leaves out of the manifest.
 """
 
 from __future__ import annotations
@@ -31,13 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-from service.registry import Registry
 from service.testing import build_random_model
-from training.train import TrainConfig
+from training.config import TrainConfig
 
 VARIANTS = {
     "unsloth": ["--backend", "unsloth"],
-    "unsloth-padding-free": ["--backend", "unsloth", "--padding-free"],
     "unsloth-cuda-graphs": ["--backend", "unsloth", "--cuda-graphs"],
     "peft": ["--backend", "peft"],
 }
@@ -67,75 +66,7 @@ def main() -> int:
             args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda"
         )
         print(f"built {args.model_dir} in {time.time() - started:.0f} s", flush=True)
-    registry = Path("/tmp/bench-registry")
-    results = {}
-    for variant in args.variants.split(","):
-        command = [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "train",
-            "--data",
-            str(args.data),
-            "--base-model",
-            str(args.model_dir),
-            "--adapter",
-            f"bench-{variant}",
-            "--registry",
-            str(registry),
-            *VARIANTS[variant],
-            "--4bit",
-            "--rank",
-            "16",
-            "--alpha",
-            "16",
-            "--max-steps",
-            str(args.steps),
-            "--batch-tokens",
-            str(args.batch_tokens),
-            "--logging-steps",
-            "5",
-            "--save-steps",
-            "100000",
-            *shlex.split(args.train_args),
-        ]
-        print("$ " + " ".join(command), flush=True)
-        started = time.time()
-        before = set(Registry(registry).versions(f"bench-{variant}"))
-        done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        if done.returncode != 0:
-            results[variant] = {"error": f"exit {done.returncode}"}
-            continue
-        # the version this run made (the name's CURRENT stays on the first one)
-        (made,) = set(Registry(registry).versions(f"bench-{variant}")) - before
-        manifest = Registry(registry).manifest(f"bench-{variant}@{made}")
-        training = manifest.training
-        results[variant] = {
-            "wall_seconds": round(time.time() - started, 1),
-            **{
-                k: training.get(k)
-                for k in (
-                    "tokens_per_second",
-                    "tokens_per_second_second_half",
-                    "peak_memory_gib",
-                    "peak_reserved_gib",
-                    "train_tokens",
-                    "epoch_tokens",
-                    "batches_per_epoch",
-                    "padding_efficiency",
-                    "first_loss",
-                    "final_loss",
-                    "max_steps",
-                    "batch_tokens",
-                    "device",
-                )
-            },
-        }
-        tps = training.get("tokens_per_second") or 0
-        results[variant]["epoch_minutes_estimate"] = (
-            round(training["epoch_tokens"] / tps / 60, 1) if tps else None
-        )
-        print(json.dumps({variant: results[variant]}, indent=1), flush=True)
+    results = {variant: run_variant(variant, args) for variant in args.variants.split(",")}
     if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results[
         "unsloth"
     ]:
@@ -147,6 +78,36 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
     return 0
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> dict:
+    """One `polingo train` process; its statistics, or the error it ended with."""
+    stats_file = Path(f"/tmp/bench-stats-{variant}.json")
+    stats_file.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "training.cli", "train", "--data", str(args.data),
+        "--base-model", str(args.model_dir), "--adapter", f"bench-{variant}",
+        "--registry", "/tmp/bench-registry", *VARIANTS[variant], "--4bit", "--rank", "16",
+        "--alpha", "16", "--max-steps", str(args.steps), "--batch-tokens", str(args.batch_tokens),
+        "--logging-steps", "5", "--save-steps", "100000", "--stats-file", str(stats_file),
+        *shlex.split(args.train_args),
+    ]  # fmt: skip
+    print("$ " + " ".join(command), flush=True)
+    started = time.time()
+    done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}"}
+    stats = json.loads(stats_file.read_text())
+    result = {
+        "wall_seconds": round(time.time() - started, 1),
+        **stats,
+        "max_steps": args.steps,
+        "batch_tokens": args.batch_tokens,
+    }
+    tps = stats.get("tokens_per_second") or 0
+    result["epoch_minutes_estimate"] = round(stats["epoch_tokens"] / tps / 60, 1) if tps else None
+    print(json.dumps({variant: result}, indent=1), flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -95,10 +95,11 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     manifest = build_manifest(config, pairs, examples, too_long, trainer, progress)
     path = export(registry, manifest, model, pairs, progress.losses)
     shutil.rmtree(run_dir, ignore_errors=True)
-    if config.experimental.stats_file is not None:
-        stats = {**progress.stats(), "epoch_tokens": sum(len(e["input_ids"]) for e in examples)}
-        config.experimental.stats_file.write_text(json.dumps(stats, indent=1) + "\n")
     summary = manifest.training
+    if config.experimental.stats_file is not None:
+        epoch_tokens = sum(len(e["input_ids"]) for e in examples)
+        stats = {**progress.stats(), "device": summary["device"], "epoch_tokens": epoch_tokens}
+        config.experimental.stats_file.write_text(json.dumps(stats, indent=1) + "\n")
     peak = summary.get("peak_memory_gib")
     log(
         f"saved {manifest.name}@{manifest.version} to {path} "

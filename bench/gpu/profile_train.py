@@ -46,8 +46,9 @@ from unsloth import FastLanguageModel
 
 from service.testing import build_random_model
 from training.batching import TokenBudgetBatchSampler
+from training.config import Experimental, TrainConfig
 from training.data import load_corpus
-from training.train import TrainConfig, build_trainer, load_model, tokenize_pairs
+from training.train import build_trainer, load_model, tokenize_pairs
 
 
 def apply_tweaks(names: list[str]) -> None:
@@ -63,7 +64,7 @@ def apply_tweaks(names: list[str]) -> None:
         elif name == "cpp_wrapper":
             torch._inductor.config.cpp_wrapper = True
         elif name == "traced_swiglu":
-            pass  # read by main(): TrainConfig(inplace_swiglu=False)
+            pass  # read by main(): Experimental(inplace_swiglu=False)
         elif name:
             raise SystemExit(f"unknown PROFILE_TWEAKS entry: {name}")
         print(f"tweak: {name}", flush=True)
@@ -309,12 +310,11 @@ def main() -> int:
         )
     config = TrainConfig(
         data=args.data,
-        backend="unsloth",
         rank=16,
         alpha=16,
         load_in_4bit=not args.no_4bit,
         max_length=2048,
-        inplace_swiglu="traced_swiglu" not in tweaks,
+        experimental=Experimental(backend="unsloth", inplace_swiglu="traced_swiglu" not in tweaks),
     )
     model, tokenizer = load_model(args.model_dir, config)
     corpus = load_corpus(args.data)
@@ -350,7 +350,7 @@ def main() -> int:
                 model, tokenizer, examples, run_config, Path(f"/tmp/profile-run-{budget}")
             )
             trainer.train()
-            results[phase] = progress.summary()
+            results[phase] = progress.stats()
         else:
             set_checkpointing(model, rest[0] if rest else "unsloth")
             if kind == "ref":
