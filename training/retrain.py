@@ -165,17 +165,15 @@ def gate(
 
 def notify_service(url: str, api_key: str | None) -> int:
     """Ask a running service to load the registry's current versions."""
-    import httpx
+    from service.reload_client import ReloadError, reload_service
 
     try:
-        answer = httpx.post(
-            url.rstrip("/") + "/adapters/reload", headers={"X-API-Key": api_key or ""}, timeout=600
-        )
-    except httpx.HTTPError as exc:
-        print(f"error: could not reach the service at {url}: {exc}", file=sys.stderr)
+        answer = reload_service(url, api_key)
+    except ReloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    if answer.status_code != 200:
-        print(f"error: reload answered {answer.status_code}: {answer.text}", file=sys.stderr)
-        return 1
-    print(f"service reloaded: {answer.json()}")
+    print(
+        f"service reloaded: {answer.loaded}"
+        + (f", refused: {answer.errors}" if answer.errors else "")
+    )
     return 0

@@ -20,14 +20,10 @@ import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import msgspec
-
 from service.registry import Registry
-from service.schemas import ReloadResponse
+from service.reload_client import ReloadError, reload_service
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,35 +43,21 @@ def resolve_replicas(service: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def reload_one(address: str, port: int, api_key: str, timeout: float) -> ReloadResponse:
-    host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-    request = urllib.request.Request(
-        f"http://{host}:{port}/adapters/reload",
-        method="POST",
-        headers={"X-API-Key": api_key, "Accept": "application/json"},
-        data=b"",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as answer:
-        return msgspec.json.decode(answer.read(), type=ReloadResponse)
-
-
 def check_replica(
     address: str, port: int, api_key: str, expected: str, timeout: float, attempts: int
 ) -> str | None:
     """None when the replica serves ``expected`` after reloading, else why not."""
+    host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
     problem = "not tried"
     for attempt in range(attempts):
         if attempt:
             time.sleep(min(5 * attempt, 30))
         try:
-            answer = reload_one(address, port, api_key, timeout)
-        except urllib.error.HTTPError as exc:
-            problem = f"reload answered {exc.code}: {exc.read()[:300].decode(errors='replace')}"
-            if exc.code in (401, 403, 404):  # retrying will not change these
+            answer = reload_service(f"http://{host}:{port}", api_key, timeout=timeout)
+        except ReloadError as exc:
+            problem = str(exc)
+            if exc.status in (401, 403, 404):  # retrying will not change these
                 return problem
-            continue
-        except (OSError, msgspec.DecodeError) as exc:
-            problem = f"reload failed: {exc}"
             continue
         if expected in answer.loaded:
             return None
