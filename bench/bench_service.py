@@ -110,7 +110,7 @@ def run_engine(
         "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
     }
     if args.model_cache:
-        env["POLINGO_MODEL_CACHE"] = str(args.model_cache)
+        env["POLINGO_CACHE"] = str(args.model_cache)
     started = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -197,7 +197,9 @@ def main() -> int:
     parser.add_argument(
         "--engines", default="vllm,transformers", help="comma-separated, run in this order"
     )
-    parser.add_argument("--model-cache", type=Path, help="base-model cache folder")
+    parser.add_argument(
+        "--model-cache", type=Path, help="polingo cache root (POLINGO_CACHE; models in its models/)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -207,7 +209,8 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
-        registry, base = build_registry(work, args.base_model, args.rank, args.model_cache)
+        models = args.model_cache / "models" if args.model_cache else None
+        registry, base = build_registry(work, args.base_model, args.rank, models)
         results = []
         for engine in args.engines.split(","):
             results.append(run_engine(engine, args, registry, entries, work / f"{engine}.log"))

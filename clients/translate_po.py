@@ -18,6 +18,9 @@ from pathlib import Path
 from clients.catalog import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
 from service.schemas import MAX_BATCH
+from service.vllm_env import quiet_if_inherited
+
+quiet_if_inherited()  # vLLM's engine processes import this module again (spawn)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -153,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     how.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=900.0,
         metavar="S",
         help="seconds to wait for one answer, and for a loading service to become ready "
@@ -166,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also write a file after every N answered entries, so that a kill "
         "loses at most about N entries of work (default: 200; 0: only at the end)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the warnings and logs of torch, transformers and vLLM (hidden by default)",
     )
     how.add_argument(
         "--progress",
@@ -180,6 +189,16 @@ def _positive(text: str) -> int:
     value = _non_negative(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
@@ -223,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from service.vllm_env import quiet_third_party
+
+    quiet_third_party(verbose=args.verbose)
     if args.batch_size > MAX_BATCH:
         print(f"translate-po: --batch-size is at most {MAX_BATCH}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.controllers import OpsController, TranslationController
-from service.errors import error_body
+from service.errors import UnsupportedMediaType, error_body
 from service.metrics import Metrics
 from service.schemas import ErrorResponse, Health
 from service.settings import Settings
@@ -40,6 +42,7 @@ class ServiceState:
         self.translator = translator
         self.metrics = metrics
         self.failure: str | None = None
+        self.abandoned = False  # shut down before the engine finished loading
 
     def not_ready_reason(self) -> str:
         if self.failure:
@@ -95,11 +98,17 @@ def create_app(
             yield
         finally:
             stop.set()
+            if service.translator is None and not task.done():
+                # Shut down while the engine loads: loading runs in a thread that cannot
+                # be interrupted, so stop waiting for it (serve then exits at once).
+                service.abandoned = True
+                task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
 
     return Litestar(
         route_handlers=[TranslationController, OpsController],
+        guards=[json_bodies_only],
         state=State({"service": service}),
         lifespan=[engine_lifespan],
         exception_handlers={Exception: handle_error},
@@ -110,6 +119,22 @@ def create_app(
         ),
         logging_config=None,
     )
+
+
+def json_bodies_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """415 for a request body that is not ``application/json``. Browsers send text/plain
+    cross-origin without a CORS preflight; refusing it keeps web pages out."""
+    if connection.scope["method"] not in ("POST", "PUT", "PATCH"):
+        return
+    headers = connection.headers
+    if headers.get("content-length", "0") == "0" and not headers.get("transfer-encoding"):
+        return  # no body (POST /adapters/reload)
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {media_type or 'unnamed'}",
+            param="content-type",
+        )
 
 
 def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
@@ -143,7 +168,10 @@ class AccessLog:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            path = scope["path"] if scope.get("route_handler") else "other"
+            # the route's template ("/schema/{path:path}"), never the raw path: one
+            # label per route, and one ("other") for every path no route has
+            routed = scope.get("route_handler") is not None
+            path = (scope.get("path_template") or "other") if routed else "other"
             state = scope.get("state", {})
             if state.get("cancelled"):
                 status = 499

@@ -129,4 +129,5 @@ class OpsController(Controller):
         """Prometheus metrics."""
         if state.service.translator is not None:
             state.service.metrics.engine_pending.set(state.service.translator.engine.pending())
-        return Response(state.service.metrics.render(), media_type=CONTENT_TYPE)
+        # as a header: a text/* media_type would get a second "; charset=utf-8" appended
+        return Response(state.service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -54,6 +54,11 @@ class NotReady(Overloaded):
     type = "not_ready"
 
 
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    type = "unsupported_media_type"
+
+
 class AdapterLoadError(ServiceError):
     """An adapter version that cannot be served (bad files, other base model, warm-up failed)."""
 
@@ -86,9 +91,11 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
         details = exc.extra if isinstance(exc.extra, list) else []
         first = details[0] if details and isinstance(details[0], dict) else {}
         param = first.get("key")
+        message = first.get("message") or exc.detail
         if param == "data":  # the body as a whole (e.g. an unknown field)
             param = None
-        message = first.get("message") or exc.detail
+            if message == "'data'":  # Litestar's KeyError text for a missing body
+                message = "the request has no body: send a JSON object"
         if param:
             message = f"{param}: {message}"
         return 422, ErrorBody(message, "invalid_request", param, 422), {}

@@ -73,6 +73,19 @@ def simplified_terms(text: str) -> list[str]:
     return [term for term in SIMPLIFIED_TERMS if term in text]
 
 
+# NUL and other C0/C1 controls (a newline or tab is fine) and the bidi controls that
+# can reorder displayed text (U+202A-U+202E, U+2066-U+2069, marks U+200E/F, U+061C).
+_CONTROL_RE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def control_characters(source: str, output: str) -> list[str]:
+    """Control and bidi characters of ``output`` that ``source`` does not have, as U+XXXX."""
+    found = set(_CONTROL_RE.findall(output)) - set(_CONTROL_RE.findall(source))
+    return [f"U+{ord(c):04X}" for c in sorted(found)]
+
+
 def check_translation(source: str, output: str) -> list[str]:
     """Human-readable warnings about what a translation broke; empty when it is clean."""
     warnings: list[str] = []
@@ -93,4 +106,7 @@ def check_translation(source: str, output: str) -> list[str]:
             "simplified-Chinese terms: "
             + ", ".join(f"{t} (use {SIMPLIFIED_TERMS[t]})" for t in terms)
         )
+    controls = control_characters(source, output)
+    if controls:
+        warnings.append("control characters: " + " ".join(controls))
     return warnings

@@ -75,9 +75,18 @@ class Manifest(msgspec.Struct, kw_only=True):
     notes: str = ""
 
 
+NAME_RULE = (
+    "an adapter is NAME or NAME@vN: NAME is 1-64 letters, digits, '.', '_' or '-' "
+    "starting with a letter or digit (no paths), N a number"
+)
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
-    """'NAME' or 'NAME@VERSION' -> (name, version or None)."""
-    name, _, version = ref.partition("@")
+    """'NAME' or 'NAME@VERSION' -> (name, version or None); RegistryError for anything
+    else (paths, '..', bad versions), so that no caller can reach outside a registry."""
+    name, at, version = ref.partition("@")
+    if not _NAME_RE.match(name) or (at and not _VERSION_RE.match(version)):
+        raise RegistryError(f"bad adapter {ref!r}: {NAME_RULE}")
     return name, version or None
 
 
@@ -85,14 +94,28 @@ class Registry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
+    def folder(self, name: str) -> Path:
+        """ROOT/NAME, for a valid name whose folder resolves inside the root (a symlink
+        pointing elsewhere is refused too)."""
+        if not _NAME_RE.match(name):
+            raise RegistryError(f"bad adapter name {name!r}: {NAME_RULE}")
+        folder = self.root / name
+        if folder.exists() and not folder.resolve().is_relative_to(self.root.resolve()):
+            raise RegistryError(f"adapter {name!r} lies outside the registry {self.root}")
+        return folder
+
     # ---- reading ----
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _NAME_RE.match(p.name) and self.versions(p.name)
+        )
 
     def versions(self, name: str) -> list[str]:
-        folder = self.root / name
+        folder = self.folder(name)
         if not folder.is_dir():
             return []
         found = [
@@ -103,7 +126,7 @@ class Registry:
         return sorted(found, key=lambda v: int(v[1:]))
 
     def current(self, name: str) -> str | None:
-        pointer = self.root / name / CURRENT
+        pointer = self.folder(name) / CURRENT
         if pointer.is_file():
             version = pointer.read_text().strip()
             if version in self.versions(name):
@@ -126,7 +149,10 @@ class Registry:
 
     def path(self, ref: str) -> Path:
         name, version = self.resolve(ref)
-        return self.root / name / version
+        path = self.folder(name) / version
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise RegistryError(f"adapter {name}@{version} lies outside the registry {self.root}")
+        return path
 
     def manifest(self, ref: str) -> Manifest:
         return msgspec.json.decode((self.path(ref) / MANIFEST).read_bytes(), type=Manifest)
@@ -136,7 +162,7 @@ class Registry:
         versions = self.versions(name)
         taken = [int(v[1:]) for v in versions]
         # also skip numbers of half-written versions, which a rerun must not reuse
-        folder = self.root / name
+        folder = self.folder(name)
         if folder.is_dir():
             taken += [
                 int(m.group(1))
@@ -149,9 +175,7 @@ class Registry:
     def new_version(self, name: str) -> Iterator[tuple[str, Path]]:
         """Yield (version, staging folder); the folder becomes NAME/VERSION only if
         the block finishes. A failed or interrupted block leaves the registry as it was."""
-        if not _NAME_RE.match(name):
-            raise RegistryError(f"bad adapter name {name!r}: use letters, digits, '.', '_' or '-'")
-        folder = self.root / name
+        folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
         version = self.next_version(name)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=folder))
@@ -176,7 +200,7 @@ class Registry:
     def promote(self, ref: str, reason: str = "") -> str:
         name, version = self.resolve(ref)
         previous = self.current(name)
-        atomic_write(self.root / name / CURRENT, (version + "\n").encode())
+        atomic_write(self.folder(name) / CURRENT, (version + "\n").encode())
         entry = {
             "time": now(),
             "action": "promote",
@@ -184,7 +208,7 @@ class Registry:
             "previous": previous,
             "reason": reason,
         }
-        with open(self.root / name / HISTORY, "a", encoding="utf-8") as history:
+        with open(self.folder(name) / HISTORY, "a", encoding="utf-8") as history:
             history.write(json.dumps(entry) + "\n")
         return version
 
@@ -201,7 +225,7 @@ class Registry:
         raise RegistryError(f"adapter {name!r}: no earlier promoted version to roll back to")
 
     def history(self, name: str) -> list[dict]:
-        path = self.root / name / HISTORY
+        path = self.folder(name) / HISTORY
         if not path.is_file():
             return []
         return [

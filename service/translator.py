@@ -29,6 +29,7 @@ from service.markup import check_translation
 from service.metrics import Metrics
 from service.registry import Registry, RegistryError, parse_ref
 from service.schemas import (
+    MAX_MSGCTXT_CHARS,
     AdapterInfo,
     AdapterList,
     Health,
@@ -169,6 +170,12 @@ class Translator:
                 raise InvalidRequest(
                     "msgctxt must be a string or null", param=f"items[{i}].msgctxt"
                 )
+            if item.msgctxt is not None and len(item.msgctxt) > MAX_MSGCTXT_CHARS:
+                raise InvalidRequest(
+                    f"msgctxt of {len(item.msgctxt)} characters exceeds the limit "
+                    f"of {MAX_MSGCTXT_CHARS}",
+                    param=f"items[{i}].msgctxt",
+                )
 
     async def _retry_lost_markup(
         self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[tuple[str, str]]
@@ -260,7 +267,10 @@ class Translator:
         return await self._adapter_for(ref)
 
     async def _adapter_for(self, ref: str | None) -> LoadedAdapter:
-        name, version = parse_ref(ref or self.default_adapter)
+        try:
+            name, version = parse_ref(ref or self.default_adapter)
+        except RegistryError as exc:
+            raise InvalidRequest(str(exc), param="adapter") from None
         if version is None:
             if name in self._current:
                 return self._current[name]

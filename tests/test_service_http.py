@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 API_KEY = "test-key"
 MAX_QUEUE = 6
-MAX_BATCH = 16
+MAX_BATCH = 6  # = MAX_QUEUE: the service refuses a queue below the batch size
 MAX_BODY = 100_000
 SOURCE = "Use :func:`len` to count the %s items in ``data``."
 LONG = "The quick brown fox jumps over the lazy dog, twice or thrice. " * 12

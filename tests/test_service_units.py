@@ -29,6 +29,8 @@ def test_settings_from_env_parses_types_and_options_win() -> None:
         "POLINGO_REGISTRY": "/srv/reg",
         "POLINGO_ENGINE": "transformers",
         "POLINGO_MAX_QUEUE": "12",
+        "POLINGO_MAX_BATCH": "8",
+        "POLINGO_CACHE": "/srv/cache",
         "POLINGO_GPU_MEMORY_UTILIZATION": "0.5",
         "POLINGO_WATCH_INTERVAL": "2.5",
         "POLINGO_API_KEY": "secret",
@@ -42,14 +44,54 @@ def test_settings_from_env_parses_types_and_options_win() -> None:
     assert settings.watch_interval_s == 2.5
     assert settings.api_key == "secret"
     assert settings.adapter is None  # a None override leaves the default
+    assert settings.model_cache_dir == Path("/srv/cache/models")
+
+
+def test_settings_and_training_resolve_models_to_one_folder(monkeypatch, tmp_path) -> None:
+    from service.base_models import default_cache_dir
+
+    monkeypatch.setenv("POLINGO_CACHE", str(tmp_path))
+    assert Settings.from_env().model_cache_dir == default_cache_dir() == tmp_path / "models"
+    monkeypatch.delenv("POLINGO_CACHE")
+    assert Settings.from_env().model_cache_dir == default_cache_dir()
+
+
+def test_settings_without_a_registry_serve_the_packaged_adapter() -> None:
+    from service.defaults import DEFAULT_ADAPTER, packaged_registry
+
+    registry = Settings.from_env({}).registry
+    assert registry == packaged_registry() and (registry / DEFAULT_ADAPTER).is_dir()
+
+
+def test_one_vllm_defaults_function() -> None:
+    import inspect
+
+    from clients import backends
+    from service import serve, vllm_env
+
+    assert serve.cpu_engine_defaults is vllm_env.cpu_engine_defaults
+    assert "vllm_env import cpu_engine_defaults" in inspect.getsource(backends)
+    assert not hasattr(backends, "_cpu_engine_defaults")
+
+
+def test_serve_imports_no_training(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, service.serve, service.asgi; print('training' in sys.modules)"
+    env = {"POLINGO_REGISTRY": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_settings_reject_bad_values_by_name() -> None:
     with pytest.raises(ValueError, match="POLINGO_PORT"):
         Settings.from_env({"POLINGO_PORT": "eighty"})
-    with pytest.raises(ValueError, match="engine must be one of"):
+    with pytest.raises(ValueError, match="POLINGO_ENGINE='tgi': Invalid enum value"):
         Settings.from_env({"POLINGO_ENGINE": "tgi"})
-    with pytest.raises(ValueError, match="max_queue must be positive"):
+    with pytest.raises(ValueError, match=r"max_queue must be positive \(POLINGO_MAX_QUEUE\)"):
         Settings.from_env({"POLINGO_MAX_QUEUE": "0"})
 
 
@@ -144,7 +186,9 @@ def test_serve_options_override_environment(
     monkeypatch.setenv("POLINGO_ENGINE", "transformers")
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)
-    args = parser.parse_args(["--registry", str(tmp_path), "--max-queue", "7", "--api-key", "k"])
+    args = parser.parse_args(
+        ["--registry", str(tmp_path), "--max-queue", "7", "--max-batch", "4", "--api-key", "k"]
+    )
     settings = serve.settings_from_args(args)
     assert (settings.port, settings.engine, settings.max_queue) == (9001, "transformers", 7)
     assert (settings.registry, settings.api_key) == (tmp_path, "k")

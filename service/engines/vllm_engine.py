@@ -10,7 +10,7 @@ import gc
 import itertools
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,22 @@ class VllmEngine:
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         final = None
-        async for output in self._llm.generate(
-            self._tokens_prompt(prompt_token_ids=prompt),
-            params,
-            request_id=uuid.uuid4().hex,
-            lora_request=lora,
-        ):
-            final = output
+        request_id = uuid.uuid4().hex
+        try:
+            async for output in self._llm.generate(
+                self._tokens_prompt(prompt_token_ids=prompt),
+                params,
+                request_id=request_id,
+                lora_request=lora,
+            ):
+                final = output
+        except asyncio.CancelledError:
+            # generate() aborts what it has registered, but a cancel that lands while
+            # it is still adding the request leaves it to run in the engine core: abort
+            # it by our (external) id, which covers both cases (a no-op when gone).
+            with suppress(Exception):
+                await self._llm.abort(request_id)
+            raise
         assert final is not None
         completion = final.outputs[0]
         ids = [t for t in completion.token_ids if t not in stop]
@@ -121,6 +130,7 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
         max_loras=settings.max_loras,
         max_cpu_loras=max(settings.max_loras, 8),
         disable_log_stats=True,
+        use_tqdm_on_load=False,  # no progress bar in logs or in translate-po's report
     )
     # Start-up blocks for tens of seconds (engine process, weights, KV cache); a thread
     # keeps the event loop answering /health and /ready meanwhile.
