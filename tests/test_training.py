@@ -387,6 +387,7 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     for key in ("batches_per_epoch", "padding_efficiency", "train_tokens", "epoch_tokens"):
         assert key not in training and stats[key] > 0, key
     assert stats["tokens_per_second"] == training["tokens_per_second"]
+    assert stats["device"] == "cpu" and stats["batches_per_epoch"] >= 1
     assert stats["train_tokens"] <= 30 * 2048 and stats["padding_efficiency"] <= 1
     # the CPU default as it ran (transformers may pick torch's fused AdamW for it)
     assert manifest.training["optimizer"].startswith("adamw_torch")

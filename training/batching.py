@@ -20,8 +20,9 @@ from typing import Any
 
 
 class TokenBudgetBatchSampler:
-    """``pad_multiple`` rounds every padded length up (the collator pads the same way),
-    so that compiled kernels see few distinct batch shapes."""
+    """``pad_multiple`` rounds every padded length up, for fewer distinct batch shapes
+    (polingo train keeps 1: Unsloth's compiled blocks take new shapes after one
+    recompile, so rounding would only add padding)."""
 
     def __init__(
         self,

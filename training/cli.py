@@ -114,7 +114,7 @@ def _add_config_options(
     cls: type,
     defaults: dict[str, object] | None = None,
 ) -> None:
-    """One option a field of ``cls`` (a config dataclass), its help from the field's
+    """One option per field of ``cls`` (a config dataclass), its help from the field's
     metadata; a nested dataclass field becomes an argument group of its own."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -122,9 +122,7 @@ def _add_config_options(
         if meta.get("internal"):
             continue
         if meta.get("group"):
-            group = p.add_argument_group(
-                f"{f.name} (benchmarks)", (hints[f.name].__doc__ or "").strip()
-            )
+            group = p.add_argument_group(meta["group"], (hints[f.name].__doc__ or "").strip())
             _add_config_options(group, hints[f.name])
             continue
         p.add_argument(

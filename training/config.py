@@ -35,7 +35,8 @@ class ConfigError(ValueError):
 def knob(default: Any = dataclasses.MISSING, help: str = "", **cli: Any) -> Any:  # noqa: A002
     """A field with its help text. ``cli`` holds argparse settings for its option:
     ``flag`` (name without dashes, if not the field's), ``choices``, or ``argparse``
-    (keyword arguments used as they are); ``internal=True`` keeps it off the CLI."""
+    (keyword arguments used as they are); ``internal=True`` keeps it off the CLI;
+    ``group`` (a title) makes a nested dataclass an argument group."""
     metadata = {"help": help, **cli}
     if callable(default) and isinstance(default, type):
         return field(default_factory=default, metadata=metadata)
@@ -131,7 +132,9 @@ class TrainConfig:
         None, "start from these LoRA weights instead of zeros (polingo retrain)", internal=True
     )
     command: str = knob("", "the command line, recorded in the manifest", internal=True)
-    experimental: Experimental = knob(Experimental, "benchmark-only switches", group=True)
+    experimental: Experimental = knob(
+        Experimental, "benchmark-only switches", group="experimental (benchmarks)"
+    )
 
     def __post_init__(self) -> None:
         # Settings read back from a manifest (polingo retrain) hold plain values.
