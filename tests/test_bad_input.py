@@ -207,9 +207,11 @@ def test_http_good_request_and_control_characters_warn(service: str) -> None:
 
 @pytest.mark.slow
 def test_http_metrics_bounded_and_typed_once(service: str) -> None:
+    _post(service, content=GOOD, headers={"content-type": "text/plain"})
     for i in range(5):  # every label the test can create, once
         httpx.get(f"{service}/schema/x{i}")
         httpx.get(f"{service}/nope/{i}")
+    httpx.get(service + "/metrics")  # /metrics's own series appear after its first answer
     before = httpx.get(service + "/metrics")
     assert before.headers["content-type"].count("charset") == 1
     for i in range(200):
@@ -220,8 +222,8 @@ def test_http_metrics_bounded_and_typed_once(service: str) -> None:
     paths = {
         line.split('path="')[1].split('"')[0] for line in after.splitlines() if 'path="' in line
     }
-    assert "/translate" in paths and "other" in paths
-    assert not any("/y" in p or "/no/such" in p for p in paths), paths
+    # route templates only; paths no route has never reach the app's middleware (404)
+    assert paths == {"/translate", "/metrics", "/ready", "/schema/{path}"}, paths
 
 
 # ---- cancellation at the engine layer (transformers engine; see the report) ---------------
@@ -363,7 +365,8 @@ def test_sigterm_while_the_engine_loads_stops_quickly(tmp_path: Path, tiny_model
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
         assert time.monotonic() - started < 10
-        assert b"stopped while the engine was loading" in proc.stderr.read()
+        # uvicorn re-raises the SIGTERM once shut down: the process ends by it
+        assert proc.returncode in (0, -signal.SIGTERM), proc.stderr.read()[-2000:]
         deadline = time.monotonic() + 10
         while _alive(kids) and time.monotonic() < deadline:
             time.sleep(0.2)
