@@ -27,7 +27,8 @@ from pathlib import Path
 
 import httpx
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/python-docs-zh-tw/2024-10-19"
+# The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).
+DATA = Path(__file__).resolve().parents[1] / "tests/data/python-docs-zh-tw/2024-10-19"
 DEFAULT_PO = DATA / "library" / "struct.po"  # 101 untranslated entries
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

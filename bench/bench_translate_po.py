@@ -29,7 +29,8 @@ import httpx
 import polib
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared/data/python-docs-zh-tw/2024-10-19"
+# The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).
+DATA = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
 DEFAULT_CATALOG = DATA / "library/functions.po"
 
 
