@@ -14,9 +14,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from service.markup import markup_items, missing_and_added
+from service.markup import MARKUP_RE, markup_items, markup_key, missing_and_added, split_titled
 
-CONTRACT_VERSION = 1
+# Version 1: the prompt of zh-tw@v1 (placeholders for whole markup items). Version 2
+# adds the switches below; every switch off is version 1's behaviour, exactly.
+CONTRACT_VERSION = 2
+LEGACY_VERSION = 1
 
 INSTRUCTION = (
     "Translate the following Python documentation text from English to Traditional "
@@ -42,9 +45,33 @@ RETRY_TEMPERATURE = 0.7
 class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
     """Settings of the contract that an adapter was trained with."""
 
-    version: int = CONTRACT_VERSION
+    version: int = LEGACY_VERSION
     # Replace markup items by numbered placeholders so the model cannot garble them.
     protect_markup: bool = True
+    # Version 2 switches (service/prompting.py applies them).
+    # Titled roles and links: placeholders around the label (⟦1⟧label⟦2⟧), so the model
+    # translates it; role and target stay protected.
+    translate_labels: bool = False
+    # The k most similar human pairs of the adapter's memory, shown in the prompt.
+    examples: int = 0
+    # Glossary terms found in the source (whole words), shown in the prompt.
+    terms: bool = False
+    # After generation: simplified characters converted, escaped spaces inserted.
+    post_edit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.examples < 0:
+            raise ValueError("contract.examples must be >= 0")
+        if self.uses_v2() and self.version < CONTRACT_VERSION:
+            raise ValueError(
+                "contract.translate_labels/examples/terms/post_edit need contract version "
+                f"{CONTRACT_VERSION} (got {self.version})"
+            )
+        if self.translate_labels and not self.protect_markup:
+            raise ValueError("contract.translate_labels needs protect_markup")
+
+    def uses_v2(self) -> bool:
+        return self.translate_labels or self.examples > 0 or self.terms or self.post_edit
 
 
 class Tokenizer(Protocol):  # the part of a Hugging Face tokenizer we rely on
@@ -77,6 +104,63 @@ def protect(source: str, target: str | None = None) -> tuple[str, str | None, li
         if target is not None:
             target = target.replace(items[i], placeholder(i + 1))
     return source, target, items
+
+
+def protect_labels(
+    source: str, target: str | None = None
+) -> tuple[str, str | None, list[str], list[tuple[int, int]]]:
+    """protect() for contracts with translate_labels: a titled role or link becomes
+    ⟦a⟧label⟦b⟧ (⟦a⟧ = ":ref:`", ⟦b⟧ = " <target>`"), so its label stays text.
+
+    With a ``target``, an item is protected only where the target has it too (a titled
+    one: the same role and target, any label), and the target keeps its own label.
+    Returns the protected texts, the items and the (a, b) placeholder pairs.
+    """
+    items: list[str] = []
+    whole: dict[str, int] = {}
+    pairs: list[tuple[int, int]] = []
+    target_items = markup_items(target) if target is not None else []
+    pending: dict[str, list[tuple[int, int]]] = {}  # key -> placeholders for the target
+
+    def add(item: str) -> int:
+        items.append(item)
+        return len(items)
+
+    def protect_source(match: re.Match[str]) -> str:
+        item = match.group(0)
+        parts = split_titled(item)
+        if parts is None:
+            if target is not None and item not in target_items:
+                return item
+            if item not in whole:
+                whole[item] = add(item)
+            return placeholder(whole[item])
+        key = markup_key(item)
+        wanted = sum(markup_key(t) == key for t in target_items)
+        if target is not None and len(pending.get(key, [])) >= wanted:
+            return item
+        head, label, tail = parts
+        pair = (add(head), add(tail))
+        pairs.append(pair)
+        pending.setdefault(key, []).append(pair)
+        return placeholder(pair[0]) + label + placeholder(pair[1])
+
+    protected = MARKUP_RE.sub(protect_source, source)
+    if target is None:
+        return protected, None, items, pairs
+
+    def protect_target(match: re.Match[str]) -> str:
+        item = match.group(0)
+        parts = split_titled(item)
+        if parts is None:
+            return placeholder(whole[item]) if item in whole else item
+        queue = pending.get(markup_key(item))
+        if not queue:
+            return item
+        a, b = queue.pop(0)
+        return placeholder(a) + parts[1] + placeholder(b)
+
+    return protected, MARKUP_RE.sub(protect_target, target), items, pairs
 
 
 def restore(text: str, items: list[str]) -> str:

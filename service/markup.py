@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from service.chinese import load_conventions, mainland_phrases, simplified_characters
+
 # Order matters: the longer constructs are matched first so that a role's backquoted
 # body is not also counted as interpreted text.
 _MARKUP_PATTERNS = [
@@ -24,30 +26,57 @@ _MARKUP_PATTERNS = [
 ]
 MARKUP_RE = re.compile("|".join(f"(?:{p})" for p in _MARKUP_PATTERNS))
 
+# A role or hyperlink with an explicit title (:ref:`label <target>`, `label <url>`_): the
+# label is text that translators translate; the role and the target are the invariant.
+_TITLED_RE = re.compile(
+    r"(?P<head>:[A-Za-z][\w.+:-]*:`|`)(?P<label>[^`<]*[^`<\s])"
+    r"(?P<tail>\s*<(?P<target>[^`<>]+)>`(?P<end>__?)?)"
+)
+
 # printf-style and str.format placeholders that code depends on.
 PLACEHOLDER_RE = re.compile(r"%(?:\([\w.]+\))?[#0 +-]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa%]|\{[\w.]*\}")
-
-# Simplified-Chinese / mainland usage that python-docs-zh-tw replaces (term -> Taiwan usage).
-SIMPLIFIED_TERMS = {
-    "代碼": "程式碼",
-    "默認": "預設",
-    "返回": "回傳",
-    "線程": "執行緒",
-    "信息": "資訊",
-    "對象": "物件",
-    "函數": "函式",
-    "變量": "變數",
-    "數據": "資料",
-    "程序": "程式",
-    "文件夾": "資料夾",
-    "字符串": "字串",
-    "接口": "介面",
-}
 
 
 def markup_items(text: str) -> list[str]:
     """The markup items of ``text``, in order of appearance."""
     return MARKUP_RE.findall(text)
+
+
+def split_titled(item: str) -> tuple[str, str, str] | None:
+    """(head, label, tail) of a titled role or hyperlink item, e.g. (":ref:`", "label",
+    " <target>`"); None for items without an explicit title (:func:`len`)."""
+    match = _TITLED_RE.fullmatch(item)
+    if match is None:
+        return None
+    is_role = match["head"] != "`"
+    if is_role == bool(match["end"]):  # a role has no trailing _, a hyperlink needs one
+        return None
+    return match["head"], match["label"], match["tail"]
+
+
+def markup_key(item: str) -> str:
+    """What a translation must keep of a markup item: the item itself, or for a titled
+    role or hyperlink its role and target (":ref:`<target>`"), whatever the label."""
+    parts = split_titled(item)
+    if parts is None:
+        return item
+    head, _, tail = parts
+    return head + tail.lstrip()
+
+
+def markup_keys(text: str) -> list[str]:
+    """The invariant parts of the markup items of ``text`` (see markup_key)."""
+    return [markup_key(item) for item in markup_items(text)]
+
+
+def titled_labels(text: str) -> list[tuple[str, str]]:
+    """(key, label) of each titled role or hyperlink of ``text``."""
+    found = []
+    for item in markup_items(text):
+        parts = split_titled(item)
+        if parts is not None:
+            found.append((markup_key(item), parts[1]))
+    return found
 
 
 def placeholders(text: str) -> list[str]:
@@ -62,15 +91,38 @@ def missing_and_added(source: list[str], output: list[str]) -> tuple[list[str], 
 
 
 def kept_count(source: str, output: str) -> tuple[int, int]:
-    """(items of the source found in the output, items in the source), multiset-wise."""
-    src = Counter(markup_items(source))
-    out = Counter(markup_items(output))
+    """(items of the source found in the output, items in the source), multiset-wise;
+    a titled role or link counts as kept when its role and target are (markup_key)."""
+    src = Counter(markup_keys(source))
+    out = Counter(markup_keys(output))
     return sum((src & out).values()), sum(src.values())
 
 
-def simplified_terms(text: str) -> list[str]:
-    """Simplified-Chinese terms the corpus avoids, as found in ``text``."""
-    return [term for term in SIMPLIFIED_TERMS if term in text]
+def prose(text: str) -> str:
+    """``text`` with its markup masked: each item becomes a space, except the label of a
+    titled role or link, which is text."""
+
+    def mask(match: re.Match[str]) -> str:
+        parts = split_titled(match.group(0))
+        return f" {parts[1]} " if parts else " "
+
+    return MARKUP_RE.sub(mask, text)
+
+
+def chinese_warnings(output: str, conventions: dict[str, str] | None = None) -> list[str]:
+    """Simplified characters and mainland phrasing (``conventions``: mainland phrase ->
+    Taiwan phrase; the shipped python-docs-zh-tw ones by default) in a translation."""
+    text = prose(output)
+    warnings = []
+    chars = simplified_characters(text)
+    if chars:
+        warnings.append("simplified characters: " + " ".join(chars))
+    if conventions is None:
+        conventions = load_conventions()
+    phrases = mainland_phrases(text, conventions)
+    if phrases:
+        warnings.append("mainland phrasing: " + ", ".join(f"{m} (use {t})" for m, t in phrases))
+    return warnings
 
 
 # NUL and other C0/C1 controls (a newline or tab is fine) and the bidi controls that
@@ -86,10 +138,13 @@ def control_characters(source: str, output: str) -> list[str]:
     return [f"U+{ord(c):04X}" for c in sorted(found)]
 
 
-def check_translation(source: str, output: str) -> list[str]:
-    """Human-readable warnings about what a translation broke; empty when it is clean."""
+def check_translation(
+    source: str, output: str, conventions: dict[str, str] | None = None
+) -> list[str]:
+    """Human-readable warnings about what a translation broke; empty when it is clean.
+    Titled roles and links count by role and target: a translated label is fine."""
     warnings: list[str] = []
-    lost, added = missing_and_added(markup_items(source), markup_items(output))
+    lost, added = missing_and_added(markup_keys(source), markup_keys(output))
     if lost:
         warnings.append("markup lost: " + " ".join(lost))
     if added:
@@ -100,12 +155,7 @@ def check_translation(source: str, output: str) -> list[str]:
             "placeholders changed: "
             + " ".join([f"-{p}" for p in lost_ph] + [f"+{p}" for p in added_ph])
         )
-    terms = simplified_terms(output)
-    if terms:
-        warnings.append(
-            "simplified-Chinese terms: "
-            + ", ".join(f"{t} (use {SIMPLIFIED_TERMS[t]})" for t in terms)
-        )
+    warnings += chinese_warnings(output, conventions)
     controls = control_characters(source, output)
     if controls:
         warnings.append("control characters: " + " ".join(controls))

@@ -15,6 +15,7 @@ class TranslationMemory:
     def __init__(self) -> None:
         self._exact: dict[tuple[str | None, str], str] = {}
         self._by_msgid: dict[str, str] = {}
+        self._pairs: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -22,9 +23,15 @@ class TranslationMemory:
     def add(self, msgid: str, msgstr: str, msgctxt: str | None = None) -> None:
         if not msgid or not msgstr:
             return
+        if (msgctxt, msgid) not in self._exact:
+            self._pairs.append((msgid, msgstr))
         self._exact.setdefault((msgctxt, msgid), msgstr)
         # The first translation seen answers lookups whose context is unknown.
         self._by_msgid.setdefault(msgid, msgstr)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(msgid, msgstr) of every entry, in the order they were added."""
+        return list(self._pairs)
 
     def lookup(self, msgid: str, msgctxt: str | None = None) -> str | None:
         """The human translation of (msgctxt, msgid), else of msgid in any context."""

@@ -1,0 +1,192 @@
+"""Simplified Chinese and mainland phrasing in Traditional Chinese (Taiwan) text.
+
+Detection is per character: a character counts as simplified only when it has no
+Traditional use at all (hanzidentifier's CC-CEDICT tables), so characters shared by
+both scripts (里, 干, 台, 后) never raise a warning. Conversion goes through OpenCC's
+``s2twp`` (phrase-aware, Taiwan vocabulary) but keeps only the changes that replace a
+simplified character: OpenCC applied to Taiwan text rewrites correct usage (參數 ->
+引數, 台 -> 臺), so the rest of the text is left as written.
+
+Mainland phrasing written in Traditional characters (預設 written as 默認) is found
+with a list of conventions, mainland phrase -> Taiwan phrase, derived from a corpus
+by ``derive_conventions``: OpenCC proposes the mainland form of each Taiwan phrase
+the corpus uses, and only those that the corpus itself avoids are kept.
+
+This module works on plain text; callers mask markup and code first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import hanzidentifier
+import opencc
+
+_HAN_RUN_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_HAN_WORD_RE = re.compile("[\u4e00-\u9fff]{2,4}")
+
+# The conventions derived from the 2024-10-19 python-docs-zh-tw snapshot
+# (python -m service.chinese DOCS writes it), used when an adapter brings none.
+DEFAULT_CONVENTIONS = Path(__file__).with_name("zh_tw_conventions.json")
+
+
+@functools.cache
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+@functools.cache
+def is_simplified(char: str) -> bool:
+    """Whether ``char`` is a simplified character with no Traditional use."""
+    return hanzidentifier.identify(char) == hanzidentifier.SIMPLIFIED
+
+
+def simplified_characters(text: str) -> list[str]:
+    """The simplified characters of ``text``, each once, in order of appearance."""
+    found: dict[str, None] = {}
+    for run in _HAN_RUN_RE.findall(text):
+        for char in run:
+            if is_simplified(char):
+                found.setdefault(char)
+    return list(found)
+
+
+def to_traditional(text: str) -> str:
+    """``text`` with its simplified characters converted (OpenCC s2twp, phrase by
+    phrase: 超时 -> 逾時, 默认 -> 預設); everything else stays as written."""
+    return _HAN_RUN_RE.sub(lambda m: _convert_run(m.group(0)), text)
+
+
+def _convert_run(run: str) -> str:
+    if not any(is_simplified(c) for c in run):
+        return run
+    converted = _converter("s2twp").convert(run)
+    # Adjacent edits (a replace then an insert: 类型 -> 型別) form one change.
+    changes: list[list[int]] = []
+    matcher = difflib.SequenceMatcher(None, run, converted, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            changes.append([i1, i2, j1, j2, 0])
+        elif changes and changes[-1][4]:
+            changes[-1][1], changes[-1][3] = i2, j2
+        else:
+            changes.append([i1, i2, j1, j2, 1])
+    out = []
+    for i1, i2, j1, j2, edit in changes:
+        old = run[i1:i2]
+        out.append(converted[j1:j2] if edit and any(map(is_simplified, old)) else old)
+    return "".join(out)
+
+
+def mainland_phrases(text: str, conventions: dict[str, str]) -> list[tuple[str, str]]:
+    """(mainland phrase, Taiwan phrase) of each convention that ``text`` breaks."""
+    if not conventions:
+        return []
+    pattern = _conventions_pattern(tuple(sorted(conventions, key=lambda p: (-len(p), p))))
+    found: dict[str, None] = {}
+    for match in pattern.finditer(text):
+        found.setdefault(match.group(0))
+    return [(phrase, conventions[phrase]) for phrase in found]
+
+
+@functools.cache
+def _conventions_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(map(re.escape, phrases)))
+
+
+def mainland_form(phrase: str) -> str:
+    """The mainland way to write a Taiwan phrase, in Traditional characters
+    (OpenCC tw2sp then s2tw: 預設 -> 默認, 執行緒 -> 線程)."""
+    return _converter("s2tw").convert(_converter("tw2sp").convert(phrase))
+
+
+def derive_conventions(
+    references: Iterable[str], min_uses: int = 5, max_ratio: float = 0.02
+) -> dict[str, str]:
+    """Mainland phrase -> Taiwan phrase, for the 2-4 character words that the
+    references use at least ``min_uses`` times while writing OpenCC's mainland form
+    of them at most ``max_ratio`` as often."""
+    texts = list(references)
+    words = Counter(w for text in texts for run in _HAN_RUN_RE.findall(text) for w in _ngrams(run))
+    conventions: dict[str, str] = {}
+    for word, uses in words.most_common():
+        if uses < min_uses:
+            break
+        mainland = mainland_form(word)
+        if mainland == word or len(mainland) < 2 or any(is_simplified(c) for c in mainland):
+            continue
+        if words.get(mainland, 0) <= max_ratio * uses:
+            conventions.setdefault(mainland, word)
+    return _minimal(conventions)
+
+
+def _ngrams(run: str) -> Iterable[str]:
+    for n in (2, 3, 4):
+        for i in range(len(run) - n + 1):
+            yield run[i : i + n]
+
+
+def _minimal(conventions: dict[str, str]) -> dict[str, str]:
+    """Drop the conventions that a shorter one already covers (函數的 when 函數 is in)."""
+    kept: dict[str, str] = {}
+    for mainland in sorted(conventions, key=lambda p: (len(p), p)):
+        if not any(short in mainland for short in kept):
+            kept[mainland] = conventions[mainland]
+    return kept
+
+
+def write_conventions(path: Path, conventions: dict[str, str]) -> None:
+    path.write_text(
+        json.dumps(dict(sorted(conventions.items())), ensure_ascii=False, indent=0) + "\n",
+        encoding="utf-8",
+    )
+
+
+@functools.cache
+def load_conventions(path: Path = DEFAULT_CONVENTIONS) -> dict[str, str]:
+    """Read a conventions file ({mainland: taiwan}); a missing file is none."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a JSON object of phrases ({exc})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError(f"{path}: expected a JSON object mapping phrases to phrases")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m service.chinese DOCS [OUT]: derive the conventions of a corpus."""
+    import argparse
+
+    import polib
+
+    parser = argparse.ArgumentParser(prog="python -m service.chinese")
+    parser.add_argument("docs", type=Path, help="folder of translated .po catalogs")
+    parser.add_argument("out", type=Path, nargs="?", default=DEFAULT_CONVENTIONS)
+    args = parser.parse_args(argv)
+    from service.markup import MARKUP_RE  # markup imports this module
+
+    references = [
+        MARKUP_RE.sub(" ", entry.msgstr)
+        for path in sorted(args.docs.rglob("*.po"))
+        for entry in polib.pofile(str(path))
+        if entry.msgstr and not entry.obsolete and "fuzzy" not in entry.flags
+    ]
+    conventions = derive_conventions(references)
+    write_conventions(args.out, conventions)
+    print(f"{args.out}: {len(conventions)} conventions from {len(references)} references")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
