@@ -33,9 +33,10 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", **cli: Any) -> Any:  # noqa: A002
-    """A field with its help text. ``cli`` holds argparse settings for its option:
-    ``flag`` (name without dashes, if not the field's), ``choices``, or ``argparse``
-    (keyword arguments used as they are); ``internal=True`` keeps it off the CLI;
+    """A field with its help text (a class as ``default`` is its factory). ``cli`` holds
+    argparse settings for its option: ``flag`` (name without dashes, if not the
+    field's), ``choices``, or ``argparse`` (keyword arguments used as they are);
+    ``internal=True`` keeps it off the CLI;
     ``group`` (a title) makes a nested dataclass an argument group."""
     metadata = {"help": help, **cli}
     if callable(default) and isinstance(default, type):
@@ -203,9 +204,17 @@ def _check_numbers(c: TrainConfig) -> None:
         ("max_steps", c.max_steps == -1 or c.max_steps >= 1, "give -1 (the epochs) or 1 or more"),
         ("max_length", c.max_length >= 1, "give 1 or more tokens"),
         ("grad_accum", c.grad_accum >= 1, "give 1 or more"),
-        ("warmup_ratio", 0.0 <= c.warmup_ratio < 1.0, "give a share from 0 up to 1"),
+        (
+            "warmup_ratio",
+            0.0 <= c.warmup_ratio < 1.0,
+            "give a share from 0 up to (not including) 1",
+        ),
         ("weight_decay", c.weight_decay >= 0, "give 0 or more"),
-        ("heldout_percent", 0.0 <= c.heldout_percent < 100.0, "give a percent from 0 below 100"),
+        (
+            "heldout_percent",
+            0.0 <= c.heldout_percent < 100.0,
+            "give a percent from 0 up to (not including) 100",
+        ),
         ("max_pairs", c.max_pairs is None or c.max_pairs >= 1, "give 1 or more"),
         ("save_steps", c.save_steps >= 1, "give 1 or more"),
         ("logging_steps", c.logging_steps >= 1, "give 1 or more"),
