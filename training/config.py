@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.base_models import DEFAULT_OFFLINE_MODEL
 from service.contract import PromptContract
+from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY
 
 BACKENDS = ("unsloth", "peft")
 # Unsloth's default cap on the batch shapes it replays as CUDA graphs (its
@@ -85,10 +87,10 @@ class Experimental:
 @dataclass
 class TrainConfig:
     data: Path = knob(help=".po file or folder (recursive)")
-    adapter: str = knob("zh-tw", "adapter name in the registry")
-    registry: Path = knob(Path("var/registry"), "adapter registry folder")
+    adapter: str = knob(DEFAULT_ADAPTER, "adapter name in the registry")
+    registry: Path = knob(DEFAULT_REGISTRY, "adapter registry folder")
     base_model: str = knob(
-        "gemma3-270m",
+        DEFAULT_OFFLINE_MODEL,
         "packaged alias (gemma3-270m, smollm2-135m), local folder, or hub id "
         "(production: unsloth/Llama-3.2-3B-Instruct)",
     )
