@@ -13,12 +13,13 @@ import sys
 import typing
 from pathlib import Path
 
+from service import defaults
 from service.contract import MARKUP_RETRIES
-from service.settings import ENGINES
+from service.defaults import ENGINES
 from training.config import TrainConfig
 
-DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", "var/registry")
-DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", "zh-tw")
+DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", str(defaults.DEFAULT_REGISTRY))
+DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", defaults.DEFAULT_ADAPTER)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,17 +23,17 @@ import shlex
 import sys
 from pathlib import Path
 
+from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from service.registry import DATA_INDEX, Registry
-from service.settings import ENGINES
+from training.config import TrainConfig
 from training.data import Corpus, data_index, diff_index, load_corpus
-from training.train import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docs", type=Path, required=True, help="the updated .po tree")
-    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER", "zh-tw"))
+    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER", DEFAULT_ADAPTER))
     p.add_argument(
-        "--registry", type=Path, default=Path(os.environ.get("POLINGO_REGISTRY", "var/registry"))
+        "--registry", type=Path, default=Path(os.environ.get("POLINGO_REGISTRY", DEFAULT_REGISTRY))
     )
     p.add_argument(
         "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
