@@ -9,7 +9,9 @@ from pathlib import Path
 
 from service.errors import AdapterLoadError
 from service.memory import TranslationMemory
+from service.prompting import PromptBuilder
 from service.registry import MEMORY, Manifest
+from service.terms import Term, load_terms
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -27,6 +29,7 @@ class LoadedAdapter:
     path: Path
     manifest: Manifest
     memory: TranslationMemory
+    prompts: PromptBuilder  # the adapter's contract, memory examples and terms
     in_flight: int = 0
 
     @property
@@ -119,5 +122,12 @@ def check_adapter_shapes(key: str, path: Path, base_shapes: dict[str, tuple[int,
 def load_memory(key: str, path: Path) -> TranslationMemory:
     try:
         return TranslationMemory.load(path / MEMORY)
+    except ValueError as exc:
+        raise AdapterLoadError(f"{key}: {exc}".replace(str(path) + "/", "")) from None
+
+
+def load_adapter_terms(key: str, path: Path) -> list[Term]:
+    try:
+        return load_terms(path)
     except ValueError as exc:
         raise AdapterLoadError(f"{key}: {exc}".replace(str(path) + "/", "")) from None

@@ -2,7 +2,7 @@
 
 ``open_translator(settings)`` builds the engine and loads the adapters; the HTTP app
 and the CLI client both call ``Translator.translate``. Prompts go through
-service.contract only (prepare_source -> encode_prompt -> generate -> finish_output)
+service.prompting only (PromptBuilder.prompt -> generate -> markup retry -> finish)
 with the PromptContract of the adapter that serves the request.
 """
 
@@ -15,19 +15,22 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from service import contract
+from service import contract, prompting
 from service.adapters import (
     LoadedAdapter,
     base_weight_shapes,
     check_adapter_files,
     check_adapter_shapes,
+    load_adapter_terms,
     load_memory,
 )
 from service.engines import Engine, model_max_len, open_engine
 from service.errors import AdapterLoadError, InvalidRequest, Overloaded, UnknownAdapter
 from service.markup import check_translation
 from service.metrics import Metrics
-from service.registry import Registry, RegistryError, parse_ref
+from service.prompting import Prepared, PromptBuilder
+from service.registry import Manifest, Registry, RegistryError, parse_ref
+from service.retrieval import Example
 from service.schemas import (
     MAX_MSGCTXT_CHARS,
     AdapterInfo,
@@ -60,8 +63,7 @@ class Outcome(NamedTuple):
 class _Job(NamedTuple):  # one text on its way to the engine
     prompt: list[int]
     budget: int  # max new tokens
-    source: str  # the source as the contract prepared it (placeholders in)
-    markup: list[str]  # the items behind its placeholders
+    prepared: Prepared  # the source as the prompt builder prepared it
 
 
 class Translator:
@@ -110,38 +112,42 @@ class Translator:
         """Memory lookup, then prompt -> generate -> markup retry -> finish for the rest.
         Evaluation calls this too, so that it scores exactly what the service answers."""
         results: list[Outcome | None] = [None] * len(items)
-        todo: list[tuple[int, _Job]] = []
+        todo: list[int] = []
         for i, item in enumerate(items):
             human = adapter.memory.lookup(item.text, item.msgctxt)
             if human is not None:
                 warnings = check_translation(item.text, human)
                 results[i] = Outcome(human, human, True, warnings, False)
-                continue
-            todo.append((i, self._encode(adapter, item.text, item.msgctxt, f"items[{i}].text")))
+            else:
+                todo.append(i)
+        shown = adapter.prompts.examples_for([items[i].text for i in todo])  # one retrieval
+        jobs = [
+            self._encode(adapter, items[i].text, items[i].msgctxt, f"items[{i}].text", examples)
+            for i, examples in zip(todo, shown, strict=True)
+        ]
         hits = len(items) - len(todo)
         self.metrics.memory_hits.inc(hits)
         self.metrics.items.labels("memory").inc(hits)
         if todo:
-            jobs = [job for _, job in todo]
             greedy = await self._generate(adapter, jobs)
             generated = await self._retry_lost_markup(adapter, jobs, greedy)
-            terms = adapter.manifest.contract
-            for (i, job), first, (text, finish) in zip(todo, greedy, generated, strict=True):
-                output = contract.finish_output(terms, text, job.markup)
+            terms, finish = adapter.manifest.contract, adapter.prompts.finish
+            for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
+                output = finish(text, job.prepared)
                 warnings = check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {contract.placeholder(int(n))}"
                     for n in contract.unknown_placeholders(output)
                 ]
-                if finish == "length":
+                if reason == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    contract.finish_output(terms, first[0], job.markup),
+                    finish(first[0], job.prepared),
                     False,
                     warnings,
                     self.settings.markup_retries > 0
-                    and not contract.keeps_markup(terms, job.source, first[0]),
+                    and not prompting.keeps_markup(terms, job.prepared, first[0]),
                 )
             self.metrics.items.labels("model").inc(len(todo))
         return [r for r in results if r is not None]
@@ -186,7 +192,7 @@ class Translator:
         failed = [
             k
             for k, (text, _) in enumerate(generated)
-            if not contract.keeps_markup(terms, jobs[k].source, text)
+            if not prompting.keeps_markup(terms, jobs[k].prepared, text)
         ]
         if not failed or n <= 0:
             return generated
@@ -203,16 +209,23 @@ class Translator:
         out = list(generated)
         for m, k in enumerate(failed):
             candidates = [generated[k], *samples[m * n : (m + 1) * n]]
-            pick = contract.best_for_markup(terms, jobs[k].source, [t for t, _ in candidates])
+            pick = prompting.best_for_markup(terms, jobs[k].prepared, [t for t, _ in candidates])
             out[k] = next(c for c in candidates if c[0] == pick)
-            if contract.keeps_markup(terms, jobs[k].source, pick):
+            if prompting.keeps_markup(terms, jobs[k].prepared, pick):
                 self.metrics.markup_repaired.inc()
         return out
 
-    def _encode(self, adapter: LoadedAdapter, text: str, msgctxt: str | None, param: str) -> _Job:
-        source, markup = contract.prepare_source(adapter.manifest.contract, text)
-        prompt = contract.encode_prompt(self.tokenizer, source, msgctxt)
-        source_tokens = len(self.tokenizer(source, add_special_tokens=False)["input_ids"])
+    def _encode(
+        self,
+        adapter: LoadedAdapter,
+        text: str,
+        msgctxt: str | None,
+        param: str,
+        examples: list[Example] | None = None,
+    ) -> _Job:
+        prepared = adapter.prompts.prompt(text, msgctxt, examples=examples)
+        prompt = prepared.prompt_ids
+        source_tokens = len(self.tokenizer(prepared.source, add_special_tokens=False)["input_ids"])
         budget = contract.max_new_tokens(source_tokens, cap=self.settings.max_new_tokens_cap)
         budget = min(budget, self.max_model_len - len(prompt))
         if budget < 1:
@@ -221,7 +234,7 @@ class Translator:
                 f"the model takes {self.max_model_len}",
                 param=param,
             )
-        return _Job(prompt, budget, source, markup)
+        return _Job(prompt, budget, prepared)
 
     async def _generate(
         self,
@@ -300,7 +313,16 @@ class Translator:
         path = self.registry.root / name / version
         check_adapter_files(key, path, self.settings.max_lora_rank)
         check_adapter_shapes(key, path, self._base_shapes)
-        adapter = LoadedAdapter(name, version, path, manifest, load_memory(key, path))
+        memory = load_memory(key, path)
+        prompts = PromptBuilder(
+            manifest.contract,
+            self.tokenizer,
+            memory,
+            load_adapter_terms(key, path),
+            # drop memory examples where training did: past its max_length
+            max_length=min(self.max_model_len, _trained_length(manifest, self.max_model_len)),
+        )
+        adapter = LoadedAdapter(name, version, path, manifest, memory, prompts)
         try:
             await self.engine.add_adapter(key, path)
         except Exception as exc:
@@ -411,6 +433,11 @@ class Translator:
                     )
                 )
         return AdapterList(found)
+
+
+def _trained_length(manifest: Manifest, default: int) -> int:
+    value = manifest.training.get("max_length")
+    return value if isinstance(value, int) and value > 0 else default
 
 
 def resolve_base(name: str, cache_dir: Path | None) -> Path:

@@ -246,7 +246,13 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     texts = ["Call :func:`len` on ``x``.", "Plain text."]
     greedy = ["呼叫 ⟦1⟧。", "純文字。"]  # the first lost ⟦2⟧; the second has no markup
     samples = {0: "呼叫 ⟦1⟧ ⟦1⟧ ⟦2⟧。", 1: "對 ⟦2⟧ 呼叫 ⟦1⟧。", 2: "呼叫 ⟦1⟧ ⟦2⟧。", 3: "x"}
-    adapter = SimpleNamespace(key="zh@v1", manifest=SimpleNamespace(contract=PromptContract()))
+    from service.prompting import PromptBuilder
+
+    adapter = SimpleNamespace(
+        key="zh@v1",
+        manifest=SimpleNamespace(contract=PromptContract()),
+        prompts=PromptBuilder(PromptContract(), tokenizer),
+    )
     adapter.in_flight = 0
 
     def run(retries: int) -> tuple[list[str], ScriptedEngine, Translator]:

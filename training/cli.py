@@ -16,7 +16,7 @@ from pathlib import Path
 from service import defaults
 from service.contract import MARKUP_RETRIES
 from service.defaults import ENGINES
-from training.config import TrainConfig
+from training.config import CONTRACT_PRESETS, TrainConfig
 
 DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", str(defaults.DEFAULT_REGISTRY))
 DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", defaults.DEFAULT_ADAPTER)
@@ -108,6 +108,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="after training, score N held-out pairs (the service's engine) into the manifest",
     )
     p.add_argument("--promote", action="store_true", help="make the new version current")
+    p.add_argument(
+        "--no-protect-markup",
+        dest="contract",
+        action="store_const",
+        const=CONTRACT_PRESETS["raw"],
+        help="train on raw markup instead of numbered placeholders (= --contract raw)",
+    )
 
 
 def _add_config_options(

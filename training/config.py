@@ -8,6 +8,7 @@ no machine-learning package at import time.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
@@ -24,6 +25,23 @@ BACKENDS = ("unsloth", "peft")
 # Unsloth's default cap on the batch shapes it replays as CUDA graphs (its
 # UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES); past it, it stops replaying the layer kind.
 DEFAULT_CUDA_GRAPH_SHAPES = 8
+
+
+# The contracts a new adapter can be trained with (service/contract.py, service/prompting.py).
+CONTRACT_PRESETS = {
+    "v1": PromptContract(),
+    "v2": PromptContract(version=2, translate_labels=True, examples=2, terms=True, post_edit=True),
+    "raw": PromptContract(protect_markup=False),
+}
+
+
+def contract_preset(name: str) -> PromptContract:
+    """--contract NAME -> the PromptContract it names."""
+    if name not in CONTRACT_PRESETS:
+        raise argparse.ArgumentTypeError(
+            f"unknown contract {name!r} (use {', '.join(CONTRACT_PRESETS)})"
+        )
+    return CONTRACT_PRESETS[name]
 
 
 class ConfigError(ValueError):
@@ -124,9 +142,10 @@ class TrainConfig:
     logging_steps: int = knob(10, "log loss, tokens/s and ETA every N steps")
     contract: PromptContract = knob(
         PromptContract,
-        "train on raw markup instead of numbered placeholders",
-        flag="no-protect-markup",
-        argparse={"action": "store_const", "const": PromptContract(protect_markup=False)},
+        "the prompt contract: v1 (placeholders for whole markup items, zh-tw@v1's), v2 "
+        "(link labels translated, memory examples and glossary terms in the prompt, "
+        "post-editing) or raw (no placeholders) (default: v1)",
+        argparse={"type": contract_preset, "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}"},
     )
     parent: str | None = knob(
         None, "NAME@VERSION this version continues from (polingo retrain)", internal=True

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from service.base_models import resolve_base_model
-from service.contract import encode_example, prepare_pair
+from service.memory import TranslationMemory
+from service.prompting import PromptBuilder
 from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
+from service.terms import Term, read_glossary, write_terms
 from training.batching import TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
@@ -58,6 +60,7 @@ class Pairs:
     corpus: Corpus
     train: list[Pair]
     heldout: list[Pair]
+    terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
 
 
 def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
@@ -69,7 +72,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     config = set_process_switches(config)
     pairs = load_pairs(config, corpus)
     model, tokenizer = load_model(resolve_base_model(config.base_model), config)
-    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config)
+    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config, pairs.terms)
     if not examples:
         raise TrainingDataError(f"every pair is longer than --max-length {config.max_length}")
     log(
@@ -144,7 +147,16 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, "
         f"from {corpus.files} catalogs"
     )
-    return Pairs(corpus=corpus, train=train_pairs, heldout=heldout)
+    terms = corpus_terms(config.data) if config.contract.terms else []
+    if config.contract.terms:
+        log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
+    return Pairs(corpus=corpus, train=train_pairs, heldout=heldout, terms=terms)
+
+
+def corpus_terms(data: Path) -> list[Term]:
+    """The terms of the corpus's glossary (``glossary.po`` at its root), if it has one."""
+    glossary = data / "glossary.po"
+    return read_glossary(glossary) if glossary.is_file() else []
 
 
 def load_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
@@ -250,13 +262,20 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
 
 
 def tokenize_pairs(
-    tokenizer: Any, pairs: list[Pair], config: TrainConfig
+    tokenizer: Any, pairs: list[Pair], config: TrainConfig, terms: list[Term] | None = None
 ) -> tuple[list[dict[str, list[int]]], int]:
-    """Training examples through the prompt contract, and how many were too long."""
-    examples, too_long = [], 0
+    """Training examples through the prompt builder the service uses, and how many were
+    too long. Memory examples come from the other training pairs (leave-one-out), as
+    the adapter's memory.jsonl will hold them."""
+    memory = TranslationMemory()
     for pair in pairs:
-        source, target = prepare_pair(config.contract, pair.msgid, pair.msgstr)
-        input_ids, labels = encode_example(tokenizer, source, target, pair.msgctxt)
+        memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
+    builder = PromptBuilder(config.contract, tokenizer, memory, terms, max_length=config.max_length)
+    sources = [p.msgid for p in pairs]
+    retrieved = builder.examples_for(sources, sources)
+    examples, too_long = [], 0
+    for pair, shown in zip(pairs, retrieved, strict=True):
+        input_ids, labels = builder.example(pair.msgid, pair.msgstr, pair.msgctxt, examples=shown)
         if len(input_ids) > config.max_length:
             too_long += 1
             continue
@@ -443,6 +462,8 @@ def export(
         model.save_pretrained(str(folder))
         normalize_adapter_config(folder, manifest.base_model)
         write_memory(folder / MEMORY, pairs.train)
+        if manifest.contract.terms:
+            write_terms(folder, pairs.terms)
         (folder / DATA_INDEX).write_text(json.dumps(data_index(pairs.corpus.pairs)))
         registry.write_manifest(folder, manifest)
         write_report(folder, manifest, losses, examples=[])
