@@ -70,3 +70,6 @@ def test_eval_scores_exactly_what_the_service_answers(
     # the random adapter loses markup: the retry ran, in both, and evaluation counted it
     assert evaluation.metrics["markup_retried"] >= 1
     assert evaluation.metrics["from_memory"] == 1
+    # and what a translator would have to fix (issue 17's names, as the manifest has them)
+    names = {"chrf_prose", "labels_translated", "simplified_outputs", "sphinx_lint_outputs"}
+    assert names | {"sphinx_lint_references"} <= evaluation.metrics.keys()

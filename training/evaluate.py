@@ -1,6 +1,8 @@
 """Evaluation on the stable held-out split: chrF, BLEU (zh tokenizer), the share of
 reST markup items kept, beside the copy-the-source baseline and the human
-references' own markup score.
+references' own markup score; and what a translator would have to fix
+(training/quality.py: chrF on prose, link labels translated, simplified Chinese,
+sphinx-lint findings of the drafts against the references').
 
 The translations come from the service's own translator (service.translator), with
 the service's settings and engine: a manifest's scores are those of the code that
@@ -24,6 +26,7 @@ from service.schemas import TranslateItem
 from service.settings import Settings
 from service.translator import Outcome, open_translator, translate_all
 from training.data import Pair, load_corpus
+from training.quality import quality
 
 
 @dataclass
@@ -145,6 +148,7 @@ def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) 
         from_memory=float(sum(o.from_memory for o in outcomes)),
         refused=float(sum(o.text == "" for o in outcomes)),
     )
+    metrics.update(quality(sources, refs, outputs))  # what a translator would have to fix
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
     examples = [
