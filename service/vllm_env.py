@@ -26,7 +26,10 @@ def cpu_engine_defaults() -> None:
 
 
 QUIET_ENV = "POLINGO_QUIET"  # set by quiet_third_party; engine processes inherit it
-_NOISY_LOGGERS = ("torchao", "torch", "triton", "vllm", "transformers", "accelerate", "peft")
+_NOISY_LOGGERS = (
+    "torchao", "torch", "triton", "vllm", "transformers", "accelerate", "peft", "bitsandbytes",
+    "unsloth", "unsloth_zoo",
+)  # fmt: skip
 
 
 def quiet_third_party(verbose: bool) -> None:

@@ -27,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="polingo",
         description="Train, evaluate and serve translation adapters for gettext catalogs.",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the warnings and logs of torch, transformers, Unsloth and vLLM too",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect training data").add_subparsers(
@@ -206,6 +212,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # serve sets its own from --log-level
+        from service.vllm_env import quiet_third_party
+
+        quiet_third_party(verbose=args.verbose)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
