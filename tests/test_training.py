@@ -558,12 +558,17 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
         registry.write_manifest(folder, manifest)
     args = argparse.Namespace(
         docs=tmp_path / "docs", registry=registry.root, start="base", epochs=2.0,
-        learning_rate=None, max_steps=None, max_pairs=None,
+        learning_rate=None, max_steps=None, max_pairs=None, contract=None,
     )  # fmt: skip
     again = candidate_config(registry, "zh@v1", args)
     assert again.rank == 8 and again.epochs == 2.0 and again.parent == "zh@v1"
     assert again.experimental == Experimental(backend="peft")
     assert {**recorded_settings(again), "epochs": 1.0} == recorded_settings(config)
+    assert again.contract == PromptContract()  # the parent's, unless --contract says
+    from training.config import CONTRACT_PRESETS
+
+    args.contract = CONTRACT_PRESETS["v2"]
+    assert candidate_config(registry, "zh@v1", args).contract == CONTRACT_PRESETS["v2"]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from service.registry import DATA_INDEX, Registry
-from training.config import TrainConfig
+from training.config import CONTRACT_PRESETS, TrainConfig, contract_preset
 from training.data import Corpus, data_index, diff_index, load_corpus
 
 
@@ -46,6 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
     )
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
+    p.add_argument(
+        "--contract",
+        type=contract_preset,
+        default=None,
+        metavar="{" + ",".join(CONTRACT_PRESETS) + "}",
+        help="train the new version with this prompt contract (default: the current "
+        "version's; with another one, use --from base)",
+    )
     p.add_argument("--epochs", type=float, default=None, help="default: the current version's")
     p.add_argument(
         "--learning-rate", type=float, default=None, help="default: the current version's"
@@ -125,7 +133,7 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
         registry=args.registry,
         adapter=parent.name,
         base_model=parent.base_model,
-        contract=parent.contract,
+        contract=args.contract or parent.contract,
         parent=ref,
         init_adapter=registry.path(ref) if args.start == "current" else None,
         resume=True,
@@ -149,6 +157,8 @@ def gate(
     pairs = heldout_subset(heldout, args.eval_limit)
     new, old = evaluate_versions(registry, [candidate, ref], pairs, engine=args.engine)
     record_evaluation(registry, new, pairs, args.eval_limit)
+    for evaluation in (new, old):
+        print(f"{evaluation.ref}: {json.dumps(evaluation.metrics, sort_keys=True)}")
     delta = new.metrics["chrf"] - old.metrics["chrf"]
     print(
         f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
