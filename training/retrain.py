@@ -40,7 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--margin", type=float, default=0.5, help="chrF points the candidate may lose")
     p.add_argument(
-        "--eval-limit", type=int, default=200, help="held-out pairs scored for each version (0: all)"
+        "--eval-limit",
+        type=int,
+        default=200,
+        help="held-out pairs scored for each version (0: all)",
     )
     p.add_argument(
         "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
