@@ -13,7 +13,7 @@ have to fix in the drafts.
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -54,12 +54,12 @@ def simplified_outputs(outputs: list[str]) -> int:
     return sum(bool(simplified_characters(prose(o))) for o in outputs)
 
 
-def _sphinx_lint() -> str:
-    beside = Path(sys.executable).with_name("sphinx-lint")
-    found = str(beside) if beside.is_file() else shutil.which("sphinx-lint")
-    if found is None:
+def _sphinx_lint() -> list[str]:
+    """sphinx-lint as a module of this interpreter: found wherever pip put the package
+    (a venv, or --target folders on PYTHONPATH, as on the GPU machine)."""
+    if importlib.util.find_spec("sphinxlint") is None:
         raise RuntimeError("sphinx-lint is not installed (pip install sphinx-lint)")
-    return found
+    return [sys.executable, "-m", "sphinxlint"]
 
 
 def sphinx_lint_findings(sources: list[str], texts: list[str]) -> list[str]:
@@ -76,7 +76,7 @@ def sphinx_lint_findings(sources: list[str], texts: list[str]) -> list[str]:
         path = Path(tmp) / "drafts.po"
         catalog.save(str(path))
         run = subprocess.run(
-            [_sphinx_lint(), str(path)], capture_output=True, text=True, check=False
+            [*_sphinx_lint(), str(path)], capture_output=True, text=True, check=False
         )
     if run.returncode not in (0, 1):
         raise RuntimeError(f"sphinx-lint failed: {run.stderr.strip()}")
