@@ -67,16 +67,26 @@ def _convert_run(run: str) -> str:
     if not any(is_simplified(c) for c in run):
         return run
     converted = _converter("s2twp").convert(run)
-    # Adjacent edits (a replace then an insert: 类型 -> 型別) form one change.
+    # Edits separated by at most one unchanged character form one change, so a phrase
+    # stays whole (数据类型 -> 資料型別: 型 is kept, 別 inserted after it).
     changes: list[list[int]] = []
-    matcher = difflib.SequenceMatcher(None, run, converted, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            changes.append([i1, i2, j1, j2, 0])
-        elif changes and changes[-1][4]:
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, run, converted, autojunk=False
+    ).get_opcodes():
+        edit = int(op != "equal")
+        if changes and edit and changes[-1][4]:
+            changes[-1][1], changes[-1][3] = i2, j2
+        elif (
+            len(changes) >= 2
+            and edit
+            and changes[-2][4]
+            and not changes[-1][4]
+            and changes[-1][1] - changes[-1][0] == 1
+        ):
+            changes.pop()
             changes[-1][1], changes[-1][3] = i2, j2
         else:
-            changes.append([i1, i2, j1, j2, 1])
+            changes.append([i1, i2, j1, j2, edit])
     out = []
     for i1, i2, j1, j2, edit in changes:
         old = run[i1:i2]

@@ -1,0 +1,201 @@
+"""Issue 17: the prompt builder, link labels, memory examples and terms; the version-1
+contract (zh-tw@v1's) must produce exactly what it produced before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+from transformers import AutoTokenizer
+
+from service import contract as c
+from service.contract import PromptContract
+from service.markup import check_translation, kept_count, markup_keys
+from service.memory import TranslationMemory
+from service.prompting import PromptBuilder, best_for_markup, keeps_markup, messages
+from service.retrieval import ExampleIndex
+from service.terms import TermMatcher, glossary_terms, load_terms, write_terms
+
+ROOT = Path(__file__).resolve().parents[1]
+V1 = ROOT / "service/default_adapter/zh-tw/v1"
+V2 = PromptContract(version=2, translate_labels=True, examples=2, terms=True, post_edit=True)
+
+# Real entries of the 2024-10-19 snapshot (faq/design.po, faq/general.po).
+REF_SOURCE = (
+    "For a fuller explanation, please see the :ref:`floating-point arithmetic "
+    "<tut-fp-issues>` chapter in the Python tutorial."
+)
+REF_TARGET = "要更完全的解釋可以查閱在 Python 教學的\\ :ref:`浮點運算 <tut-fp-issues>`\\ 一章。"
+LINK_SOURCE = (
+    "The `very first article <https://ir.cwi.nl/pub/18204>`_ about Python was written "
+    "in 1991 and is now quite outdated."
+)
+LINK_TARGET = (
+    "`最早討論 Python 的文章 <https://ir.cwi.nl/pub/18204>`_\\ 是在 1991 年寫的，"
+    "但現在來看已經過時了。"
+)
+ROLE_SOURCE = "Use :func:`len` and ``x`` with :ref:`floating-point arithmetic <tut-fp-issues>`."
+
+# What version 1 made of these sources before issue 17 (zh-tw@v1 was trained on this).
+V1_PROTECTED = {
+    REF_SOURCE: (
+        "For a fuller explanation, please see the \u27e61\u27e7 chapter in the Python tutorial."
+    ),
+    LINK_SOURCE: ("The \u27e61\u27e7 about Python was written in 1991 and is now quite outdated."),
+    ROLE_SOURCE: "Use \u27e61\u27e7 and \u27e62\u27e7 with \u27e63\u27e7.",
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path):  # noqa: ANN201
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_v1_manifest_decodes_to_the_old_behaviour() -> None:
+    manifest = json.loads((V1 / "manifest.json").read_text())
+    contract = msgspec.convert(manifest["contract"], PromptContract)
+    assert contract == PromptContract(version=1, protect_markup=True)
+    assert not contract.uses_v2()
+
+
+def test_new_switches_need_version_2() -> None:
+    with pytest.raises(msgspec.ValidationError, match="version 2"):
+        msgspec.convert({"version": 1, "examples": 2}, PromptContract)
+    with pytest.raises(ValueError, match="protect_markup"):
+        PromptContract(version=2, translate_labels=True, protect_markup=False)
+
+
+@pytest.mark.parametrize("source", list(V1_PROTECTED))
+def test_v1_builder_gives_the_tokens_of_today(tokenizer, source: str) -> None:  # noqa: ANN001
+    v1 = PromptContract()
+    memory = TranslationMemory()
+    memory.add("Use :func:`len`.", "使用 :func:`len`。")
+    builder = PromptBuilder(v1, tokenizer, memory, [], max_length=768)
+    prepared = builder.prompt(source)
+    assert prepared.source == V1_PROTECTED[source]
+    old_source, old_items = c.prepare_source(v1, source)
+    assert (prepared.source, prepared.markup) == (old_source, old_items)
+    assert prepared.prompt_ids == c.encode_prompt(tokenizer, old_source)
+    assert prepared.examples == [] and prepared.terms == []
+    # training pairs: the same (input_ids, labels) as encode_example(prepare_pair(...))
+    target = {REF_SOURCE: REF_TARGET, LINK_SOURCE: LINK_TARGET}.get(source, "用 :func:`len`")
+    assert builder.example(source, target) == c.encode_example(
+        tokenizer, *c.prepare_pair(v1, source, target)
+    )
+    raw = prepared.source.replace("For", "要")
+    assert builder.finish(raw, prepared) == c.finish_output(v1, raw, old_items)
+
+
+def test_labels_are_text_role_and_target_are_protected() -> None:
+    protected, _, items, pairs = c.protect_labels(ROLE_SOURCE)
+    assert protected == (
+        "Use \u27e61\u27e7 and \u27e62\u27e7 with "
+        "\u27e63\u27e7floating-point arithmetic\u27e64\u27e7."
+    )
+    assert items == [":func:`len`", "``x``", ":ref:`", " <tut-fp-issues>`"]
+    assert pairs == [(3, 4)]
+    src, tgt, items, _ = c.protect_labels(LINK_SOURCE, LINK_TARGET)
+    assert src.startswith("The \u27e61\u27e7very first article\u27e62\u27e7 about")
+    # the target keeps the human label between the same placeholders
+    assert tgt.startswith("\u27e61\u27e7最早討論 Python 的文章\u27e62\u27e7\\ 是在")
+    assert c.restore(tgt, items) == LINK_TARGET
+
+
+def test_a_target_without_the_link_leaves_it_unprotected() -> None:
+    src, tgt, items, _ = c.protect_labels(REF_SOURCE, "請見 Python 教學。")
+    assert src == REF_SOURCE and tgt == "請見 Python 教學。" and items == []
+
+
+def test_markup_checks_count_role_and_target_not_the_label() -> None:
+    assert kept_count(REF_SOURCE, REF_TARGET) == (1, 1)
+    assert check_translation(REF_SOURCE, REF_TARGET) == []
+    assert markup_keys(REF_SOURCE) == [":ref:`<tut-fp-issues>`"]
+    wrong = REF_TARGET.replace("tut-fp-issues", "tut-fp")
+    assert kept_count(REF_SOURCE, wrong) == (0, 1)
+    assert "markup lost: :ref:`<tut-fp-issues>`" in check_translation(REF_SOURCE, wrong)
+    # a role without a title stays whole
+    assert markup_keys(":func:`len`") == [":func:`len`"]
+
+
+def test_label_placeholders_swapped_or_empty_are_damage(tokenizer) -> None:  # noqa: ANN001
+    builder = PromptBuilder(PromptContract(version=2, translate_labels=True), tokenizer)
+    prepared = builder.prompt(REF_SOURCE)
+    good = "請查閱\u27e61\u27e7浮點運算\u27e62\u27e7一章。"
+    swapped = "請查閱\u27e62\u27e7浮點運算\u27e61\u27e7一章。"
+    empty = "請查閱\u27e61\u27e7\u27e62\u27e7一章。"
+    contract = builder.contract
+    assert keeps_markup(contract, prepared, good)
+    assert not keeps_markup(contract, prepared, swapped)
+    assert not keeps_markup(contract, prepared, empty)
+    assert best_for_markup(contract, prepared, [swapped, empty, good]) == good
+    assert builder.finish(good, prepared) == "請查閱:ref:`浮點運算 <tut-fp-issues>`一章。"
+    edited = PromptBuilder(msgspec.structs.replace(contract, post_edit=True), tokenizer)
+    assert edited.finish(good, prepared) == "請查閱\\ :ref:`浮點運算 <tut-fp-issues>`\\ 一章。"
+
+
+def _memory() -> TranslationMemory:
+    memory = TranslationMemory()
+    for msgid, msgstr in [
+        ("Return the length of the list.", "回傳串列的長度。"),
+        ("Return the length of a string.", "回傳字串的長度。"),
+        ("Open the file for reading.", "開啟檔案以讀取。"),
+        ("``None``", "``None``"),  # a copy: never an example
+        ("Return the length of the tuple.", "回傳元組的長度。"),
+    ]:
+        memory.add(msgid, msgstr)
+    return memory
+
+
+def test_examples_leave_the_pair_out_and_are_deterministic() -> None:
+    index = ExampleIndex(_memory().pairs())
+    assert len(index) == 4
+    query = "Return the length of the list."
+    found = index.search([query, query], 2, exclude=[None, "Return the length of a string."])
+    # BM25 prefers the shorter of two equally matching pairs
+    assert [e.msgid for e in found[0]] == [
+        "Return the length of the tuple.",
+        "Return the length of a string.",
+    ]
+    assert query not in [e.msgid for row in found for e in row]
+    assert [e.msgid for e in found[1]] == [
+        "Return the length of the tuple.",
+        "Open the file for reading.",
+    ]
+    assert index.search(["zzz qqq"], 2) == [[]]
+
+
+def test_v2_prompt_shows_terms_and_examples_and_fits(tokenizer) -> None:  # noqa: ANN001
+    terms = glossary_terms([("list", "list（串列）"), ("context manager", "情境管理器")])
+    builder = PromptBuilder(V2, tokenizer, _memory(), terms, max_length=768)
+    prepared = builder.prompt("Return the length of the LIST.")
+    assert [t.target for t in prepared.terms] == ["串列"]
+    assert [e.msgid for e in prepared.examples][0].startswith("Return the length of")
+    text = messages(prepared.source, None, prepared.examples, prepared.terms)[0]["content"]
+    assert "Terms:\n- list: 串列" in text and "Example:\nReturn the length" in text
+    assert text.endswith("Translate:\nReturn the length of the LIST.")
+    assert prepared == builder.prompt("Return the length of the LIST.")
+    ids, labels = builder.example("Return the length of the list.", "回傳串列的長度。")
+    assert len(ids) == len(labels) and labels.count(-100) < len(labels)
+    # a tight budget drops the examples before the source
+    tight = PromptBuilder(V2, tokenizer, _memory(), terms, max_length=len(ids) - 5)
+    ids_tight, _ = tight.example("Return the length of the list.", "回傳串列的長度。")
+    assert len(ids_tight) < len(ids)
+
+
+def test_terms_round_trip_and_whole_words(tmp_path: Path) -> None:
+    terms = glossary_terms(
+        [
+            ("function", "function（函式）"),
+            ("iterator", "iterator（疊代器）"),
+            ("long text here and more", "x"),
+        ]
+    )
+    write_terms(tmp_path, terms)
+    assert load_terms(tmp_path) == terms
+    matcher = TermMatcher(terms)
+    assert [t.source for t in matcher.match("A Function returns an iterators list")] == ["function"]
+    (tmp_path / "terms.jsonl").write_text('{"source": 1}\n')
+    with pytest.raises(ValueError, match=r"terms.jsonl:1: bad term"):
+        load_terms(tmp_path)
