@@ -18,15 +18,11 @@ from pathlib import Path
 import polib
 
 from clients.filesafe import Fingerprint
+from service.catalogs import CatalogError, nplurals, plural_source, read_checked
 
 NOTE_PREFIX = "polingo: "  # translator comments this tool writes (and replaces on a redo)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_NPLURALS_RE = re.compile(r"nplurals\s*=\s*(\d+)")
 _MSGFMT_LINE_RE = re.compile(r"^<stdin>:(\d+): (.*)$")
-
-
-class CatalogError(Exception):
-    """A catalog that cannot be read or written; the message names the file (and line)."""
 
 
 @dataclass
@@ -84,8 +80,7 @@ class Catalog:
                 entry.linenum = lines.get(
                     (entry.msgctxt, entry.msgid, entry.obsolete), entry.linenum
                 )
-        match = _NPLURALS_RE.search(self.po.metadata.get("Plural-Forms", ""))
-        self.nplurals = int(match.group(1)) if match else 2  # gettext's default
+        self.nplurals = nplurals(self.po)
 
     # ---- choosing ----
     def units(self, *, include_fuzzy: bool) -> list[Unit]:
@@ -115,9 +110,7 @@ class Catalog:
         texts: list[str] = []
         forms: dict[int, int] = {}
         for i in wanted:
-            # form 0 is the singular where the language has several forms; a language with
-            # one form (zh_TW: nplurals=1) uses it for every n, so it follows msgid_plural
-            text = entry.msgid if (i == 0 and self.nplurals > 1) else entry.msgid_plural
+            text = plural_source(entry, i, self.nplurals)
             if text not in texts:
                 texts.append(text)
             forms[i] = texts.index(text)
@@ -225,20 +218,7 @@ class Catalog:
 
 def load_catalog(path: Path) -> Catalog:
     """Read and check one catalog; ``CatalogError`` names the file and line of a problem."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    check = subprocess.run(
-        ["msgfmt", "--check", "-o", "/dev/null", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    if check.returncode != 0:
-        lines = [ln for ln in check.stderr.splitlines() if "warning:" not in ln][:5]
-        detail = "\n  ".join(lines)
-        raise CatalogError(f"{path}: not a valid catalog (msgfmt --check):\n  {detail}")
+    data = read_checked(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

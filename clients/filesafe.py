@@ -7,16 +7,14 @@ old file or the new one. ``FILE.po.lock`` serialises runs on one catalog.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import os
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-TMP_SUFFIX = ".polingo-tmp"
+import filelock
+
+from service.fsutil import TMP_SUFFIX, atomic_write
 
 
 class LockedError(Exception):
@@ -60,48 +58,38 @@ def lock_path(path: Path) -> Path:
 
 
 class CatalogLock:
-    """Exclusive, non-blocking ``flock`` on ``FILE.po.lock``; the lock file is removed on
-    release. A second run gets ``LockedError`` at once instead of waiting."""
+    """Exclusive, non-blocking lock (filelock's flock) on ``FILE.po.lock``, which holds the
+    holder's pid and is removed on release, so the docs tree is left as it was. A second
+    run gets ``LockedError`` at once instead of waiting."""
 
     def __init__(self, path: Path) -> None:
         self.path = lock_path(path)
-        self._fd: int | None = None
+        self._lock = filelock.FileLock(
+            self.path,
+            timeout=0,
+            thread_local=False,
+            fallback_to_soft=False,  # the unlink on release needs flock's semantics
+            on_acquired=_write_pid,
+        )
 
     def acquire(self) -> None:
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = _read_pid(fd)
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    who = f" (pid {holder})" if holder else ""
-                    raise LockedError(
-                        f"another translate-po run{who} is working on it ({self.path} is locked)"
-                    ) from None
-                raise
-            # The previous holder may have unlinked the file between our open and flock:
-            # then we hold a lock nobody else sees, so start over on the new file.
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._fd = fd
-                return
-            os.close(fd)
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            holder = _read_pid(self.path)
+            who = f" (pid {holder})" if holder else ""
+            raise LockedError(
+                f"another translate-po run{who} is working on it ({self.path} is locked)"
+            ) from None
 
     def release(self) -> None:
-        if self._fd is None:
+        if not self._lock.is_locked:
             return
         try:
+            # unlinked while held: a run that opened it meanwhile sees a dead inode and retries
             self.path.unlink(missing_ok=True)
         finally:
-            os.close(self._fd)
-            self._fd = None
+            self._lock.release()
 
     def __enter__(self) -> CatalogLock:
         self.acquire()
@@ -111,9 +99,14 @@ class CatalogLock:
         self.release()
 
 
-def _read_pid(fd: int) -> str:
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _read_pid(path: Path) -> str:
     try:
-        return os.pread(fd, 32, 0).decode().strip()
+        return path.read_text(encoding="ascii", errors="replace").strip()[:32]
     except OSError:
         return ""
 
@@ -128,36 +121,14 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 def atomic_replace(path: Path, data: bytes, expected: Fingerprint) -> Fingerprint:
-    """Replace ``path`` with ``data`` unless it no longer matches ``expected``.
+    """Replace ``path`` with ``data`` (``service.fsutil.atomic_write``) unless it no longer
+    matches ``expected``. Returns the new file's fingerprint."""
 
-    Temporary file in the same folder, fsync, same permission bits, rename, fsync of the
-    folder. Returns the new file's fingerprint.
-    """
-    path = path.resolve()  # replace a symlink's target, not the link
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+    def unchanged() -> None:
         if not expected.still_matches(path):
             raise ChangedOnDiskError(
                 f"{path} changed on disk while it was being translated; it was not overwritten "
                 "(rerun to translate the new version)"
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return Fingerprint.of(path, data)
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return Fingerprint.of(atomic_write(path, data, before_replace=unchanged), data)

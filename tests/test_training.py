@@ -94,6 +94,18 @@ def test_pairs_follow_the_rules(tmp_path: Path) -> None:
     assert corpus.dropped_too_long == 1
 
 
+def test_one_form_catalog_pairs_msgstr0_with_the_plural_source(tmp_path: Path) -> None:
+    # zh_TW declares nplurals=1: msgstr[0] serves every count, so it translates msgid_plural
+    path = tmp_path / "zh.po"
+    path.write_text(
+        HEADER.replace("nplurals=2; plural=(n != 1);", "nplurals=1; plural=0;")
+        + 'msgid "one file"\nmsgid_plural "%d files"\nmsgstr[0] "%d 個檔案"\n',
+        encoding="utf-8",
+    )
+    corpus = load_corpus(tmp_path)
+    assert [(p.msgid, p.msgstr) for p in corpus.pairs] == [("%d files", "%d 個檔案")]
+
+
 def test_heldout_split_is_stable_and_disjoint(tmp_path: Path) -> None:
     for rel in ("tutorial", "howto"):
         shutil.copytree(CORPUS / rel, tmp_path / "docs" / rel)

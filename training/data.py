@@ -1,9 +1,12 @@
 """Training pairs from a tree of gettext catalogs.
 
 Rules (the same for every train, eval and retrain):
+- catalogs are found, read and checked by ``service.catalogs`` (the rules translate-po
+  uses too); a catalog msgfmt rejects is a problem, not data;
 - a pair is a translated entry: not obsolete, not fuzzy, not the header, non-empty
-  msgstr (for plural entries: msgid -> msgstr[0], msgid_plural -> msgstr[1] when
-  the catalog has it);
+  msgstr; for plural entries, each msgstr[n] pairs with the source it translates:
+  msgid_plural -> msgstr[0] where the catalog has one form (zh_TW), else msgid ->
+  msgstr[0] and msgid_plural -> msgstr[1];
 - pairs are keyed by (msgctxt, msgid); when one key has several translations the
   most frequent wins, ties going to the first in sorted file order;
 - the held-out split is decided by a hash of the msgid alone, so a msgid never
@@ -14,10 +17,6 @@ Rules (the same for every train, eval and retrain):
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import shutil
-import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,12 +24,17 @@ from pathlib import Path
 
 import polib
 
+from service.catalogs import (
+    DEFAULT_NPLURALS,
+    CatalogError,
+    find_catalogs,
+    nplurals,
+    plural_source,
+    read_catalog,
+)
+
 HELDOUT_PERCENT_DEFAULT = 3.0
 MAX_CHARS_DEFAULT = 2000
-
-
-class CatalogError(Exception):
-    """A catalog that cannot be read; the message names the file (and line)."""
 
 
 @dataclass(frozen=True)
@@ -98,67 +102,21 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def read_catalog(path: Path) -> polib.POFile:
-    """Parse one catalog; any failure becomes a CatalogError naming the file and line."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if b"\x00" in raw:
-        raise CatalogError(f"{path}: not a text catalog (contains NUL bytes)")
-    _msgfmt_check(path)
-    try:
-        return polib.pofile(str(path), wrapwidth=79)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise CatalogError(
-            f"{path}:{line}: not valid in the catalog's charset ({exc.reason})"
-        ) from None
-    except (OSError, ValueError) as exc:
-        message = str(exc)
-        match = re.search(r"line (\d+)", message)
-        where = f"{path}:{match.group(1)}" if match else str(path)
-        raise CatalogError(f"{where}: {message}") from None
-
-
-def _msgfmt_check(path: Path) -> None:
-    """polib accepts some broken syntax silently (``msgstr oops`` reads as "op"), so
-    gettext's own parser checks the file first where it is installed."""
-    msgfmt = shutil.which("msgfmt")
-    if msgfmt is None:
-        return
-    done = subprocess.run(
-        [msgfmt, "--check-format", "-o", os.devnull, str(path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        first = next((line for line in done.stderr.splitlines() if line.strip()), "msgfmt failed")
-        where = first.split(": ", 1)[0] if first.startswith(str(path)) else str(path)
-        reason = first[len(where) + 2 :] if first.startswith(str(path)) else first
-        raise CatalogError(f"{where}: {reason.strip()}")
-
-
-def entry_pairs(entry: polib.POEntry) -> list[Pair]:
-    """The training pairs of one entry (none unless it is a finished translation)."""
+def entry_pairs(entry: polib.POEntry, forms: int = DEFAULT_NPLURALS) -> list[Pair]:
+    """The training pairs of one entry (none unless it is a finished translation), in a
+    catalog with ``forms`` plural forms: each non-empty ``msgstr[n]`` pairs with the source
+    it translates (``service.catalogs.plural_source``), once per source."""
     if entry.obsolete or "fuzzy" in entry.flags or not entry.msgid:
         return []
     ctxt = entry.msgctxt or None
-    if entry.msgid_plural:
-        forms = entry.msgstr_plural
-        out = []
-        if forms.get(0, "").strip():
-            out.append(Pair(entry.msgid, forms[0], ctxt))
-        if forms.get(1, "").strip():
-            out.append(Pair(entry.msgid_plural, forms[1], ctxt))
-        return out
-    return [Pair(entry.msgid, entry.msgstr, ctxt)] if entry.msgstr.strip() else []
-
-
-def find_catalogs(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise CatalogError(f"{root}: no such file or directory")
-    return sorted(p for p in root.rglob("*.po") if p.is_file())
+    if not entry.msgid_plural:
+        return [Pair(entry.msgid, entry.msgstr, ctxt)] if entry.msgstr.strip() else []
+    out: dict[str, Pair] = {}
+    for form, text in sorted(entry.msgstr_plural.items()):
+        source = plural_source(entry, form, forms)
+        if text.strip() and source not in out:
+            out[source] = Pair(source, text, ctxt)
+    return list(out.values())
 
 
 def load_corpus(
@@ -172,7 +130,10 @@ def load_corpus(
     first: dict[tuple[str, str], int] = {}
     ids: dict[str, tuple[str, str | None]] = {}  # key -> (msgid, msgctxt)
     order = 0
-    for path in find_catalogs(root):
+    paths, missing = find_catalogs([root])
+    if missing:
+        raise CatalogError(missing[0])
+    for path in paths:
         try:
             catalog = read_catalog(path)
         except CatalogError as exc:
@@ -181,6 +142,7 @@ def load_corpus(
             corpus.problems.append(str(exc))
             continue
         corpus.files += 1
+        forms = nplurals(catalog)
         for entry in catalog:
             if entry.obsolete or not entry.msgid:
                 continue
@@ -188,7 +150,7 @@ def load_corpus(
             if "fuzzy" in entry.flags:
                 corpus.skipped_fuzzy += 1
                 continue
-            pairs = entry_pairs(entry)
+            pairs = entry_pairs(entry, forms)
             if not pairs:
                 corpus.untranslated += 1
             for pair in pairs:
