@@ -116,6 +116,16 @@ class Catalog:
             forms[i] = texts.index(text)
         return Unit(entry, texts, forms, redo, _save(entry))
 
+    def unit_of(self, entry: polib.POEntry) -> Unit:
+        """A unit over every msgstr of ``entry``, one text per plural form (so each form
+        gets its own output, even where two forms translate the same source), for a
+        caller that rewrites a translation as a whole (the review page)."""
+        redo = "fuzzy" in entry.flags
+        if not entry.msgid_plural:
+            return Unit(entry, [entry.msgid], {}, redo, _save(entry))
+        texts = [plural_source(entry, i, self.nplurals) for i in range(self.nplurals)]
+        return Unit(entry, texts, {i: i for i in range(self.nplurals)}, redo, _save(entry))
+
     # ---- filling ----
     def fill(self, unit: Unit, outputs: list[str], *, fuzzy: bool, notes: list[str]) -> None:
         entry = unit.entry

@@ -34,9 +34,9 @@ from clients.filesafe import (
     CatalogLock,
     ChangedOnDiskError,
     LockedError,
-    atomic_replace,
     remove_stale_temporaries,
 )
+from clients.writer import write_catalog
 from service.markup import check_translation
 from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translation
 
@@ -285,8 +285,7 @@ class Runner:
             return
         catalog = job.catalog
         try:
-            text = catalog.render_checked(job.units, on_invalid=self.options.on_invalid)
-            catalog.fingerprint = atomic_replace(catalog.path, text.encode(), catalog.fingerprint)
+            text = write_catalog(catalog, job.units, on_invalid=self.options.on_invalid)
         except (ChangedOnDiskError, CatalogError, OSError) as exc:
             job.error = str(exc)
             job.closed = True  # ignore its later answers; run() releases it at the end

@@ -1,4 +1,4 @@
-"""`polingo`: data, models, train, eval, serve, retrain, adapters.
+"""`polingo`: data, models, train, eval, serve, retrain, review, adapters.
 
 Each subcommand is a thin shell over a plain function that tests call directly.
 """
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     from training.retrain import add_arguments as add_retrain_arguments
 
     add_retrain_arguments(re_)
+
+    rv = sub.add_parser("review", help="a local web page to accept, fix or reject drafts")
+    from review.cli import add_arguments as add_review_arguments
+
+    add_review_arguments(rv)
 
     adapters = sub.add_parser("adapters", help="list, promote or roll back adapter versions")
     adapters.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
@@ -269,6 +274,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_retrain(args)
         if args.command == "adapters":
             return _adapters(args)
+        if args.command == "review":
+            from review.cli import run as run_review
+
+            return run_review(args)
     except (RegistryError, ValueError) as exc:  # bad input: settings, data, references
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""`polingo review`: a local web page where translators accept, fix or reject drafts."""

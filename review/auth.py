@@ -1,0 +1,81 @@
+"""Who may use the review page: anyone on loopback; beyond it, only with the API key.
+
+The key is read as the service reads it (POLINGO_API_KEY, else the first line of
+POLINGO_API_KEY_FILE), never from the command line. A browser logs in once
+(POST /login) and keeps an HttpOnly, SameSite=Strict cookie holding an HMAC of the key,
+not the key; scripts may send ``X-API-Key``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from pathlib import Path
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from service.settings import Settings, env_name
+
+COOKIE = "polingo_review"
+
+
+class Unauthorized(Exception):
+    """The request lacks the API key (or its session cookie)."""
+
+
+class JsonOnly(Exception):
+    """A POST to the API whose body is not application/json."""
+
+
+def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
+    """POLINGO_API_KEY, else POLINGO_API_KEY_FILE's first line (service.settings rules)."""
+    env = os.environ if environ is None else environ
+    key_file = env.get(env_name("api_key_file"))
+    settings = Settings(
+        api_key=env.get(env_name("api_key")) or None,
+        api_key_file=Path(key_file) if key_file else None,
+    )
+    return settings.api_key
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def session_token(key: str) -> str:
+    return hmac.new(key.encode(), b"polingo review session", hashlib.sha256).hexdigest()
+
+
+def check_key(expected: str | None, given: str) -> bool:
+    return expected is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def require_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Guard: with a key configured, every route but /login wants it."""
+    key = connection.app.state.api_key
+    if key is None or handler.opt.get("public"):
+        return
+    if check_key(key, connection.headers.get("x-api-key", "")):
+        return
+    cookie = connection.cookies.get(COOKIE, "")
+    if hmac.compare_digest(cookie.encode(), session_token(key).encode()):
+        return
+    raise Unauthorized("this review server wants the API key: log in at /login")
+
+
+def json_bodies_only(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Guard: the API takes application/json only, which another web site's page cannot
+    send to this server without a CORS preflight (that it never answers)."""
+    if connection.scope["method"] != "POST" or handler.opt.get("public"):
+        return
+    media = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise JsonOnly(f"the body must be application/json, not {media or 'unnamed'}")
