@@ -6,9 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from review.auth import COOKIE, check_key, session_token
@@ -31,12 +30,12 @@ class PageController(Controller):
     dependencies = {"reviewer": Provide(provide_reviewer, sync_to_thread=False)}  # noqa: RUF012
 
     @get(INDEX, operation_id="index", sync_to_thread=True)
-    def index(self, reviewer: Reviewer) -> Template:
+    def index(self, reviewer: NamedDependency[Reviewer]) -> Template:
         context = {"files": reviewer.summaries(), "overall": reviewer.overall()}
         return Template("index.html", context={**context, "next": reviewer.next_file()})
 
     @get(FILE, operation_id="file", sync_to_thread=True)
-    def file(self, reviewer: Reviewer, fid: int) -> Template:
+    def file(self, reviewer: NamedDependency[Reviewer], fid: FromPath[int]) -> Template:
         entries = reviewer.entries(fid)
         context: dict[str, Any] = {
             "fid": fid,
@@ -49,7 +48,7 @@ class PageController(Controller):
         return Template("file.html", context=context)
 
     @get(NEXT, operation_id="next", sync_to_thread=True)
-    def next(self, reviewer: Reviewer, after: int = -1) -> Redirect:
+    def next(self, reviewer: NamedDependency[Reviewer], after: FromQuery[int] = -1) -> Redirect:
         fid = reviewer.next_file(after)
         return Redirect(INDEX if fid is None else f"/files/{fid}")
 
@@ -59,12 +58,18 @@ class ApiController(Controller):
 
     @post(DECIDE, operation_id="decide", sync_to_thread=True, status_code=200)
     def decide(
-        self, reviewer: Reviewer, fid: int, eid: str, data: DecisionRequest
+        self,
+        reviewer: NamedDependency[Reviewer],
+        fid: FromPath[int],
+        eid: FromPath[str],
+        data: JSONBody[DecisionRequest],
     ) -> DecisionResponse:
         return reviewer.decide(fid, eid, data)
 
     @get(PROGRESS, operation_id="progress", sync_to_thread=True)
-    def progress(self, reviewer: Reviewer) -> dict[str, Progress | list[FileSummary]]:
+    def progress(
+        self, reviewer: NamedDependency[Reviewer]
+    ) -> dict[str, Progress | list[FileSummary]]:
         return {"overall": reviewer.overall(), "files": reviewer.summaries()}
 
 
@@ -81,11 +86,11 @@ class LoginController(Controller):
     async def login(
         self,
         request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+        data: URLEncodedBody[dict[str, str]],
     ) -> Response:
         key = request.app.state.api_key
         if not check_key(key, data.get("key", "")):
             return Template("login.html", context={"failed": True}, status_code=401)
-        response = Redirect(INDEX)
+        response = Redirect(INDEX, status_code=303)
         response.set_cookie(COOKIE, session_token(key), httponly=True, samesite="strict")
         return response

@@ -55,8 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="translate the held-out split and score it")
     ev.add_argument("--adapter", default=DEFAULT_ADAPTER, help="NAME[@VERSION] (default: current)")
+    ev.add_argument("--data", type=Path, help=".po tree whose held-out split is scored")
     ev.add_argument(
-        "--data", type=Path, required=True, help=".po tree whose held-out split is scored"
+        "--review-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="report how often translators kept the drafts unchanged (kept_share) from "
+        "polingo review's log; without --data, only that",
     )
     ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
     ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from service.registry import Registry, RegistryError
+    from service.registry import RegistryError
 
     try:
         if args.command == "data":
@@ -247,23 +253,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "train":
             return _train(args)
         if args.command == "eval":
-            from training.evaluate import evaluate
-
-            ev = evaluate(
-                Registry(args.registry),
-                args.adapter,
-                args.data,
-                limit=args.limit,
-                engine=args.engine,
-                markup_retries=args.markup_retries,
-            )
-            for key, value in ev.metrics.items():
-                baseline = ev.baseline.get(key)
-                print(
-                    f"{key:18} {value:10.4g}"
-                    + (f"   copy-source {baseline:10.4g}" if baseline is not None else "")
-                )
-            return 0
+            return _eval(args)
         if args.command == "serve":
             from service.serve import run
 
@@ -282,6 +272,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     raise AssertionError(args.command)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from service.registry import Registry
+    from training.evaluate import evaluate, review_metrics
+
+    if args.data is None and args.review_log is None:
+        print("error: polingo eval needs --data, --review-log or both", file=sys.stderr)
+        return 2
+    if args.review_log is not None:
+        for key, value in review_metrics(args.review_log).items():
+            print(f"{key:18} {value:10.4g}")
+    if args.data is None:
+        return 0
+    ev = evaluate(
+        Registry(args.registry),
+        args.adapter,
+        args.data,
+        limit=args.limit,
+        engine=args.engine,
+        markup_retries=args.markup_retries,
+    )
+    for key, value in ev.metrics.items():
+        baseline = ev.baseline.get(key)
+        print(
+            f"{key:18} {value:10.4g}"
+            + (f"   copy-source {baseline:10.4g}" if baseline is not None else "")
+        )
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

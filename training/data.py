@@ -172,6 +172,31 @@ def load_corpus(
     return corpus
 
 
+def add_pairs(
+    corpus: Corpus,
+    extra: Iterable[tuple[str, str, str | None]],
+    *,
+    max_chars: int = MAX_CHARS_DEFAULT,
+) -> int:
+    """Add (msgid, msgstr, msgctxt) pairs from elsewhere (the review log) whose key the
+    corpus lacks: the catalogs' own translation wins where both have one. Returns the
+    number added; the pairs stay sorted by key and split by msgid hash like the rest."""
+    have = {p.key for p in corpus.pairs}
+    added = 0
+    for msgid, msgstr, msgctxt in extra:
+        pair = Pair(msgid, msgstr, msgctxt or None)
+        if pair.key in have or not msgid or not msgstr.strip():
+            continue
+        if len(msgid) > max_chars or len(msgstr) > max_chars:
+            corpus.dropped_too_long += 1
+            continue
+        have.add(pair.key)
+        corpus.pairs.append(pair)
+        added += 1
+    corpus.pairs.sort(key=lambda p: p.key)
+    return added
+
+
 def stats_lines(corpus: Corpus, heldout_percent: float = HELDOUT_PERCENT_DEFAULT) -> list[str]:
     train, heldout = corpus.split(heldout_percent)
     lines = [

@@ -54,6 +54,14 @@ def score(sources: list[str], references: list[str], outputs: list[str]) -> dict
     }
 
 
+def review_metrics(path: Path) -> dict[str, float]:
+    """What translators did with the drafts on the review page (polingo review's log):
+    decisions by kind and ``kept_share``, the share accepted unchanged."""
+    from review import log
+
+    return log.kept_share(log.read(path))
+
+
 def heldout_pairs(data: Path, heldout_percent: float, limit: int | None) -> list[Pair]:
     _, heldout = load_corpus(data).split(heldout_percent)
     return heldout_subset(heldout, limit)

@@ -26,7 +26,7 @@ from pathlib import Path
 from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from service.registry import DATA_INDEX, Registry
 from training.config import CONTRACT_PRESETS, TrainConfig, contract_preset
-from training.data import Corpus, data_index, diff_index, load_corpus
+from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,6 +61,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--learning-rate", type=float, default=None, help="default: the current version's"
     )
+    p.add_argument(
+        "--review-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also train on the translations kept or corrected on the review page "
+        "(polingo review's review-log.jsonl); the catalogs win where both translate a text",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
     p.add_argument(
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     name, current = registry.resolve(args.adapter)
     ref = f"{name}@{current}"
-    corpus = load_corpus(args.docs)
+    corpus = load_docs(args.docs, args.review_log)
     changes = data_changes(registry, ref, corpus)
     moved = changes["new_pairs"] + changes["changed_pairs"]
     print(
@@ -109,6 +117,17 @@ def run(args: argparse.Namespace) -> int:
     if args.service_url:
         return notify_service(args.service_url, args.api_key)
     return 0
+
+
+def load_docs(docs: Path, review_log: Path | None = None) -> Corpus:
+    """The pairs of ``docs``, plus those of a review log (``--review-log``)."""
+    corpus = load_corpus(docs)
+    if review_log is not None:
+        from review import log
+
+        added = add_pairs(corpus, log.training_pairs(log.read(review_log)))
+        print(f"{review_log}: {added} pairs the catalogs do not have")
+    return corpus
 
 
 def data_changes(registry: Registry, ref: str, corpus: Corpus) -> dict[str, int]:

@@ -1,0 +1,457 @@
+"""polingo review: the HTTP API on real catalogs, the review log and what training does
+with it, and a real browser (Debian's chromium + chromedriver, Selenium) going through
+catalogs with the keyboard against the real server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import polib
+import pytest
+from conftest import CORPUS
+from litestar.testing import TestClient
+
+from clients.filesafe import CatalogLock
+from review import log
+from review.app import create_app
+from review.cli import catalogs, prepare
+from review.entries import MemoryContext, entry_id, entry_rev, needs_review
+from review.service import Reviewer
+from service.defaults import packaged_registry
+from training.cli import build_parser, main
+
+ERRORS = "tutorial/errors.po"  # 14 fuzzy human drafts, none with sphinx-lint findings
+
+
+@pytest.fixture(scope="module")
+def memory() -> MemoryContext:
+    return MemoryContext.from_registry(packaged_registry(), "zh-tw")
+
+
+def copy(tmp_path: Path, relative: str) -> Path:
+    target = tmp_path / "docs" / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CORPUS / relative, target)
+    return target
+
+
+def pending(path: Path) -> list[polib.POEntry]:
+    return [e for e in polib.pofile(str(path)) if needs_review(e)]
+
+
+def state(path: Path) -> dict[tuple[str | None, str], tuple]:
+    return {
+        (e.msgctxt, e.msgid): (e.msgstr, tuple(e.flags), e.tcomment, e.previous_msgid)
+        for e in polib.pofile(str(path))
+    }
+
+
+def check_tools(path: Path) -> None:
+    """msgfmt --check and powrap --check both pass."""
+    done = subprocess.run(
+        ["msgfmt", "--check", "-o", os.devnull, str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    wrap = subprocess.run(["powrap", "--check", "--quiet", str(path)], capture_output=True)
+    assert wrap.returncode == 0, wrap.stdout + wrap.stderr
+
+
+def decide(client: TestClient, eid: str, rev: str, action: str, texts=None, fid: int = 0):
+    body = {"action": action, "rev": rev} | ({"texts": texts} if texts is not None else {})
+    return client.post(f"/api/files/{fid}/entries/{eid}", json=body)
+
+
+@pytest.fixture
+def reviewed(tmp_path: Path, memory: MemoryContext):
+    path = copy(tmp_path, ERRORS)
+    reviewer = Reviewer([path], tmp_path / "review-log.jsonl", memory)
+    with TestClient(create_app(reviewer)) as client:
+        yield path, reviewer, client
+
+
+def test_accept_edit_reject_skip_change_exactly_those_entries(reviewed) -> None:
+    path, reviewer, client = reviewed
+    before = state(path)
+    entries = pending(path)
+    page = client.get("/files/0")
+    assert page.status_code == 200
+    assert page.text.count('class="entry') == len(entries) == 14
+    assert '<span class="rst role">:keyword:`except`</span>' in page.text  # markup highlighted
+    assert "the project&#39;s closest translations" in page.text or "closest" in page.text
+
+    first, second, third, fourth = entries[:4]
+    answer = decide(client, entry_id(first), entry_rev(first), "accept")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["decision"] == "accepted"
+    assert answer.json()["file"] == {"done": 1, "total": 14, "skipped": 0}
+    edited = "這是譯者改過的譯文。"
+    answer = decide(client, entry_id(second), entry_rev(second), "edit", [edited])
+    assert answer.json()["decision"] == "edited" and answer.json()["texts"] == [edited]
+    answer = decide(client, entry_id(third), entry_rev(third), "reject")
+    assert answer.json()["decision"] == "rejected"
+    answer = decide(client, entry_id(fourth), entry_rev(fourth), "skip")
+    assert answer.json()["file"] == {"done": 3, "total": 14, "skipped": 1}
+
+    after = state(path)
+    changed = {k for k in before if before[k] != after[k]}
+    keys = [(e.msgctxt, e.msgid) for e in (first, second, third)]
+    assert changed == set(keys)
+    assert after[keys[0]] == (first.msgstr, (), "", None)  # fuzzy gone, text kept
+    assert after[keys[1]] == (edited, (), "", None)
+    assert after[keys[2]] == ("", (), "", None)  # untranslated again, not fuzzy
+    check_tools(path)
+
+    records = list(log.read(reviewer.log_path))
+    assert [r.decision for r in records] == ["accepted", "edited", "rejected"]
+    assert [r.source for r in records] == [e.msgid for e in (first, second, third)]
+    assert [r.draft for r in records] == [e.msgstr for e in (first, second, third)]
+    assert [r.final for r in records] == [first.msgstr, edited, ""]
+    assert all(r.file == str(path) and r.time for r in records)
+    assert reviewer.next_file(0) == 0  # 10 left (and the skipped one)
+
+
+def test_entry_changed_on_disk_is_refused_and_the_file_left_alone(reviewed) -> None:
+    path, reviewer, client = reviewed
+    target, other = pending(path)[:2]
+    po = polib.pofile(str(path), wrapwidth=0)
+    for entry in po:  # a translator's editor saves a fix of `target` meanwhile
+        if entry.msgid == target.msgid:
+            entry.msgstr = "在編輯器裡改好的譯文"
+            entry.flags.remove("fuzzy")
+    po.save(str(path))
+    on_disk = path.read_bytes()
+    answer = decide(client, entry_id(target), entry_rev(target), "accept")
+    assert answer.status_code == 409
+    assert "changed since the page showed it" in answer.json()["error"]["message"]
+    assert path.read_bytes() == on_disk
+    assert not reviewer.log_path.exists()
+    # an edit of another entry still lands, and keeps the editor's change
+    answer = decide(client, entry_id(other), entry_rev(other), "edit", ["另一個譯文"])
+    assert answer.status_code == 200, answer.text
+    after = state(path)
+    assert after[(None, target.msgid)][0] == "在編輯器裡改好的譯文"
+    assert after[(None, other.msgid)][0] == "另一個譯文"
+    # the second tab, which still shows the old version of `other`, gets 409
+    answer = decide(client, entry_id(other), entry_rev(other), "edit", ["第二個分頁的譯文"])
+    assert answer.status_code == 409
+    assert state(path)[(None, other.msgid)][0] == "另一個譯文"
+
+
+def test_a_running_translate_po_makes_writes_wait(reviewed) -> None:
+    path, _, client = reviewed
+    entry = pending(path)[0]
+    data = path.read_bytes()
+    with CatalogLock(path):  # what translate-po holds while it works on the file
+        answer = decide(client, entry_id(entry), entry_rev(entry), "accept")
+    assert answer.status_code == 409
+    assert "another program" in answer.json()["error"]["message"]
+    assert path.read_bytes() == data
+    assert decide(client, entry_id(entry), entry_rev(entry), "accept").status_code == 200
+
+
+def test_text_the_checks_reject_is_refused_not_altered(reviewed) -> None:
+    path, reviewer, client = reviewed
+    entry = pending(path)[0]
+    data = path.read_bytes()
+    answer = decide(client, entry_id(entry), entry_rev(entry), "edit", ["看 :func:`len`的說明"])
+    assert answer.status_code == 422
+    assert any("missing-space-after-role" in f for f in answer.json()["error"]["findings"])
+    assert path.read_bytes() == data
+    answer = decide(client, entry_id(entry), entry_rev(entry), "edit", ["  "])
+    assert answer.status_code == 422 and "reject" in answer.json()["error"]["message"]
+    assert not reviewer.log_path.exists()
+
+
+def test_bad_requests(reviewed) -> None:
+    path, _, client = reviewed
+    entry = pending(path)[0]
+    url = f"/api/files/0/entries/{entry_id(entry)}"
+    body = json.dumps({"action": "accept", "rev": entry_rev(entry)})
+    plain = client.post(url, content=body, headers={"content-type": "text/plain"})
+    assert plain.status_code == 415  # what another site's page could send
+    assert client.post(url, json={"action": "approve", "rev": "x"}).status_code == 422
+    assert decide(client, entry_id(entry), entry_rev(entry), "edit").status_code == 422
+    assert (
+        client.post("/api/files/7/entries/x", json={"action": "accept", "rev": "x"}).json()[
+            "error"
+        ]["type"]
+        == "not_found"
+    )
+    assert client.get("/files/7").status_code == 404
+    assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
+
+
+def args_for(*argv: str):
+    return build_parser().parse_args(["review", *argv])
+
+
+def test_paths_and_hosts_are_checked(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("POLINGO_API_KEY", raising=False)
+    monkeypatch.delenv("POLINGO_API_KEY_FILE", raising=False)
+    path = copy(tmp_path, ERRORS)
+    readme = tmp_path / "notes.txt"
+    readme.write_text("not a catalog")
+    assert main(["review", str(readme)]) == 2
+    assert f"{readme}: not a .po file or a folder" in capsys.readouterr().err
+    assert main(["review", str(tmp_path / "missing")]) == 2
+    assert f"{tmp_path / 'missing'}: no such file" in capsys.readouterr().err
+    assert catalogs([tmp_path / "docs"]) == [path]
+    assert main(["review", str(path), "--host", "0.0.0.0"]) == 2
+    assert "POLINGO_API_KEY" in capsys.readouterr().err
+
+    # loopback: no key, but only this machine's host names are answered
+    app = prepare(args_for(str(path), "--review-log", str(tmp_path / "log.jsonl")))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "attacker.example:8765"}).status_code == 400
+
+
+def test_beyond_loopback_every_request_wants_the_key(tmp_path: Path, monkeypatch) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret-key\n")
+    monkeypatch.delenv("POLINGO_API_KEY", raising=False)
+    monkeypatch.setenv("POLINGO_API_KEY_FILE", str(key_file))
+    path = copy(tmp_path, ERRORS)
+    app = prepare(args_for(str(path), "--host", "0.0.0.0", "--review-log", str(tmp_path / "l")))
+    entry = pending(path)[0]
+    url = f"/api/files/0/entries/{entry_id(entry)}"
+    body = {"action": "accept", "rev": entry_rev(entry)}
+    with TestClient(app) as client:
+        page = client.get("/", follow_redirects=False)
+        assert page.status_code in (302, 303) and page.headers["location"] == "/login"
+        assert client.post(url, json=body).status_code == 401
+        assert client.post("/login", data={"key": "wrong"}).status_code == 401
+        assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
+        assert client.post(url, json=body, headers={"x-api-key": "s3cret-key"}).status_code == 200
+        login = client.post("/login", data={"key": "s3cret-key"}, follow_redirects=False)
+        assert login.status_code == 303
+        assert "s3cret-key" not in login.headers["set-cookie"]
+        assert client.get("/files/0").status_code == 200  # the session cookie
+
+
+def write_log(path: Path) -> None:
+    log.append(
+        path,
+        [
+            log.ReviewRecord(
+                time=log.now(), file="a.po", msgctxt=None, source=s, draft=d, final=f, decision=k
+            )  # fmt: skip
+            for s, d, f, k in [
+                ("Reviewed once.", "審過一次。", "審過一次。", "accepted"),
+                ("Fixed by a person.", "機器的譯文", "人改過的譯文。", "edited"),
+                ("Rejected draft.", "壞的譯文", "", "rejected"),
+                ("Kept too.", "也保留。", "也保留。", "accepted"),
+            ]
+        ],
+    )
+
+
+def test_eval_reports_the_kept_share(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "review-log.jsonl"
+    write_log(path)
+    assert main(["eval", "--review-log", str(path)]) == 0
+    out = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert out == {
+        "review_accepted": "2",
+        "review_edited": "1",
+        "review_rejected": "1",
+        "review_decisions": "4",
+        "kept_share": "0.5",
+    }
+    path.write_text('{"time": 1}\n')
+    assert main(["eval", "--review-log", str(path)]) == 2
+    assert f"{path}:1: bad review record" in capsys.readouterr().err
+
+
+def test_retrain_takes_the_log_as_extra_pairs(tmp_path: Path, capsys) -> None:
+    from training.retrain import load_docs
+
+    path = tmp_path / "review-log.jsonl"
+    write_log(path)
+    docs = copy(tmp_path, ERRORS).parent.parent
+    plain = load_docs(docs)
+    corpus = load_docs(docs, path)
+    extra = {(p.msgid, p.msgstr) for p in corpus.pairs} - {(p.msgid, p.msgstr) for p in plain.pairs}
+    assert extra == {
+        ("Reviewed once.", "審過一次。"),
+        ("Fixed by a person.", "人改過的譯文。"),
+        ("Kept too.", "也保留。"),
+    }
+    assert [p.key for p in corpus.pairs] == sorted(p.key for p in corpus.pairs)
+    # the command: the log's pairs count as new data against the current version
+    registry = tmp_path / "registry"
+    shutil.copytree(packaged_registry(), registry)
+    argv = ["retrain", "--docs", str(docs), "--registry", str(registry), "--min-changes", "100000"]
+    assert main(argv) == 0
+    without = capsys.readouterr().out
+    assert main([*argv, "--review-log", str(path)]) == 0
+    with_log = capsys.readouterr().out
+    count = lambda text: int(re.search(r": (\d+) new", text).group(1))  # noqa: E731
+    assert f"{path}: 3 pairs the catalogs do not have" in with_log
+    assert count(with_log) == count(without) + 3
+
+
+def test_decisions_of_a_reviewed_catalog_train(reviewed) -> None:
+    """An accepted draft from the page becomes a training pair through the log."""
+    path, reviewer, client = reviewed
+    entry = pending(path)[0]
+    decide(client, entry_id(entry), entry_rev(entry), "accept")
+    assert log.training_pairs(log.read(reviewer.log_path)) == [(entry.msgid, entry.msgstr, None)]
+
+
+# ---------------------------------------------------------------- the browser
+
+
+def browser_binaries() -> tuple[str, str] | None:
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chrome, driver) if chrome and driver else None
+
+
+def fifty_drafts(tmp_path: Path) -> Path:
+    """faq/library.po cut to its first 50 fuzzy drafts that sphinx-lint finds clean (the
+    other fuzzy entries removed), written as powrap writes it."""
+    from clients.catalog import run_msgcat
+    from review.entries import lint_text
+
+    path = copy(tmp_path, "faq/library.po")
+    po = polib.pofile(str(path), wrapwidth=0)
+    kept = 0
+    for entry in [e for e in po if needs_review(e)]:
+        if kept < 50 and not lint_text(entry.msgstr):
+            kept += 1
+        else:
+            po.remove(entry)
+    path.write_text(run_msgcat(po.__unicode__(), path))
+    assert len(pending(path)) == 50
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    import uvicorn
+
+    first = copy(tmp_path, ERRORS)
+    second = fifty_drafts(tmp_path)
+    port = free_port()
+    args = args_for(str(first), str(second), "--port", str(port),
+                    "--review-log", str(tmp_path / "review-log.jsonl"))  # fmt: skip
+    app = prepare(args)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", first, second, app.state.reviewer
+    uv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    found = browser_binaries()
+    if found is None:
+        pytest.skip("no chromium/chromedriver binary (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1280,1100", "--disable-gpu"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_browser_keyboard_review(server, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, first, second, reviewer = server
+    before = state(first)
+    drafts = pending(first)[:3]
+    wait = WebDriverWait(browser, 20)
+
+    def press(*keys: str) -> None:
+        ActionChains(browser).send_keys(*keys).perform()
+
+    def card(entry: polib.POEntry):
+        return browser.find_element(By.ID, f"e-{entry_id(entry)}")
+
+    def until_done(entry: polib.POEntry, decision: str) -> None:
+        wait.until(lambda _: decision in card(entry).get_attribute("class").split())
+
+    browser.get(url + "/")
+    press(Keys.ENTER)  # the next file needing review: the first
+    wait.until(lambda b: b.current_url.endswith("/files/0"))
+    assert "current" in card(drafts[0]).get_attribute("class")
+    press("a")
+    until_done(drafts[0], "accepted")
+    press("e")
+    area = card(drafts[1]).find_element(By.CSS_SELECTOR, "textarea.edit")
+    wait.until(lambda _: area.is_displayed())
+    area.send_keys(Keys.CONTROL, "a")
+    area.send_keys("譯者在瀏覽器裡改寫的譯文。")
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(
+        Keys.CONTROL
+    ).perform()
+    until_done(drafts[1], "edited")
+    press("r")
+    until_done(drafts[2], "rejected")
+    assert browser.find_element(By.ID, "file-done").text == "3"
+    assert "current" in card(pending(first)[0]).get_attribute("class")
+    browser.execute_script("window.scrollTo(0, 0)")
+    shot = tmp_path / "review-page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("POLINGO_REVIEW_SCREENSHOT"):  # docs/review-page.png
+        shutil.copyfile(shot, os.environ["POLINGO_REVIEW_SCREENSHOT"])
+
+    after = state(first)
+    keys = [(None, e.msgid) for e in drafts]
+    assert {k for k in before if before[k] != after[k]} == set(keys)
+    assert [after[k][:2] for k in keys] == [
+        (drafts[0].msgstr, ()),
+        ("譯者在瀏覽器裡改寫的譯文。", ()),
+        ("", ()),
+    ]
+    check_tools(first)
+    records = list(log.read(reviewer.log_path))
+    assert [r.decision for r in records] == ["accepted", "edited", "rejected"]
+
+    # the 50-entry file, with the keyboard alone: n goes there, a accepts each draft
+    started = time.monotonic()
+    press("n")
+    wait.until(lambda b: b.current_url.endswith("/files/1"))
+    for number in range(1, 51):
+        press("a")
+        wait.until(lambda b, n=number: b.find_element(By.ID, "file-done").text == str(n))
+    elapsed = time.monotonic() - started
+    wait.until(lambda b: b.find_element(By.ID, "file-end").is_displayed())
+    assert pending(second) == []
+    check_tools(second)
+    assert len(list(log.read(reviewer.log_path))) == 53
+    print(f"\n50-entry file reviewed by keyboard in {elapsed:.1f} s")
