@@ -149,6 +149,8 @@ class Reviewer:
     def decide(self, fid: int, eid: str, request: DecisionRequest) -> DecisionResponse:
         f = self._file(fid)
         if request.action == "skip":
+            if eid not in self._scan(fid).pending:
+                raise Conflict("this entry no longer needs review; reload the page")
             f.skipped.add(eid)
             return self._answer(fid, eid, "skipped", None)
         with f.lock:  # this server's tabs queue up; other processes meet the file lock
