@@ -76,6 +76,7 @@ class Reviewer:
         self.files = [_File(p) for p in paths]
         self.log_path = log_path
         self.memory = memory or MemoryContext.empty()
+        self._scanning = threading.Lock()  # handlers run in threads
         for number in range(len(self.files)):
             self._scan(number)
 
@@ -88,6 +89,12 @@ class Reviewer:
     def _scan(self, fid: int) -> _File:
         """Refresh which entries need review, if the file changed (stat) since last time."""
         f = self.files[fid]
+        with self._scanning:
+            self._rescan(f)
+        return f
+
+    @staticmethod
+    def _rescan(f: _File) -> None:
         try:
             info = os.stat(f.path)
             stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
@@ -98,7 +105,6 @@ class Reviewer:
                 f.stamp, f.error = stamp, None
         except (OSError, ValueError) as exc:
             f.stamp, f.pending, f.error = None, [], f"{f.path}: {exc}"
-        return f
 
     def progress(self, fid: int) -> Progress:
         f = self._scan(fid)
