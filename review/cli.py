@@ -67,19 +67,16 @@ def catalogs(paths: list[Path]) -> list[Path]:
     return found
 
 
-def memory_of(registry: Path | None, adapter: str) -> tuple[Path, MemoryContext]:
-    """(registry used, its adapter's memory). Without ``--registry``: POLINGO_REGISTRY or
+def memory_of(registry: Path | None, adapter: str) -> MemoryContext:
+    """The translation memory of ``adapter`` in ``registry``; with none named, in
     var/registry, else the packaged default adapter's."""
-    explicit = registry or (
-        Path(os.environ["POLINGO_REGISTRY"]) if os.environ.get("POLINGO_REGISTRY") else None
-    )
-    candidates = [explicit] if explicit else [DEFAULT_REGISTRY, packaged_registry()]
+    candidates = [registry] if registry else [DEFAULT_REGISTRY, packaged_registry()]
     problem = ""
     for root in candidates:
         if root is None:
             continue
         try:
-            return root, MemoryContext.from_registry(root, adapter)
+            return MemoryContext.from_registry(root, adapter)
         except (RegistryError, ValueError, OSError) as exc:
             problem = str(exc)
     raise UsageError(f"no translation memory for {adapter!r}: {problem}")
@@ -99,8 +96,13 @@ def prepare(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
             f"--host {args.host} is reachable beyond this machine: set POLINGO_API_KEY "
             "(or POLINGO_API_KEY_FILE) so that only translators with the key can write"
         )
-    registry, memory = memory_of(args.registry, args.adapter)
-    log_path = args.review_log or default_log_path(registry if args.registry else DEFAULT_REGISTRY)
+    env = os.environ if environ is None else environ
+    named = args.registry or (
+        Path(env["POLINGO_REGISTRY"]) if env.get("POLINGO_REGISTRY") else None
+    )
+    memory = memory_of(named, args.adapter)
+    # beside the registry named (var/ by default), never inside the installed package
+    log_path = args.review_log or default_log_path(named or DEFAULT_REGISTRY)
     reviewer = Reviewer(paths, log_path, memory)
     hosts = None
     if loopback:  # only this machine's names: a DNS-rebinding page gets 400
