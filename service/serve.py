@@ -67,6 +67,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GPU memory share for vLLM (POLINGO_GPU_MEMORY_UTILIZATION)",
     )
     parser.add_argument(
+        "--max-num-seqs", type=int,
+        help="sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS; default 256 on a GPU, "
+        "64 on a CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-lora-rank", type=int, help="largest adapter rank (POLINGO_MAX_LORA_RANK, default 64)"
+    )
+    parser.add_argument(
+        "--max-loras", type=int,
+        help="adapters resident in one batch (POLINGO_MAX_LORAS, default 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prefix-caching", action=argparse.BooleanOptionalAction, default=None,
+        help="reuse the KV cache of the prompt's shared instruction part "
+        "(POLINGO_PREFIX_CACHING, default on)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+        help="capture CUDA graphs for decoding; off starts faster, runs slower "
+        "(POLINGO_CUDA_GRAPHS, default on)",
+    )  # fmt: skip
+    parser.add_argument(
         "--watch-interval", type=float, dest="watch_interval_s",
         help="seconds between registry polls; 0: reload by POST only (POLINGO_WATCH_INTERVAL)",
     )  # fmt: skip
@@ -81,7 +103,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     names = (
         "host", "port", "registry", "adapter", "base_model", "engine", "api_key",
         "api_key_file", "max_batch", "max_queue", "tensor_parallel_size",
-        "gpu_memory_utilization", "watch_interval_s",
+        "gpu_memory_utilization", "watch_interval_s", "max_num_seqs", "max_lora_rank",
+        "max_loras", "prefix_caching", "cuda_graphs",
     )  # fmt: skip
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 

@@ -72,8 +72,15 @@ class Settings:
     """Largest adapter rank vLLM accepts (POLINGO_MAX_LORA_RANK)."""
     max_loras: int = 4
     """Adapters vLLM keeps active in one batch (POLINGO_MAX_LORAS)."""
-    max_num_seqs: int = 64
-    """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS)."""
+    max_num_seqs: int | None = None
+    """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS); unset: 256 on a GPU, 64 on
+    a CPU (docs/benchmarks.md has the measurements)."""
+    prefix_caching: bool = True
+    """vLLM reuses the KV cache of a shared prompt start, the contract's instruction part
+    that every request begins with (POLINGO_PREFIX_CACHING)."""
+    cuda_graphs: bool = True
+    """vLLM captures CUDA graphs for decoding; off (``enforce_eager``) starts faster and
+    runs slower (POLINGO_CUDA_GRAPHS)."""
     dtype: str = "auto"
     """Weights dtype for the engine (POLINGO_DTYPE)."""
 
@@ -86,10 +93,22 @@ class Settings:
     """Longest text of one item (POLINGO_MAX_TEXT_CHARS); the schema caps it at 8000."""
     max_new_tokens_cap: int = 1024
     """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
+    exact_length: bool = False
+    """Every text generates exactly its token budget, no stop token ends it: for
+    throughput measurements on models with random weights, so that every engine
+    generates the same number of tokens (POLINGO_EXACT_LENGTH). Not for translating."""
     markup_retries: int = contract.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
+
+    def engine_max_num_seqs(self) -> int:
+        """max_num_seqs, or the default of the machine the engine runs on."""
+        if self.max_num_seqs is not None:
+            return self.max_num_seqs
+        import torch
+
+        return 256 if torch.cuda.is_available() else 64
 
     @property
     def model_cache_dir(self) -> Path:
@@ -146,7 +165,8 @@ class Settings:
             )
         if self.markup_retries < 0:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
-        for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes"):
+        for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
+                     "max_lora_rank", "max_loras"):  # fmt: skip
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
         if self.max_batch > MAX_BATCH:
@@ -161,6 +181,8 @@ class Settings:
                 f"{self.max_batch}: a full batch could never be queued (every such request "
                 "would get 503); raise the queue or lower the batch"
             )
+        if self.max_num_seqs is not None and self.max_num_seqs <= 0:
+            raise ValueError(f"max_num_seqs must be positive ({env_name('max_num_seqs')})")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
         if self.watch_interval_s < 0:

@@ -262,6 +262,7 @@ class Translator:
                 adapter=adapter.key,
                 temperature=temperature,
                 seeds=seeds,
+                ignore_stop=self.settings.exact_length,
             )
         finally:
             self.in_flight -= len(jobs)

@@ -93,6 +93,8 @@ def test_settings_reject_bad_values_by_name() -> None:
         Settings.from_env({"POLINGO_ENGINE": "tgi"})
     with pytest.raises(ValueError, match=r"max_queue must be positive \(POLINGO_MAX_QUEUE\)"):
         Settings.from_env({"POLINGO_MAX_QUEUE": "0"})
+    with pytest.raises(ValueError, match=r"max_loras must be positive \(POLINGO_MAX_LORAS\)"):
+        Settings.from_env({"POLINGO_MAX_LORAS": "0"})
 
 
 def test_memory_keys_on_context_then_msgid(tmp_path: Path) -> None:
@@ -194,6 +196,50 @@ def test_serve_options_override_environment(
     assert (settings.registry, settings.api_key) == (tmp_path, "k")
 
 
+def test_gpu_serving_settings_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from service import serve
+
+    monkeypatch.setenv("POLINGO_PREFIX_CACHING", "false")
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    settings = serve.settings_from_args(parser.parse_args([]))
+    assert (settings.prefix_caching, settings.cuda_graphs, settings.max_num_seqs) == (
+        False, True, None
+    )  # fmt: skip
+    assert settings.engine_max_num_seqs() == 64  # no GPU here
+    args = ["--prefix-caching", "--no-cuda-graphs", "--max-num-seqs", "512", "--max-loras", "2"]
+    settings = serve.settings_from_args(parser.parse_args(args))
+    assert (settings.prefix_caching, settings.cuda_graphs) == (True, False)
+    assert (settings.engine_max_num_seqs(), settings.max_loras) == (512, 2)
+    with pytest.raises(ValueError, match="POLINGO_MAX_NUM_SEQS"):
+        Settings.from_env({"POLINGO_MAX_NUM_SEQS": "0"})
+    with pytest.raises(ValueError, match="POLINGO_CUDA_GRAPHS='maybe'"):
+        Settings.from_env({"POLINGO_CUDA_GRAPHS": "maybe"})
+
+
+def test_exact_length_generates_every_budget_token(tiny_model_dir: Path) -> None:
+    """POLINGO_EXACT_LENGTH (throughput runs on random weights): no stop token ends a
+    text, so every engine generates the same number of tokens."""
+    import asyncio
+
+    from service.engines.hf_engine import open_hf_engine
+
+    async def lengths(ignore_stop: bool, stop: list[int]) -> list[int]:
+        async with open_hf_engine(Settings(engine="transformers"), tiny_model_dir) as engine:
+            out = await engine.generate(
+                [[1, 2, 3], [4, 5]], max_tokens=[5, 9], stop_token_ids=stop,
+                adapter=None, ignore_stop=ignore_stop,
+            )  # fmt: skip
+        return [len(g.token_ids) for g in out]
+
+    # every token id of the tiny vocabulary is a stop token: the first one ends a text
+    every = list(range(49152))
+    assert asyncio.run(lengths(False, every)) == [0, 0]
+    assert asyncio.run(lengths(True, every)) == [5, 9]
+
+
 def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
     import socket
 
@@ -278,7 +324,8 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken
     assert outputs == ["對 ⟦2⟧ 呼叫 ⟦1⟧。", "純文字。"]
     assert engine.calls[1] == {
-        "prompts": 4, "temperature": RETRY_TEMPERATURE, "seeds": [0, 1, 2, 3]
+        "prompts": 4, "temperature": RETRY_TEMPERATURE, "seeds": [0, 1, 2, 3],
+        "ignore_stop": False,
     }  # fmt: skip
     metrics = translator.metrics.render().decode()
     assert "polingo_markup_retries_total 1.0" in metrics

@@ -44,7 +44,9 @@ class Engine(Protocol):
         adapter: str | None,
         temperature: float = 0.0,
         seeds: list[int] | None = None,
+        ignore_stop: bool = False,
     ) -> list[Generation]:
         """Continuations of ``prompts``, greedy unless ``temperature`` > 0 (then sampled,
-        ``seeds`` per prompt where the engine can); cancelling the call aborts them."""
+        ``seeds`` per prompt where the engine can); cancelling the call aborts them.
+        ``ignore_stop``: each runs to its ``max_tokens`` (Settings.exact_length)."""
         ...

@@ -25,6 +25,14 @@ def sampling_kwargs(temperature: float) -> dict[str, Any]:
     return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
 
 
+def stop_kwargs(stop: list[int], longest: int, ignore_stop: bool) -> dict[str, Any]:
+    """``generate`` options that end a row at a stop token, or with ``ignore_stop`` run
+    every row to the longest budget (the model's own end token is held back until then)."""
+    if ignore_stop:
+        return {"min_new_tokens": longest}
+    return {"eos_token_id": stop}
+
+
 def left_padded(prompts: list[list[int]], pad: int) -> tuple[Any, Any]:
     """(input_ids, attention_mask) for ``generate``: left padding, so that every row's
     generation starts at the same position."""
@@ -99,6 +107,7 @@ class HfEngine:
         adapter: str | None,
         temperature: float = 0.0,
         seeds: list[int] | None = None,
+        ignore_stop: bool = False,
     ) -> list[Generation]:
         async with self._lock:
             cancel = threading.Event()
@@ -112,6 +121,7 @@ class HfEngine:
                 cancel,
                 temperature,
                 seeds[0] if seeds else None,
+                ignore_stop,
             )
             self._running = len(prompts)
             try:
@@ -132,6 +142,7 @@ class HfEngine:
         cancel: threading.Event,
         temperature: float = 0.0,
         seed: int | None = None,
+        ignore_stop: bool = False,
     ) -> list[Generation]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -157,13 +168,13 @@ class HfEngine:
                 attention_mask=mask.to(self._device),
                 max_new_tokens=max(max_tokens),
                 **sampling_kwargs(temperature),
-                eos_token_id=stop,
+                **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
             )
         width = ids.shape[1]
         return [
-            cut_generation(out[row, width:].tolist(), budget, stop)
+            cut_generation(out[row, width:].tolist(), budget, [] if ignore_stop else stop)
             for row, budget in enumerate(max_tokens)
         ]
 

@@ -44,7 +44,12 @@ class VllmEngine:
             await self._llm.remove_lora(request.lora_int_id)
 
     def pending(self) -> int:
-        return int(self._llm.get_num_unfinished_requests())
+        # AsyncLLM has the method from vLLM 0.26 on; 0.25 (the CUDA build that matches
+        # torch 2.11) keeps the count in its output processor only
+        count = getattr(self._llm, "get_num_unfinished_requests", None)
+        if count is None:
+            count = self._llm.output_processor.get_num_unfinished_requests
+        return int(count())
 
     async def generate(
         self,
@@ -55,6 +60,7 @@ class VllmEngine:
         adapter: str | None,
         temperature: float = 0.0,
         seeds: list[int] | None = None,
+        ignore_stop: bool = False,
     ) -> list[Generation]:
         lora = self._loras[adapter] if adapter is not None else None
         seeds_: list[int | None] = list(seeds) if seeds is not None else [None] * len(prompts)
@@ -63,7 +69,7 @@ class VllmEngine:
         return list(
             await asyncio.gather(
                 *(
-                    self._one(p, m, stop_token_ids, lora, temperature, seed)
+                    self._one(p, m, stop_token_ids, lora, temperature, seed, ignore_stop)
                     for p, m, seed in zip(prompts, max_tokens, seeds_, strict=True)
                 )
             )
@@ -77,6 +83,7 @@ class VllmEngine:
         lora: Any,
         temperature: float,
         seed: int | None,
+        ignore_stop: bool = False,
     ) -> Generation:
         from vllm.sampling_params import RequestOutputKind
 
@@ -84,7 +91,8 @@ class VllmEngine:
             temperature=temperature,
             seed=seed,
             max_tokens=max_tokens,
-            stop_token_ids=stop,
+            stop_token_ids=[] if ignore_stop else stop,
+            ignore_eos=ignore_stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
@@ -122,13 +130,15 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
         dtype=settings.dtype,
         seed=0,
         max_model_len=model_max_len(model_path, settings.max_model_len),
-        max_num_seqs=settings.max_num_seqs,
+        max_num_seqs=settings.engine_max_num_seqs(),
         tensor_parallel_size=settings.tensor_parallel_size,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enable_lora=True,
         max_lora_rank=settings.max_lora_rank,
         max_loras=settings.max_loras,
         max_cpu_loras=max(settings.max_loras, 8),
+        enable_prefix_caching=settings.prefix_caching,
+        enforce_eager=not settings.cuda_graphs,
         disable_log_stats=True,
         use_tqdm_on_load=False,  # no progress bar in logs or in translate-po's report
     )

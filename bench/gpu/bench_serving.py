@@ -1,0 +1,295 @@
+"""GPU serving benchmark: `polingo serve` on the CUDA vLLM engine (and on the
+transformers engine for comparison), driven by `translate-po --server` over real
+catalogs and by concurrent POST /translate requests. Appends each run to --out
+(bench/results/gpu-serving.json): model, engine, path, entries, entries_per_s,
+output_tokens_per_s (the service's own polingo_tokens_total{kind="generated"}),
+startup_s (process start to /ready) and the settings used.
+
+    # on the H200 after `source bench/gpu/serve_env.sh` (docs/benchmarks.md)
+    python3 bench/gpu/bench_serving.py gemma --out bench/results/gpu-serving.json
+    python3 bench/gpu/bench_serving.py llama3b --base-model DIR --registry DIR --out ...
+
+`gemma`: the default adapter; translate-po fills the untranslated entries of the
+tests/data snapshot (2024-10-19) through vLLM at its defaults, then the same subset of
+files through vLLM and through the transformers engine; then HTTP runs over serving
+settings (max_num_seqs, prefix caching, CUDA graphs). `llama3b`: a randomly initialised
+Llama-3.2-3B with a rank-16 adapter trained by `polingo train`, exact-length generation
+(POLINGO_EXACT_LENGTH) so that both engines generate the same number of tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import polib
+
+REPO = Path(__file__).resolve().parents[2]
+SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """`python -m service.serve` in a child process, with POLINGO_* settings."""
+
+    def __init__(self, log: Path, args: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = dict(env)
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.serve", "--port", str(self.port), *args],
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        deadline = started + 300
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{tail}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            self.stop()
+            raise RuntimeError(f"service not ready in 300 s; see {log}")
+        self.startup_s = time.perf_counter() - started
+
+    def generated_tokens(self) -> int:
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        match = re.search(r'^polingo_tokens_total\{kind="generated"\} (\S+)$', text, re.M)
+        return int(float(match.group(1))) if match else 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def untranslated(path: Path) -> list[polib.POEntry]:
+    return [e for e in polib.pofile(str(path)).untranslated_entries() if not e.obsolete]
+
+
+def catalog_subset(dest: Path, limit: int | None) -> int:
+    """Copy the snapshot's catalogs into ``dest``, whole files in sorted order until
+    ``limit`` untranslated entries (all when None); returns the entries to fill."""
+    total = 0
+    for path in sorted(SNAPSHOT.rglob("*.po")):
+        count = len(untranslated(path))
+        if count == 0:
+            continue
+        if limit is not None and total >= limit:
+            break
+        target = dest / path.relative_to(SNAPSHOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        total += count
+    return total
+
+
+def translate_po_run(service: Service, limit: int | None, jobs: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        todo = catalog_subset(folder, limit)
+        before = service.generated_tokens()
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "clients.translate_po", "--server", service.url,
+             "-j", str(jobs), "--no-progress", str(folder)],
+            cwd=REPO, capture_output=True, text=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - started
+        tokens = service.generated_tokens() - before
+        left = sum(len(untranslated(p)) for p in folder.rglob("*.po"))
+        checked = subprocess.run(
+            ["msgfmt", "--check", "-o", os.devnull, *map(str, folder.rglob("*.po"))],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"translate-po failed ({done.returncode}): {done.stderr[-2000:]}")
+    filled = todo - left
+    return {
+        "path": "translate-po",
+        "entries": filled,
+        "entries_to_fill": todo,
+        "jobs": jobs,
+        "wall_s": round(wall, 2),
+        "entries_per_s": round(filled / wall, 2),
+        "output_tokens_per_s": round(tokens / wall, 1),
+        "generated_tokens": tokens,
+        "msgfmt_check": checked.returncode == 0,
+        "translate_po_exit": done.returncode,
+        "summary": done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else [],
+    }
+
+
+def source_texts(limit: int) -> list[str]:
+    texts = []
+    for path in sorted(SNAPSHOT.rglob("*.po")):
+        texts += [e.msgid for e in untranslated(path) if not e.msgid_plural]
+    return texts[:limit]
+
+
+async def _post_all(url: str, texts: list[str], batch: int, clients: int) -> int:
+    queue = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    answered = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal answered
+        while queue:
+            chunk = queue.pop()
+            for _attempt in range(50):
+                reply = await client.post(
+                    f"{url}/translate", json={"items": [{"text": t} for t in chunk]}
+                )
+                if reply.status_code != 503:
+                    break
+                await asyncio.sleep(0.2)
+            reply.raise_for_status()
+            answered += len(reply.json()["translations"])
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    return answered
+
+
+def http_run(service: Service, texts: list[str], batch: int, clients: int) -> dict:
+    before = service.generated_tokens()
+    started = time.perf_counter()
+    answered = asyncio.run(_post_all(service.url, texts, batch, clients))
+    wall = time.perf_counter() - started
+    tokens = service.generated_tokens() - before
+    return {
+        "path": "http",
+        "entries": answered,
+        "clients": clients,
+        "batch": batch,
+        "wall_s": round(wall, 2),
+        "entries_per_s": round(answered / wall, 2),
+        "output_tokens_per_s": round(tokens / wall, 1),
+        "generated_tokens": tokens,
+    }
+
+
+class Recorder:
+    def __init__(self, out: Path, model: str) -> None:
+        import torch
+
+        self.out, self.model = out, model
+        self.data = json.loads(out.read_text()) if out.exists() else {"runs": []}
+        self.data["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        self.data["date"] = time.strftime("%Y-%m-%d")
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
+        self.data["commit"] = commit.stdout.decode().strip() or None
+
+    def add(self, service: Service, engine: str, run: dict, **extra: object) -> None:
+        row = {"model": self.model, "engine": engine, **run}
+        row["startup_s"] = round(service.startup_s, 1)
+        row["settings"] = {**service.settings, **extra}
+        self.data["runs"].append(row)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.data, indent=1, ensure_ascii=False) + "\n")
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+
+
+def with_service(log: Path, args: list[str], env: dict[str, str], body) -> None:
+    service = Service(log, args, env)
+    try:
+        body(service)
+    finally:
+        service.stop()
+
+
+def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
+    log = opts.log
+    common = {"POLINGO_MAX_QUEUE": "1024"}
+    texts = source_texts(opts.http_entries)
+
+    def defaults(service: Service) -> None:
+        rec.add(service, "vllm", translate_po_run(service, None, opts.jobs))
+        rec.add(service, "vllm", translate_po_run(service, opts.compare_entries, opts.jobs))
+        rec.add(service, "vllm", http_run(service, texts, 64, 16))
+
+    with_service(log, ["--engine", "vllm"], common, defaults)
+    with_service(
+        log, ["--engine", "transformers"], common,
+        lambda s: rec.add(s, "transformers", translate_po_run(s, opts.compare_entries, opts.jobs)),
+    )  # fmt: skip
+    for variant in opts.variants:
+        env = dict(common, **dict(kv.split("=", 1) for kv in variant.split(",")))
+        with_service(
+            log, ["--engine", "vllm"], env, lambda s: rec.add(s, "vllm", http_run(s, texts, 64, 16))
+        )
+
+
+def bench_llama3b(opts: argparse.Namespace, rec: Recorder) -> None:
+    args = ["--base-model", str(opts.base_model), "--registry", str(opts.registry)]
+    env = {
+        "POLINGO_EXACT_LENGTH": "true",
+        "POLINGO_MAX_NEW_TOKENS": str(opts.new_tokens),
+        "POLINGO_MARKUP_RETRIES": "0",
+        "POLINGO_MAX_QUEUE": "2048",
+    }
+    texts = source_texts(opts.http_entries)
+    for seqs in opts.max_num_seqs:
+        run_env = dict(env, POLINGO_MAX_NUM_SEQS=str(seqs))
+        with_service(
+            opts.log, ["--engine", "vllm", *args], run_env,
+            lambda s: rec.add(s, "vllm", http_run(s, texts, 64, 32)),
+        )  # fmt: skip
+    with_service(
+        opts.log, ["--engine", "transformers", *args], env,
+        lambda s: rec.add(s, "transformers", http_run(s, texts[: opts.compare_entries], 64, 4)),
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=("gemma", "llama3b"))
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/gpu-serving.json")
+    parser.add_argument(
+        "--log", type=Path, default=Path(os.environ.get("OUT", "/tmp"), "bench-serving.log")
+    )
+    parser.add_argument("--jobs", type=int, default=16, help="translate-po -j")
+    parser.add_argument("--compare-entries", type=int, default=250)
+    parser.add_argument("--http-entries", type=int, default=2000)
+    parser.add_argument(
+        "--variants", nargs="*", default=[],
+        help="POLINGO_X=V[,POLINGO_Y=W] settings for extra vLLM HTTP runs (gemma)",
+    )  # fmt: skip
+    parser.add_argument("--base-model", type=Path)
+    parser.add_argument("--registry", type=Path)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--max-num-seqs", type=int, nargs="*", default=[256])
+    opts = parser.parse_args()
+    rec = Recorder(opts.out, "gemma3-270m" if opts.which == "gemma" else "llama-3.2-3b-random")
+    (bench_gemma if opts.which == "gemma" else bench_llama3b)(opts, rec)
+
+
+if __name__ == "__main__":
+    main()

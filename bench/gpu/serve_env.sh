@@ -1,0 +1,36 @@
+# The CUDA vLLM serving set-up on the H200, from the pieces that
+# bench/gpu/vllm_wheelhouse.sh made. In each call that carries a piece (.carry/sN):
+#   bash bench/gpu/serve_env.sh stash
+# In the call after the last piece (and any later call while the machine is warm):
+#   source bench/gpu/serve_env.sh
+# It joins and checks the bundle, installs the wheels under /tmp/serve-site, unpacks
+# gettext, converts the Gemma GGUF into the polingo cache and puts the default adapter
+# back into service/default_adapter (left out of the calls to save transfer room).
+if [ "${1:-}" = stash ]; then
+  mkdir -p /tmp/bundle-parts && cp .carry/s*/part* /tmp/bundle-parts/
+  cp .carry/s*/bundle.sha256 /tmp/bundle-parts/ 2>/dev/null || true
+  ls /tmp/bundle-parts | tr '\n' ' '; du -sh /tmp/bundle-parts
+  exit 0
+fi
+set -euo pipefail
+export PYTHONPATH=/tmp/serve-site:$PWD PYTHONUNBUFFERED=1 POLINGO_CACHE=/tmp/pcache
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# vLLM 0.25's sampler imports flashinfer for top-k/top-p unless told not to; greedy and
+# plain sampling need none of it (vllm/v1/sample/ops/topk_topp_sampler.py)
+export VLLM_USE_FLASHINFER_SAMPLER=0
+export PATH=/tmp/gettext/usr/bin:$PATH LD_LIBRARY_PATH=/tmp/gettext/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+if [ ! -f /tmp/serve-site/.done ]; then
+  t0=$(date +%s)
+  cat /tmp/bundle-parts/part* > /tmp/bundle.tar
+  [ "$(sha256sum /tmp/bundle.tar | cut -d' ' -f1)" = "$(cat /tmp/bundle-parts/bundle.sha256)" ] \
+    || { echo "serve_env: bundle checksum mismatch" >&2; exit 1; }
+  mkdir -p /tmp/bundle && tar xf /tmp/bundle.tar -C /tmp/bundle && rm /tmp/bundle.tar
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/serve-site /tmp/bundle/wheels/*.whl
+  for deb in /tmp/bundle/debs/*.deb; do dpkg -x "$deb" /tmp/gettext; done
+  python3 bench/gpu/gemma_prepare.py /tmp/bundle/gemma-3-270m-q4_k_m.gguf
+  touch /tmp/serve-site/.done
+  echo "serve_env: installed in $(( $(date +%s) - t0 )) s" >&2
+fi
+if [ ! -f service/default_adapter/zh-tw/CURRENT ]; then
+  mkdir -p service/default_adapter && cp -r /tmp/bundle/default_adapter/zh-tw service/default_adapter/
+fi
