@@ -17,6 +17,7 @@ from pathlib import Path
 
 from clients.catalog import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
+from service.catalogs import find_catalogs
 from service.schemas import MAX_BATCH
 from service.vllm_env import quiet_if_inherited
 
@@ -210,26 +211,6 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
-
-
-def find_catalogs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders searched recursively for *.po (hidden folders skipped)."""
-    found: list[Path] = []
-    errors: list[str] = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(
-                p
-                for p in path.rglob("*.po")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        elif path.is_file():
-            found.append(path)
-        else:
-            errors.append(f"{path}: no such file or folder")
-    unique = {p.resolve(): p for p in reversed(found)}  # first spelling of each file wins
-    return list(reversed(unique.values())), errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ time, so the GPU machine can build models without the CPU-only packages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -203,3 +204,29 @@ def build_random_model(
         device=device,
         marker={"kind": "random", "shape": shape, "tokenizer_from": os.fspath(source)},
     )
+
+
+def wait_until_ready(url: str, proc: Any, log: Path, timeout_s: float = 300) -> float:
+    """Seconds until the service started as ``proc`` (a Popen writing to ``log``)
+    answers GET /ready with 200; RuntimeError with the log's end if it exits or the
+    time runs out (tests and benchmarks that start `polingo serve`)."""
+    import subprocess
+    import time
+
+    import httpx
+
+    started = time.perf_counter()
+    while True:
+        if proc.poll() is not None or time.perf_counter() - started > timeout_s:
+            if proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"service not ready (exit {proc.returncode}):\n{tail}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)

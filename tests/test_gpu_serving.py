@@ -11,11 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from service.testing import wait_until_ready
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -40,17 +41,7 @@ def _translate(engine: str, texts: list[str], log: Path) -> list[tuple[str, bool
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            tail = log.read_text(errors="replace")[-3000:]
-            assert proc.poll() is None, f"{engine} service exited:\n{tail}"
-            assert time.monotonic() < deadline, f"{engine} service not ready in 300 s:\n{tail}"
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_ready(url, proc, log)
         health = httpx.get(f"{url}/health").json()
         assert health["engine"].startswith(engine), health
         reply = httpx.post(

@@ -35,6 +35,8 @@ from pathlib import Path
 import httpx
 import polib
 
+from service.testing import wait_until_ready
+
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
 
@@ -60,20 +62,7 @@ class Service:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        deadline = started + 300
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{tail}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            self.stop()
-            raise RuntimeError(f"service not ready in 300 s; see {log}")
+        wait_until_ready(self.url, self.proc, log)
         self.startup_s = time.perf_counter() - started
 
     def generated_tokens(self) -> int:
