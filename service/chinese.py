@@ -32,7 +32,7 @@ _HAN_RUN_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _HAN_WORD_RE = re.compile("[\u4e00-\u9fff]{2,4}")
 
 # The conventions derived from the 2024-10-19 python-docs-zh-tw snapshot
-# (python -m service.chinese DOCS writes it), used when an adapter brings none.
+# (python -m training.conventions DOCS writes it), used when an adapter brings none.
 DEFAULT_CONVENTIONS = Path(__file__).with_name("zh_tw_conventions.json")
 
 
@@ -172,31 +172,3 @@ def load_conventions(path: Path = DEFAULT_CONVENTIONS) -> dict[str, str]:
     ):
         raise ValueError(f"{path}: expected a JSON object mapping phrases to phrases")
     return data
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m service.chinese DOCS [OUT]: derive the conventions of a corpus."""
-    import argparse
-
-    import polib
-
-    parser = argparse.ArgumentParser(prog="python -m service.chinese")
-    parser.add_argument("docs", type=Path, help="folder of translated .po catalogs")
-    parser.add_argument("out", type=Path, nargs="?", default=DEFAULT_CONVENTIONS)
-    args = parser.parse_args(argv)
-    from service.markup import MARKUP_RE  # markup imports this module
-
-    references = [
-        MARKUP_RE.sub(" ", entry.msgstr)
-        for path in sorted(args.docs.rglob("*.po"))
-        for entry in polib.pofile(str(path))
-        if entry.msgstr and not entry.obsolete and "fuzzy" not in entry.flags
-    ]
-    conventions = derive_conventions(references)
-    write_conventions(args.out, conventions)
-    print(f"{args.out}: {len(conventions)} conventions from {len(references)} references")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

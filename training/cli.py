@@ -53,33 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fine-tune a LoRA adapter on a .po tree")
     _add_train_options(tr)
 
-    ev = sub.add_parser("eval", help="translate the held-out split and score it")
-    ev.add_argument("--adapter", default=DEFAULT_ADAPTER, help="NAME[@VERSION] (default: current)")
-    ev.add_argument("--data", type=Path, help=".po tree whose held-out split is scored")
-    ev.add_argument(
-        "--review-log",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="report how often translators kept the drafts unchanged (kept_share) from "
-        "polingo review's log; without --data, only that",
-    )
-    ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
-    ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
-    ev.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=None,
-        help="the service's engine that translates (POLINGO_ENGINE, default vllm)",
-    )
-    ev.add_argument(
-        "--markup-retries",
-        type=int,
-        default=None,
-        metavar="N",
-        help="candidates sampled when a greedy translation loses markup; 0: greedy only "
-        f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
-    )
+    _add_eval_options(sub.add_parser("eval", help="translate the held-out split and score it"))
 
     serve = sub.add_parser("serve", help="run the translation service")
     from service.serve import add_arguments
@@ -112,6 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--api-key", default=os.environ.get("POLINGO_API_KEY"))
     return parser
+
+
+def _add_eval_options(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("--adapter", default=DEFAULT_ADAPTER, help="NAME[@VERSION] (default: current)")
+    ev.add_argument("--data", type=Path, help=".po tree whose held-out split is scored")
+    ev.add_argument(
+        "--review-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="report how often translators kept the drafts unchanged (kept_share) from "
+        "polingo review's log; without --data, only that",
+    )
+    ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
+    ev.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="the service's engine that translates (POLINGO_ENGINE, default vllm)",
+    )
+    ev.add_argument(
+        "--markup-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="candidates sampled when a greedy translation loses markup; 0: greedy only "
+        f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
