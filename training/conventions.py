@@ -5,6 +5,7 @@ catalogs into the JSON file that the service and evaluation read."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import polib
@@ -31,4 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
