@@ -100,6 +100,16 @@ def catalog_subset(dest: Path, limit: int | None) -> int:
     return total
 
 
+def rates(entries: int, tokens: int, wall: float) -> dict:
+    """The figures every run reports: wall time, entries and generated tokens a second."""
+    return {
+        "wall_s": round(wall, 2),
+        "entries_per_s": round(entries / wall, 2),
+        "output_tokens_per_s": round(tokens / wall, 1),
+        "generated_tokens": tokens,
+    }
+
+
 def translate_po_run(service: Service, limit: int | None, jobs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -126,10 +136,7 @@ def translate_po_run(service: Service, limit: int | None, jobs: int) -> dict:
         "entries": filled,
         "entries_to_fill": todo,
         "jobs": jobs,
-        "wall_s": round(wall, 2),
-        "entries_per_s": round(filled / wall, 2),
-        "output_tokens_per_s": round(tokens / wall, 1),
-        "generated_tokens": tokens,
+        **rates(filled, tokens, wall),
         "msgfmt_check": all(c.returncode == 0 for c in checked),
         "translate_po_exit": done.returncode,
         "summary": done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else [],
@@ -179,10 +186,7 @@ def http_run(service: Service, texts: list[str], batch: int, clients: int) -> di
         "entries": answered,
         "clients": clients,
         "batch": batch,
-        "wall_s": round(wall, 2),
-        "entries_per_s": round(answered / wall, 2),
-        "output_tokens_per_s": round(tokens / wall, 1),
-        "generated_tokens": tokens,
+        **rates(answered, tokens, wall),
     }
 
 
