@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -47,6 +48,59 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_GAUGES = {
+    "generated": r'^polingo_tokens_total\{kind="generated"\} (\S+)$',
+    "in_flight": r"^polingo_queue_depth (\S+)$",
+    "engine_pending": r"^polingo_engine_pending (\S+)$",
+}
+
+
+class Sampler:
+    """Polls the service's /metrics every ``every`` s while a run goes on: how many
+    sequences the engine held (mean, max) and the generated tokens per second, so a
+    run shows whether the engine or its feeding was the limit, and how long the tail was."""
+
+    def __init__(self, service: Service, every: float = 0.5) -> None:
+        import threading
+
+        self.service, self.every = service, every
+        self.rows: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(httpx.HTTPError):
+                self.rows.append((time.perf_counter() - self._started, self.service.gauges()))
+
+    def summary(self) -> dict:
+        if len(self.rows) < 2:
+            return {}
+        pending = [g["engine_pending"] for _, g in self.rows]
+        flight = [g["in_flight"] for _, g in self.rows]
+        per_s = []  # generated tokens in each whole second of the run
+        start = self.rows[0][1]["generated"]
+        for second in range(1, int(self.rows[-1][0]) + 1):
+            upto = [g["generated"] for t, g in self.rows if t <= second]
+            per_s.append(int(upto[-1] - start))
+            start = upto[-1]
+        return {
+            "engine_pending_mean": round(sum(pending) / len(pending), 1),
+            "engine_pending_max": int(max(pending)),
+            "service_in_flight_mean": round(sum(flight) / len(flight), 1),
+            "generated_tokens_each_s": per_s,
+        }
+
+
 class Service:
     """`python -m service.serve` in a child process, with POLINGO_* settings."""
 
@@ -65,10 +119,18 @@ class Service:
         wait_until_ready(self.url, self.proc, log)
         self.startup_s = time.perf_counter() - started
 
-    def generated_tokens(self) -> int:
+    def gauges(self) -> dict[str, float]:
+        """Generated tokens so far, the texts in flight in the service and the
+        sequences the engine holds, from the service's own /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        match = re.search(r'^polingo_tokens_total\{kind="generated"\} (\S+)$', text, re.M)
-        return int(float(match.group(1))) if match else 0
+        found = {}
+        for key, pattern in _GAUGES.items():
+            match = re.search(pattern, text, re.M)
+            found[key] = float(match.group(1)) if match else 0.0
+        return found
+
+    def generated_tokens(self) -> int:
+        return int(self.gauges()["generated"])
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -116,11 +178,12 @@ def translate_po_run(service: Service, limit: int | None, jobs: int) -> dict:
         todo = catalog_subset(folder, limit)
         before = service.generated_tokens()
         started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "clients.translate_po", "--server", service.url,
-             "-j", str(jobs), "--no-progress", str(folder)],
-            cwd=REPO, capture_output=True, text=True,
-        )  # fmt: skip
+        with Sampler(service) as sampler:
+            done = subprocess.run(
+                [sys.executable, "-m", "clients.translate_po", "--server", service.url,
+                 "-j", str(jobs), "--no-progress", str(folder)],
+                cwd=REPO, capture_output=True, text=True,
+            )  # fmt: skip
         wall = time.perf_counter() - started
         tokens = service.generated_tokens() - before
         left = sum(len(untranslated(p)) for p in folder.rglob("*.po"))
@@ -140,13 +203,15 @@ def translate_po_run(service: Service, limit: int | None, jobs: int) -> dict:
         "msgfmt_check": all(c.returncode == 0 for c in checked),
         "translate_po_exit": done.returncode,
         "summary": done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else [],
+        **sampler.summary(),
     }
 
 
 def source_texts(limit: int) -> list[str]:
     texts = []
     for path in sorted(SNAPSHOT.rglob("*.po")):
-        texts += [e.msgid for e in untranslated(path) if not e.msgid_plural]
+        entries = untranslated(path)
+        texts += [e.msgid for e in entries if not e.msgid_plural and len(e.msgid) <= 8000]
     return texts[:limit]
 
 
@@ -164,9 +229,9 @@ async def _post_all(url: str, texts: list[str], batch: int, clients: int) -> int
                 )
                 if reply.status_code != 503:
                     break
+                await asyncio.sleep(0.2)  # the service's queue is full: wait, send again
             if reply.status_code == 422:  # a text the service refuses (too long for the model)
                 continue
-                await asyncio.sleep(0.2)
             reply.raise_for_status()
             answered += len(reply.json()["translations"])
 
@@ -178,7 +243,8 @@ async def _post_all(url: str, texts: list[str], batch: int, clients: int) -> int
 def http_run(service: Service, texts: list[str], batch: int, clients: int) -> dict:
     before = service.generated_tokens()
     started = time.perf_counter()
-    answered = asyncio.run(_post_all(service.url, texts, batch, clients))
+    with Sampler(service) as sampler:
+        answered = asyncio.run(_post_all(service.url, texts, batch, clients))
     wall = time.perf_counter() - started
     tokens = service.generated_tokens() - before
     return {
@@ -187,6 +253,7 @@ def http_run(service: Service, texts: list[str], batch: int, clients: int) -> di
         "clients": clients,
         "batch": batch,
         **rates(answered, tokens, wall),
+        **sampler.summary(),
     }
 
 
@@ -220,25 +287,34 @@ def with_service(log: Path, args: list[str], env: dict[str, str], body) -> None:
 
 
 def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
+    """The default adapter: translate-po over the whole snapshot at each -j, a subset
+    and the HTTP path on vLLM at its defaults; then each --variants service; then the
+    same subset on the transformers engine (the slow one, last)."""
     log = opts.log
-    common = {"POLINGO_MAX_QUEUE": "1024"}
+    common = {"POLINGO_MAX_QUEUE": str(opts.max_queue)}
     texts = source_texts(opts.http_entries)
+    most = max(opts.jobs)
 
     def defaults(service: Service) -> None:
-        rec.add(service, "vllm", translate_po_run(service, None, opts.jobs))
-        rec.add(service, "vllm", translate_po_run(service, opts.compare_entries, opts.jobs))
-        rec.add(service, "vllm", http_run(service, texts, 64, 16))
+        for jobs in opts.jobs:
+            rec.add(service, "vllm", translate_po_run(service, opts.entries, jobs))
+        rec.add(service, "vllm", translate_po_run(service, opts.compare_entries, opts.jobs[0]))
+        rec.add(service, "vllm", http_run(service, texts, 64, 32))
 
     with_service(log, ["--engine", "vllm"], common, defaults)
-    with_service(
-        log, ["--engine", "transformers"], common,
-        lambda s: rec.add(s, "transformers", translate_po_run(s, opts.compare_entries, opts.jobs)),
-    )  # fmt: skip
     for variant in opts.variants:
         env = dict(common, **dict(kv.split("=", 1) for kv in variant.split(",")))
         with_service(
-            log, ["--engine", "vllm"], env, lambda s: rec.add(s, "vllm", http_run(s, texts, 64, 16))
-        )
+            log, ["--engine", "vllm"], env,
+            lambda s: rec.add(s, "vllm", translate_po_run(s, opts.entries, most)),
+        )  # fmt: skip
+    if opts.compare_entries:
+        with_service(
+            log, ["--engine", "transformers"], common,
+            lambda s: rec.add(
+                s, "transformers", translate_po_run(s, opts.compare_entries, opts.jobs[0])
+            ),
+        )  # fmt: skip
 
 
 def bench_llama3b(opts: argparse.Namespace, rec: Recorder) -> None:
@@ -269,12 +345,18 @@ def main() -> None:
     parser.add_argument(
         "--log", type=Path, default=Path(os.environ.get("OUT", "/tmp"), "bench-serving.log")
     )
-    parser.add_argument("--jobs", type=int, default=16, help="translate-po -j")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[16, 64], help="translate-po -j")
+    parser.add_argument("--max-queue", type=int, default=4096, help="POLINGO_MAX_QUEUE")
+    parser.add_argument(
+        "--entries", type=int, default=None,
+        help="whole-snapshot runs fill the files of the first N entries only (default: all)",
+    )  # fmt: skip
     parser.add_argument("--compare-entries", type=int, default=250)
     parser.add_argument("--http-entries", type=int, default=2000)
     parser.add_argument(
         "--variants", nargs="*", default=[],
-        help="POLINGO_X=V[,POLINGO_Y=W] settings for extra vLLM HTTP runs (gemma)",
+        help="POLINGO_X=V[,POLINGO_Y=W]: a vLLM service with these settings, translate-po at "
+        "the largest --jobs (gemma)",
     )  # fmt: skip
     parser.add_argument("--base-model", type=Path)
     parser.add_argument("--registry", type=Path)

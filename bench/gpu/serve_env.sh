@@ -9,6 +9,8 @@
 if [ "${1:-}" = stash ]; then
   mkdir -p /tmp/bundle-parts && cp .carry/s*/part* /tmp/bundle-parts/
   cp .carry/s*/bundle.sha256 /tmp/bundle-parts/ 2>/dev/null || true
+  # debs added after the bundle was made (libunistring2, which Debian's msgfmt needs)
+  if ls .carry/u/*.deb >/dev/null 2>&1; then mkdir -p /tmp/extra-debs && cp .carry/u/*.deb /tmp/extra-debs/; fi
   ls /tmp/bundle-parts | tr '\n' ' '; du -sh /tmp/bundle-parts
   exit 0
 fi
@@ -29,7 +31,7 @@ if [ ! -f /tmp/serve-site/.done ]; then
     || { echo "serve_env: bundle checksum mismatch" >&2; exit 1; }
   mkdir -p /tmp/bundle && tar xf /tmp/bundle.tar -C /tmp/bundle && rm /tmp/bundle.tar
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/serve-site /tmp/bundle/wheels/*.whl
-  for deb in /tmp/bundle/debs/*.deb; do dpkg -x "$deb" /tmp/gettext; done
+  for deb in /tmp/bundle/debs/*.deb /tmp/extra-debs/*.deb; do if [ -f "$deb" ]; then dpkg -x "$deb" /tmp/gettext; fi; done
   python3 bench/gpu/gemma_prepare.py /tmp/bundle/gemma-3-270m-q4_k_m.gguf
   touch /tmp/serve-site/.done
   echo "serve_env: installed in $(( $(date +%s) - t0 )) s" >&2

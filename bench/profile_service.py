@@ -1,0 +1,116 @@
+"""Where the service's own CPU time goes, without the engine: the real Translator and
+adapter (memory lookup, retrieval, prompt building, tokenising, decoding, post-editing,
+checks) in front of an instant fake engine (named as such) that answers each prompt
+with its source's placeholder text at once. The rate it reports is the ceiling that
+the service process puts on any engine, GPU or not.
+
+    python bench/profile_service.py                      # default adapter, snapshot
+    python bench/profile_service.py --profile 25          # + cProfile's top 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import time
+from pathlib import Path
+
+import polib
+
+from service.engines import Generation
+from service.registry import Registry
+from service.schemas import TranslateItem
+from service.settings import Settings
+from service.translator import Translator, resolve_base, translate_all
+
+REPO = Path(__file__).resolve().parents[1]
+SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
+
+
+class EchoEngine:
+    """A fake engine (named as such): every answer is the prompt's own source text
+    (placeholders in), encoded, so the translator's post-processing runs as usual."""
+
+    kind = "echo (fake)"
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.sources: dict[int, list[int]] = {}
+
+    async def add_adapter(self, key: str, path: Path) -> None: ...
+
+    async def remove_adapter(self, key: str) -> None: ...
+
+    def pending(self) -> int:
+        return 0
+
+    async def generate(self, prompts, *, max_tokens, **_):
+        pairs = zip(prompts, max_tokens, strict=True)
+        return [Generation(self.sources.get(id(p), [])[:m], "stop") for p, m in pairs]
+
+
+def untranslated_items(limit: int | None) -> list[TranslateItem]:
+    items = []
+    for path in sorted(SNAPSHOT.rglob("*.po")):
+        for entry in polib.pofile(str(path)):
+            if not entry.translated() and not entry.obsolete and len(entry.msgid) <= 8000:
+                items.append(TranslateItem(entry.msgid, entry.msgctxt))
+    return items[:limit]
+
+
+async def run(registry: Path, limit: int | None) -> tuple[int, float]:
+    from transformers import AutoTokenizer
+
+    settings = Settings(registry=registry)
+    reg = Registry(registry)
+    name = reg.names()[0]
+    manifest = reg.manifest(f"{name}@{reg.resolve(name)[1]}")
+    base_path = resolve_base(manifest.base_model, settings.model_cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_path))
+    engine = EchoEngine(tokenizer)
+    translator = Translator(
+        settings=settings,
+        registry=reg,
+        engine=engine,
+        tokenizer=tokenizer,
+        base_model=manifest.base_model,
+        base_path=base_path,
+        default_adapter=name,
+    )
+    await translator.reload()
+    encode = translator._encode
+
+    def encode_and_remember(adapter, text, msgctxt, param, examples=None):
+        job = encode(adapter, text, msgctxt, param, examples)
+        engine.sources[id(job.prompt)] = tokenizer(job.prepared.source, add_special_tokens=False)[
+            "input_ids"
+        ]
+        return job
+
+    translator._encode = encode_and_remember
+    items = untranslated_items(limit)
+    started = time.perf_counter()
+    await translate_all(translator, name, items)
+    return len(items), time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registry", type=Path, default=REPO / "service/default_adapter")
+    parser.add_argument("--limit", type=int, default=None, help="first N entries only")
+    parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N")
+    opts = parser.parse_args()
+    profiler = cProfile.Profile() if opts.profile else None
+    if profiler:
+        profiler.enable()
+    n, wall = asyncio.run(run(opts.registry, opts.limit))
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(opts.profile)
+    print(f"{n} entries in {wall:.2f} s: {n / wall:.1f} entries/s ({wall / n * 1000:.2f} ms each)")
+
+
+if __name__ == "__main__":
+    main()
