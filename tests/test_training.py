@@ -315,7 +315,9 @@ def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
     from training.cli import build_parser, config_from_args
 
     code = (
-        "import unsloth, torch\n"
+        "from training.unsloth_loader import import_unsloth\n"
+        "import_unsloth()\n"
+        "import torch\n"
         "from unsloth.kernels import fast_lora\n"
         "from training.unsloth_kernels import use_inplace_swiglu_backward as use\n"
         "assert use() and use()\n"

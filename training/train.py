@@ -34,6 +34,7 @@ from training.console import log
 from training.data import Corpus, Pair, data_index, load_corpus
 from training.progress import Progress
 from training.report import write_report
+from training.unsloth_loader import import_unsloth
 
 # LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -129,7 +130,7 @@ def set_process_switches(config: TrainConfig) -> TrainConfig:
         x = replace(x, fixed_shapes=x.fixed_shapes or cuda_graph_shape_cap())
         config = replace(config, experimental=x)
     if x.backend == "unsloth":
-        import unsloth  # noqa: F401  (must be imported before transformers to patch it)
+        import_unsloth()  # before transformers: it patches them
     return config
 
 
