@@ -6,6 +6,9 @@ the service process puts on any engine, GPU or not.
 
     python bench/profile_service.py                      # default adapter, snapshot
     python bench/profile_service.py --profile 25          # + cProfile's top 25
+    python bench/profile_service.py --translate-po 16     # the whole pipeline: the real
+        # service (Litestar, uvicorn on loopback) in front of the fake engine, filled by
+        # the real `translate-po --server -j 16` over a copy of the snapshot
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import shutil
+import socket
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,7 +67,8 @@ def untranslated_items(limit: int | None) -> list[TranslateItem]:
     return items[:limit]
 
 
-async def run(registry: Path, limit: int | None) -> tuple[int, float]:
+async def echo_translator(registry: Path) -> tuple[Translator, str]:
+    """The real Translator for the registry's first adapter, on the fake EchoEngine."""
     from transformers import AutoTokenizer
 
     settings = Settings(registry=registry)
@@ -90,10 +98,48 @@ async def run(registry: Path, limit: int | None) -> tuple[int, float]:
         return job
 
     translator._encode = encode_and_remember
+    return translator, name
+
+
+async def run(registry: Path, limit: int | None) -> tuple[int, float]:
+    translator, name = await echo_translator(registry)
     items = untranslated_items(limit)
     started = time.perf_counter()
     await translate_all(translator, name, items)
     return len(items), time.perf_counter() - started
+
+
+async def run_translate_po(registry: Path, jobs: int, profile: Path | None) -> tuple[int, float]:
+    """The service app on uvicorn (loopback) with the fake engine, and translate-po
+    --server in a child process filling a copy of the snapshot: the pipeline's ceiling."""
+    import uvicorn
+
+    from service.app import create_app
+
+    translator, _ = await echo_translator(registry)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(Settings(registry=registry, max_queue=8192), translator)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(SNAPSHOT, tmp, dirs_exist_ok=True)
+        catalogs = Path(tmp).rglob("*.po")
+        todo = sum(len(polib.pofile(str(p)).untranslated_entries()) for p in catalogs)
+        started = time.perf_counter()
+        profiling = ["-m", "cProfile", "-o", str(profile)] if profile else []
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, *profiling, "-m", "clients.translate_po", "--server", f"http://127.0.0.1:{port}",
+            "-j", str(jobs), "--no-progress", tmp, cwd=REPO,
+        )  # fmt: skip
+        await child.wait()
+        wall = time.perf_counter() - started
+    server.should_exit = True
+    await serving
+    return todo, wall
 
 
 def main() -> None:
@@ -101,7 +147,20 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, default=REPO / "service/default_adapter")
     parser.add_argument("--limit", type=int, default=None, help="first N entries only")
     parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N")
+    parser.add_argument(
+        "--translate-po", type=int, metavar="JOBS", default=0,
+        help="run the whole pipeline: service on loopback + translate-po --server -j JOBS "
+        "(with --profile: cProfile of the translate-po process)",
+    )  # fmt: skip
     opts = parser.parse_args()
+    if opts.translate_po:
+        profile = Path(tempfile.mkdtemp()) / "translate-po.prof" if opts.profile else None
+        n, wall = asyncio.run(run_translate_po(opts.registry, opts.translate_po, profile))
+        if profile:  # translate-po's own time (the service's: without --translate-po)
+            pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(opts.profile)
+        print(f"translate-po -j {opts.translate_po}: {n} entries to fill in {wall:.2f} s: "
+              f"{n / wall:.1f} entries/s")  # fmt: skip
+        return
     profiler = cProfile.Profile() if opts.profile else None
     if profiler:
         profiler.enable()

@@ -74,6 +74,7 @@ class Catalog:
         self._block_of = {id(e): bisect.bisect_right(starts, e.linenum) - 1 for e in self.po}
         self._changed: dict[int, polib.POEntry] = {}
         self._baseline_lint: Counter | None = None
+        self._last_parse: tuple[str, list[polib.POEntry]] | None = None
         if self._normalized != text:  # report lines of the file as it is, not as msgcat has it
             lines = {(e.msgctxt, e.msgid, e.obsolete): e.linenum for e in polib.pofile(text)}
             for entry in self.po:
@@ -174,6 +175,14 @@ class Catalog:
             blocks[self._block_of[key]] = entry.__unicode__(0).rstrip("\n")
         return run_msgcat("\n\n".join(blocks) + "\n", self.path)
 
+    def parsed(self, rendered: str) -> list[polib.POEntry]:
+        """polib's entries of ``rendered`` (a rendering of this catalog). The last parse is
+        kept: the checks and the writer's line report read the same text, and parsing
+        is most of a write's time."""
+        if self._last_parse is None or self._last_parse[0] != rendered:
+            self._last_parse = (rendered, list(polib.pofile(rendered, wrapwidth=0)))
+        return self._last_parse[1]
+
     def problems(self, rendered: str, units: list[Unit]) -> tuple[dict[Unit, list[str]], list[str]]:
         """What ``msgfmt --check`` and sphinx-lint find in ``rendered``, per filled unit,
         plus the findings no filled unit explains."""
@@ -181,7 +190,7 @@ class Catalog:
         by_key = {u.key: u for u in written}
         found: dict[Unit, list[str]] = {}
         stray: list[str] = []
-        parsed = list(polib.pofile(rendered, wrapwidth=0))
+        parsed = self.parsed(rendered)
         starts, keys = _entry_starts(rendered, parsed)
         for line, message in _msgfmt_errors(rendered):
             i = bisect.bisect_right(starts, line) - 1
@@ -190,10 +199,11 @@ class Catalog:
                 stray.append(f"msgfmt: line {line}: {message}")
             else:
                 found.setdefault(unit, []).append(f"msgfmt: {message}")
-        after = _lint_errors(rendered)
+        after = _lint_errors(rendered, parsed)
         if after:
             if self._baseline_lint is None:
-                self._baseline_lint = Counter(_lint_errors(self._normalized))
+                baseline = list(polib.pofile(self._normalized, wrapwidth=0))
+                self._baseline_lint = Counter(_lint_errors(self._normalized, baseline))
             before = self._baseline_lint
             order = [(e.linenum, (e.msgctxt, e.msgid)) for e in parsed if not e.obsolete]
             for key, message in (Counter(after) - before).elements():
@@ -295,13 +305,16 @@ def _msgfmt_errors(rendered: str) -> list[tuple[int, str]]:
     return errors or [(0, done.stderr.strip())]
 
 
-def _lint_errors(rendered: str) -> list[tuple[tuple[str | None, str], str]]:
-    """sphinx-lint's findings on the translated entries, as (entry key, message)."""
+def _lint_errors(
+    rendered: str, parsed: list[polib.POEntry]
+) -> list[tuple[tuple[str | None, str], str]]:
+    """sphinx-lint's findings on the translated entries (``parsed``: ``rendered``'s
+    entries), as (entry key, message)."""
     from sphinxlint import check_text
     from sphinxlint.checkers import all_checkers
     from sphinxlint.utils import po2rst
 
-    translated = [e for e in polib.pofile(rendered, wrapwidth=0).translated_entries()]
+    translated = [e for e in parsed if e.translated()]
     if not translated:
         return []
     starts = [e.linenum for e in translated]

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polib
 from tqdm import tqdm
 
 from clients.backends import (
@@ -81,9 +80,14 @@ class _File:
 
 
 class Runner:
-    def __init__(self, backend: Backend, options: Options) -> None:
+    def __init__(
+        self, backend: Backend, options: Options, read: dict[Path, Catalog] | None = None
+    ) -> None:
+        """``read``: catalogs ``survey`` already read; one is used as is when its file
+        is unchanged once locked, instead of being read and parsed again."""
         self.backend = backend
         self.options = options
+        self._read = read if read is not None else {}
         self.results: list[FileResult] = []
         self.fatal: str | None = None
         self._open: list[_File] = []
@@ -148,7 +152,9 @@ class Runner:
             return None
         try:
             remove_stale_temporaries(path)
-            catalog = load_catalog(path)
+            catalog = self._read.pop(path, None)
+            if catalog is None or not catalog.fingerprint.still_matches(path):
+                catalog = load_catalog(path)
         except (CatalogError, OSError) as exc:
             lock.release()
             self.results.append(FileResult(path, error=str(exc)))
@@ -292,7 +298,8 @@ class Runner:
             self._note(str(exc))
             return
         if final:  # report the entries' lines in the file as written
-            lines = {(e.msgctxt, e.msgid): e.linenum for e in polib.pofile(text) if not e.obsolete}
+            parsed = catalog.parsed(text)
+            lines = {(e.msgctxt, e.msgid): e.linenum for e in parsed if not e.obsolete}
             for unit in job.units:
                 unit.entry.linenum = lines.get(unit.key, unit.entry.linenum)
 
@@ -383,8 +390,10 @@ def survey(
     include_fuzzy: bool,
     writable: bool = True,
     show: Callable[[Catalog, list[Unit]], None] | None = None,
+    keep: dict[Path, Catalog] | None = None,
 ) -> tuple[dict[Path, int], list[str]]:
-    """Read every catalog once before any request: (entries to fill per file, errors)."""
+    """Read every catalog once before any request: (entries to fill per file, errors).
+    ``keep``: filled with the catalogs that have entries to fill, for ``Runner``."""
     counts: dict[Path, int] = {}
     errors: list[str] = []
     for path in paths:
@@ -398,6 +407,8 @@ def survey(
             continue
         units = catalog.units(include_fuzzy=include_fuzzy)
         counts[path] = len(units)
+        if keep is not None and units:
+            keep[path] = catalog
         if show is not None:
             show(catalog, units)
     return counts, errors

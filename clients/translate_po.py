@@ -243,8 +243,9 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     paths, errors = find_catalogs(args.paths)
     show = _print_dry_run if args.dry_run else None
+    read: dict[Path, Catalog] = {}
     counts, bad = survey(
-        paths, include_fuzzy=args.include_fuzzy, writable=not args.dry_run, show=show
+        paths, include_fuzzy=args.include_fuzzy, writable=not args.dry_run, show=show, keep=read
     )
     errors += bad
     if errors:
@@ -262,7 +263,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_OK
     try:
         results, fatal = asyncio.run(
-            _run(args, options, [p for p, n in counts.items() if n], total)
+            _run(args, options, [p for p, n in counts.items() if n], total, read)
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(
@@ -281,7 +282,13 @@ class _Fatal(Exception):
     """The backend cannot be used at all: before any file was touched."""
 
 
-async def _run(args: argparse.Namespace, options: Options, paths: list[Path], total: int):
+async def _run(
+    args: argparse.Namespace,
+    options: Options,
+    paths: list[Path],
+    total: int,
+    read: dict[Path, Catalog],
+):
     from clients.backends import (
         BackendUnavailable,
         BackendUsageError,
@@ -319,7 +326,7 @@ async def _run(args: argparse.Namespace, options: Options, paths: list[Path], to
             f"translating {total} entries in {len(paths)} files with the {backend.label}",
             file=sys.stderr,
         )
-        runner = Runner(backend, options)
+        runner = Runner(backend, options, read)
         results = await runner.run(paths, total)
         if runner.fatal and not any(r.filled for r in results):
             raise _Fatal(runner.fatal)

@@ -709,6 +709,28 @@ def test_file_changed_meanwhile_is_not_overwritten(
     no_leftovers(path.parent)
 
 
+def test_file_changed_after_the_survey_is_read_again(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    # translate-po keeps the catalogs its survey read; one changed before the run
+    # reaches it must be read again (here a person translated its one empty entry)
+    first = copy_catalog(tmp_path, "library/copy.po")
+    later = copy_catalog(tmp_path, "tutorial/errors.po")
+    fake.delay_s = 1.0
+    proc = start(tmp_path, fake, "-j", "1", "--batch-size", "1", "--checkpoint-every", "0")
+    wait_until(lambda: fake.requests, "the first request")
+    po = polib.pofile(str(later))
+    (todo,) = [e for e in po if needs(e)]
+    todo.msgstr = "人工翻譯"
+    po.save()
+    edited = later.read_text(encoding="utf-8")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert later.read_text(encoding="utf-8") == edited
+    assert not any(todo.msgid in [i.text for i in r.items] for r in fake.requests)
+    assert not [e for e in polib.pofile(str(first)) if needs(e)]
+
+
 def test_symlinked_catalog_keeps_its_link(tmp_path: Path, fake: FakeTranslationService) -> None:
     target = copy_catalog(tmp_path / "real", "library/copy.po")
     link = tmp_path / "link.po"

@@ -6,6 +6,7 @@
 #
 #   bench/gpu/vllm_wheelhouse.sh [PIECE_MB]        (default 58)
 #
+# WHEELHOUSE_CACHE=DIR keeps the downloaded wheels there for the next build.
 # Output: .carry/s1/part01, .carry/s2/part02, ... (ignored by git). Each device call
 # carries one folder and runs `bash bench/gpu/serve_env.sh stash`; the call after the last
 # piece runs `source bench/gpu/serve_env.sh`, which joins and installs them under /tmp.
@@ -37,12 +38,13 @@ DEPS=(vllm==0.25.0
 POLINGO=(litestar==2.25.0 litestar-htmx==0.5.0 multipart==2.0.1 uvicorn==0.55.0 polib==1.2.0
          opencc==1.4.2 hanzidentifier==1.3.0 zhon==2.1.1 bm25s==0.3.16 docutils==0.22.4
          sphinx-lint==1.0.2 gguf==0.19.0 filelock==4.3.1)
-mkdir -p "$work/b/wheels" "$work/raw"
-if [ -n "${VLLM_WHEEL:-}" ]; then cp "$VLLM_WHEEL" "$work/raw/"; fi
-python3 -m pip download -q --no-deps "${plat[@]}" -d "$work/raw" "${DEPS[@]}" "${POLINGO[@]}" 2>&1 \
+raw=${WHEELHOUSE_CACHE:-$work/raw}
+mkdir -p "$work/b/wheels" "$raw"
+if [ -n "${VLLM_WHEEL:-}" ]; then cp "$VLLM_WHEEL" "$raw/"; fi
+python3 -m pip download -q --no-deps "${plat[@]}" -d "$raw" "${DEPS[@]}" "${POLINGO[@]}" 2>&1 \
   | { grep -v "is ignored: it is neither" >&2 || true; }
-ls "$work"/raw/vllm-0.25.0-*.whl >/dev/null  # the download must have worked
-python3 - "$work/raw" "$work/b/wheels" <<'PY'
+ls "$raw"/vllm-0.25.0-*.whl >/dev/null  # the download must have worked
+python3 - "$raw" "$work/b/wheels" <<'PY'
 import pathlib, re, shutil, sys, zipfile
 raw, out = map(pathlib.Path, sys.argv[1:])
 drop = re.compile(r"^vllm/(vllm_flash_attn/_vllm_fa2_C|_moe_C_stable_libtorch|vllm-rs$"
