@@ -67,11 +67,12 @@ def untranslated_items(limit: int | None) -> list[TranslateItem]:
     return items[:limit]
 
 
-async def echo_translator(registry: Path) -> tuple[Translator, str]:
-    """The real Translator for the registry's first adapter, on the fake EchoEngine."""
+async def echo_translator(registry: Path, **overrides: object) -> tuple[Translator, str]:
+    """The real Translator for the registry's first adapter, on the fake EchoEngine
+    (``overrides``: Settings fields over the POLINGO_* environment)."""
     from transformers import AutoTokenizer
 
-    settings = Settings(registry=registry)
+    settings = Settings.from_env(registry=registry, **overrides)
     reg = Registry(registry)
     name = reg.names()[0]
     manifest = reg.manifest(f"{name}@{reg.resolve(name)[1]}")
@@ -116,11 +117,11 @@ async def run_translate_po(registry: Path, jobs: int, profile: Path | None) -> t
 
     from service.app import create_app
 
-    translator, _ = await echo_translator(registry)
+    translator, _ = await echo_translator(registry, max_queue=8192)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(Settings(registry=registry, max_queue=8192), translator)
+    app = create_app(translator.settings, translator)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve())
     while not server.started:

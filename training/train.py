@@ -177,6 +177,15 @@ def load_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def cpu_dtype() -> Any:
+    """bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else float32: an
+    AVX2-only CPU emulates bf16, and one 3B step took over 35 minutes that way."""
+    import torch
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.bfloat16 if native else torch.float32
+
+
 def _load_unsloth(
     base_dir: Path, config: TrainConfig, *, cuda: bool, four_bit: bool
 ) -> tuple[Any, Any]:
@@ -190,7 +199,7 @@ def _load_unsloth(
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base_dir),
         max_seq_length=config.max_length,
-        dtype=None if cuda else torch.bfloat16,
+        dtype=None if cuda else cpu_dtype(),
         load_in_4bit=four_bit,
         local_files_only=True,
     )

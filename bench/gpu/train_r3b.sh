@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The 3B serving benchmark's adapter (issue 18), built on the CPU machine: a randomly
-# initialised Llama-3.2-3B (bf16 weights, 6.4 GB, at /tmp/r3b-work/llama-3.2-3b-random,
-# the path the H200 rebuilds it at from the same seed and tokenizer) and a rank-16 LoRA
+# initialised Llama-3.2-3B (at /tmp/r3b-work/llama-3.2-3b-random, the path the H200
+# rebuilds it at, in bf16, from the same seed and tokenizer; float32 here, 12.8 GB,
+# which is what polingo train runs on a CPU without native bf16) and a rank-16 LoRA
 # adapter trained on it by `polingo train` for 1 step: with random weights what it
 # learns does not matter, only its shape. Output: var/r3b/{reg,tokenizer} (ignored), which
 # bench/gpu/vllm_wheelhouse.sh packs into the GPU bundle.
@@ -13,7 +14,7 @@ rm -rf var/r3b && mkdir -p var/r3b/tokenizer
 [ -f "$model/model.safetensors" ] || [ -f "$model/model.safetensors.index.json" ] || .venv/bin/python -c "
 from pathlib import Path
 from service.testing import build_random_model
-build_random_model(Path('$model'), 'llama-3.2-3b', weights=True)"
+build_random_model(Path('$model'), 'llama-3.2-3b', weights=True, dtype='float32')"
 .venv/bin/polingo train --data tests/data/python-docs-zh-tw/2024-10-19 --base-model "$model" \
   --adapter r3b --registry var/r3b/reg --rank 16 --contract v2 --max-length 192 \
   --max-pairs 32 --max-steps 1 --batch-tokens 256

