@@ -189,7 +189,6 @@ def cpu_dtype() -> Any:
 def _load_unsloth(
     base_dir: Path, config: TrainConfig, *, cuda: bool, four_bit: bool
 ) -> tuple[Any, Any]:
-    import torch
     from unsloth import FastLanguageModel
 
     if cuda and config.experimental.inplace_swiglu:
