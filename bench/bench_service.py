@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from service.testing import free_port
 
 # The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).
 DATA = Path(__file__).resolve().parents[1] / "tests/data/python-docs-zh-tw/2024-10-19"
@@ -81,12 +82,6 @@ def build_registry(
         )
     registry.promote(f"bench@{version}")
     return registry.root, base_name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def generated_tokens(client: httpx.Client) -> float:

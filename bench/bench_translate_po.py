@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import httpx
 import polib
+
+from service.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).
@@ -51,12 +52,6 @@ def parse_args() -> argparse.Namespace:
     if not args.server and not args.registry:
         parser.error("give --server URL or --registry DIR")
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_service(args: argparse.Namespace, log_path: Path) -> tuple[str, subprocess.Popen, float]:

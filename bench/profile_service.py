@@ -18,7 +18,6 @@ import asyncio
 import cProfile
 import pstats
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from service.engines import Generation
 from service.registry import Registry
 from service.schemas import TranslateItem
 from service.settings import Settings
+from service.testing import free_port
 from service.translator import Translator, resolve_base, translate_all
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,9 +118,7 @@ async def run_translate_po(registry: Path, jobs: int, profile: Path | None) -> t
     from service.app import create_app
 
     translator, _ = await echo_translator(registry, max_queue=8192)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     app = create_app(translator.settings, translator)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,13 @@ def build_random_model(
         device=device,
         marker={"kind": "random", "shape": shape, "tokenizer_from": os.fspath(source)},
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (tests and benchmarks start servers on it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until_ready(url: str, proc: Any, log: Path, timeout_s: float = 300) -> float:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from review.cli import catalogs, prepare
 from review.entries import MemoryContext, entry_id, entry_rev, needs_review
 from review.service import Reviewer
 from service.defaults import packaged_registry
+from service.testing import free_port
 from training.cli import build_parser, main
 
 ERRORS = "tutorial/errors.po"  # 14 fuzzy human drafts, none with sphinx-lint findings
@@ -367,12 +367,6 @@ def fifty_drafts(tmp_path: Path) -> Path:
     path.write_text(run_msgcat(po.__unicode__(), path))
     assert len(pending(path)) == 50
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -241,13 +241,10 @@ def test_exact_length_generates_every_budget_token(tiny_model_dir: Path) -> None
 
 
 def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
-    import socket
-
     from service import serve
+    from service.testing import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     argv = ["--registry", str(tmp_path), "--port", str(port), "--engine", "transformers"]
     assert serve.main(argv) == 1
     assert "holds no adapter" in capsys.readouterr().err

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,10 @@ from pathlib import Path
 import httpx
 import polib
 
-from service.testing import wait_until_ready
+from service.testing import free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 _GAUGES = {
