@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from service.base_models import DEFAULT_OFFLINE_MODEL
 from service.contract import PromptContract
 from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY
@@ -35,13 +37,41 @@ CONTRACT_PRESETS = {
 }
 
 
-def contract_preset(name: str) -> PromptContract:
-    """--contract NAME -> the PromptContract it names."""
+def contract_preset(spec: str) -> PromptContract:
+    """--contract NAME[:SWITCH=VALUE,...] -> the PromptContract it names, with some
+    switches changed, for ablations: ``v2:examples=0``, ``v2:terms=off``."""
+    name, _, changes = spec.partition(":")
     if name not in CONTRACT_PRESETS:
         raise argparse.ArgumentTypeError(
             f"unknown contract {name!r} (use {', '.join(CONTRACT_PRESETS)})"
         )
-    return CONTRACT_PRESETS[name]
+    contract = CONTRACT_PRESETS[name]
+    switches = {f: type(getattr(contract, f)) for f in contract.__struct_fields__}
+    overrides: dict[str, object] = {}
+    for change in filter(None, changes.split(",")):
+        key, _, value = change.partition("=")
+        if key not in switches or key == "version":
+            known = ", ".join(k for k in switches if k != "version")
+            raise argparse.ArgumentTypeError(f"unknown contract switch {key!r} (use {known})")
+        try:
+            overrides[key] = _switch_value(switches[key], value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"contract switch {key}: {value!r} is not a {switches[key].__name__}"
+            ) from None
+    try:
+        return msgspec.structs.replace(contract, **overrides)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"contract {spec!r}: {exc}") from None
+
+
+def _switch_value(kind: type, value: str) -> object:
+    if kind is bool:
+        table = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+        if value.lower() not in table:
+            raise ValueError(value)
+        return table[value.lower()]
+    return kind(value)
 
 
 class ConfigError(ValueError):
@@ -144,8 +174,12 @@ class TrainConfig:
         PromptContract,
         "the prompt contract: v1 (placeholders for whole markup items, zh-tw@v1's), v2 "
         "(link labels translated, memory examples and glossary terms in the prompt, "
-        "post-editing) or raw (no placeholders) (default: v1)",
-        argparse={"type": contract_preset, "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}"},
+        "post-editing) or raw (no placeholders); NAME:SWITCH=VALUE,... changes switches of "
+        "the preset, e.g. v2:examples=0,terms=off (default: v1)",
+        argparse={
+            "type": contract_preset,
+            "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}[:SWITCH=VALUE,...]",
+        },
     )
     parent: str | None = knob(
         None, "NAME@VERSION this version continues from (polingo retrain)", internal=True
