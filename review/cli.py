@@ -11,16 +11,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from litestar import Litestar
-
-from review.auth import api_key_from_env, is_loopback
 from review.entries import MemoryContext
 from review.log import default_log_path
 from review.service import Reviewer
 from service.catalogs import find_catalogs
 from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, packaged_registry
 from service.registry import RegistryError
+
+if TYPE_CHECKING:  # `polingo train` builds this parser on machines without the web stack
+    from litestar import Litestar
 
 DEFAULT_PORT = 8765
 
@@ -84,6 +85,7 @@ def memory_of(registry: Path | None, adapter: str) -> MemoryContext:
 
 def prepare(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Litestar:
     from review.app import create_app
+    from review.auth import api_key_from_env, is_loopback
 
     paths = catalogs(args.paths)
     try:
