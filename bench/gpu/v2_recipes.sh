@@ -3,7 +3,6 @@
 # own folder under /tmp/runs, scored on the whole held-out split (567 pairs) through the
 # service's translator (transformers engine):
 #   retrain-e3     polingo retrain --contract v2 --epochs 3 (gate against the shipped v2)
-#   retrain-e3-lr4 the same at --learning-rate 4e-4
 #   noex, noterms  v2's recipe (2 epochs) without memory examples / without glossary terms
 #   v1             the shipped zh-tw@v1 scored on the same split
 # Usage (after the carry calls: .whl, .carry/d, .carry/g1..g5, then the tree with
@@ -33,7 +32,6 @@ start() {
   local retrain="$cli retrain --docs $data --registry reg --adapter zh-tw --from base \
 --contract v2 --min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
   job retrain-e3 "$retrain"
-  job retrain-e3-lr4 "$retrain --learning-rate 4e-4"
   for variant in noex:v2:examples=0 noterms:v2:terms=off; do
     local name=${variant%%:*} contract=${variant#*:}
     job "$name" "$cli train --data $data --adapter $name --registry reg ${recipe[*]} \
@@ -57,7 +55,7 @@ collect() {
 }
 
 pack() {  # the retrained registries, LoRA weights in fp16 as shipped
-  for name in retrain-e3 retrain-e3-lr4; do
+  for name in retrain-e3; do
     [ -f "$runs/$name/done" ] || continue
     python3 - "$runs/$name/reg/zh-tw" <<'PY'
 import sys
@@ -74,10 +72,11 @@ case ${1:-} in
   start) start ;;
   wait)
     deadline=$((SECONDS + ${2:-500}))
-    while [ $SECONDS -lt $deadline ] && [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt 5 ]; do
+    jobs=$(ls "$runs"/*.log | wc -l)
+    while [ $SECONDS -lt $deadline ] && [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ]; do
       sleep 10
     done
     collect; tail -n 4 "$runs"/*.log
-    [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt 5 ] || pack ;;
+    [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ] || pack ;;
   *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
 esac
