@@ -74,7 +74,7 @@ case ${1:-} in
     deadline=$((SECONDS + ${2:-500}))
     jobs=$(ls "$runs"/*.log | wc -l)
     while [ $SECONDS -lt $deadline ] && [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ]; do
-      sleep 10
+      sleep 15; collect  # what is under $OUT comes back even if the call is cut off
     done
     collect; tail -n 4 "$runs"/*.log
     [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ] || pack ;;
