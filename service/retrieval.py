@@ -9,11 +9,16 @@ prompts are deterministic.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 
-import bm25s
-import msgspec
+# bm25s imports JAX when it is installed and runs a top-k at import time, and JAX then
+# takes 75% of the GPU's memory (seen on the H200: 105 GiB, the training and vLLM beside
+# it ran out). The top-k of a few examples belongs on the CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import bm25s  # noqa: E402
+import msgspec  # noqa: E402
 
 MAX_EXAMPLE_CHARS = 400  # msgid + msgstr of one example
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -62,7 +67,11 @@ class ExampleIndex:
             return found
         n = min(len(self.examples), k + _SLACK)
         docs, scores = self._bm25.retrieve(
-            [tokens[i] for i in asked], k=n, show_progress=False, n_threads=1
+            [tokens[i] for i in asked],
+            k=n,
+            show_progress=False,
+            n_threads=1,
+            backend_selection="numpy",
         )
         for row, i in enumerate(asked):
             banned = {queries[i], exclude[i] if exclude else None}

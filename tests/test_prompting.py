@@ -4,6 +4,7 @@ contract (zh-tw@v1's) must produce exactly what it produced before."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import msgspec
@@ -199,3 +200,40 @@ def test_terms_round_trip_and_whole_words(tmp_path: Path) -> None:
     (tmp_path / "terms.jsonl").write_text('{"source": 1}\n')
     with pytest.raises(ValueError, match=r"terms.jsonl:1: bad term"):
         load_terms(tmp_path)
+
+
+def test_retrieval_keeps_jax_off_the_gpu(tmp_path: Path) -> None:
+    """bm25s runs a JAX top-k at import when JAX is installed, and JAX on a GPU then takes
+    75% of its memory. A stand-in ``jax`` package (JAX is not installed here) records the
+    platform it was asked for; retrieval must still rank with numpy."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "jax"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os, pathlib\n"
+        f"pathlib.Path({str(tmp_path / 'platform')!r}).write_text("
+        "os.environ.get('JAX_PLATFORMS', '<unset>'))\n"
+    )
+    (fake / "lax.py").write_text(
+        "import numpy as np\n"
+        "def top_k(x, k):\n"
+        "    i = np.argsort(-np.asarray(x), axis=-1)[..., :k]\n"
+        "    return np.take_along_axis(np.asarray(x), i, -1), i\n"
+    )
+    code = (
+        "from service.retrieval import ExampleIndex\n"
+        "import bm25s.selection as s\n"
+        "assert s.JAX_IS_AVAILABLE, 'the stand-in jax was not imported'\n"
+        "index = ExampleIndex([('Open the file.', '開啟檔案。'), ('Close it.', '關閉它。')])\n"
+        "print(index.search(['open a file'], 1)[0][0].msgstr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "開啟檔案。"
+    assert (tmp_path / "platform").read_text() == "cpu"
