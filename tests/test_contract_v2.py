@@ -81,3 +81,23 @@ def test_train_and_eval_with_contract_v2(tmp_path: Path, tiny_model_dir: Path) -
     rows = (reg.path("zh") / "report" / "predictions.jsonl").read_text(encoding="utf-8")
     assert len(rows.splitlines()) == 3
     assert reg.manifest("zh").metrics["pairs"] == 3
+
+
+def test_contract_option_changes_switches_of_a_preset() -> None:
+    """`--contract v2:examples=0,terms=off` (the ablations of docs/benchmarks.md)."""
+    import argparse
+
+    from training.config import contract_preset
+
+    ablation = contract_preset("v2:examples=0,terms=off")
+    assert (ablation.examples, ablation.terms) == (0, False)
+    assert (ablation.version, ablation.translate_labels, ablation.post_edit) == (2, True, True)
+    assert contract_preset("v2") == V2
+    for spec, message in [
+        ("v2:example=0", "unknown contract switch 'example'"),
+        ("v2:terms=maybe", "terms: 'maybe' is not a bool"),
+        ("v1:examples=2", "need contract version 2"),
+        ("v2:version=1", "unknown contract switch 'version'"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            contract_preset(spec)
