@@ -136,6 +136,8 @@ async def _evaluate(
             )
             outcomes = await translate_all(translator, ref, items, on_batch=progress)
             results.append(_scores(ref, pairs, outcomes, settings.markup_retries))
+            # each version's scores as soon as they are known: a run cut off later keeps them
+            print(f"eval: {ref} {json.dumps(results[-1].metrics, sort_keys=True)}", file=sys.stderr)
     return results
 
 
