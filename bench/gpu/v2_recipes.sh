@@ -8,7 +8,8 @@
 # Usage (after the carry calls: .whl, .carry/d, .carry/g1..g5, then the tree with
 # service/default_adapter): bash bench/gpu/v2_recipes.sh start
 # then, in the calls that follow: bash bench/gpu/v2_recipes.sh wait SECONDS (returns early
-# when every job is done; copies logs, metrics and packed registries to $OUT).
+# when every job is done; copies the logs to $OUT/runs; at the end, the retrained registry in 15 MiB pieces:
+# cat retrain-e3.tgz.part* | tar xz).
 set -euo pipefail
 source bench/gpu/env.sh
 runs=/tmp/runs
@@ -47,10 +48,6 @@ collect() {
   for log in "$runs"/*.log; do
     grep -v -E "_pytree|Warning:|Loading weights|it/s\]$" "$log" > "$OUT/runs/$(basename "$log")" || true
   done
-  for manifest in "$runs"/*/reg/*/v*/manifest.json; do
-    local rel=${manifest#"$runs"/}
-    mkdir -p "$OUT/runs/$(dirname "$rel")" && cp "$manifest" "$OUT/runs/$rel"
-  done
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >"$OUT/runs/gpu.txt"
 }
 
@@ -64,7 +61,9 @@ from safetensors.torch import load_file, save_file
 for path in Path(sys.argv[1]).glob("v3/adapter_model.safetensors"):
     save_file({k: v.half() for k, v in load_file(str(path)).items()}, str(path), metadata={"format": "pt"})
 PY
-    tar czf "$OUT/$name.tgz" -C "$runs/$name/reg" --exclude .checkpoints zh-tw/v3 zh-tw/CURRENT zh-tw/HISTORY.jsonl
+    # $OUT brings back at most 8 files of 16 MiB: the registry comes back in pieces
+    tar czf - -C "$runs/$name/reg" --exclude .checkpoints zh-tw/v3 zh-tw/CURRENT zh-tw/HISTORY.jsonl \
+      | split -b 15M -d -a 1 - "$OUT/$name.tgz.part"
   done
 }
 
