@@ -85,7 +85,10 @@ def test_new_docs_make_a_promoted_version_the_service_switches_to(
 ) -> None:
     assert served_version(service) == "zh@v1"
 
-    done = retrain(workdir, "--margin", "5", url=service)
+    # A tiny model scored on 6 pairs moves by several chrF with the CPU's number format
+    # (bf16 where the CPU has AMX, float32 elsewhere): this test is about the switch;
+    # the next one makes the gate refuse.
+    done = retrain(workdir, "--margin", "100", url=service)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "235 new, 6 changed" in done.stdout
     assert "promoted zh@v2" in done.stdout and "service reloaded" in done.stdout
