@@ -16,11 +16,5 @@ python3 -m training.cli retrain --docs /tmp/data/2024-10-19 --registry /tmp/reg 
 status=${PIPESTATUS[0]}
 set -e
 echo "retrain exit status: $status"
-python3 - <<'PY'
-from pathlib import Path
-from safetensors.torch import load_file, save_file
-# LoRA weights in fp16: half the size, and what the served model computes in anyway
-for path in Path("/tmp/reg/zh-tw").glob("v*/adapter_model.safetensors"):
-    save_file({k: v.half() for k, v in load_file(str(path)).items()}, str(path), metadata={"format": "pt"})
-PY
+python3 bench/gpu/lora_fp16.py /tmp/reg/zh-tw/v*/adapter_model.safetensors
 tar czf "$OUT/zh-tw.tgz" -C /tmp/reg --exclude .checkpoints zh-tw

@@ -9,12 +9,5 @@ python3 -m training.cli train --data /tmp/data/2024-10-19 --base-model gemma3-27
   --registry /tmp/reg --no-4bit --max-length 768 --batch-tokens 16384 --logging-steps 25 \
   --save-steps 100000 --promote "$@" 2>&1 | grep --line-buffered -v -E "_pytree|Warning:|Loading weights" \
   | tee "$OUT/train-$name.log"
-python3 - "$name" <<'PY'
-import sys
-from pathlib import Path
-from safetensors.torch import load_file, save_file
-# LoRA weights in fp16: half the size, and what the served model computes in anyway
-path = next(Path("/tmp/reg", sys.argv[1]).glob("v*/adapter_model.safetensors"))
-save_file({k: v.half() for k, v in load_file(str(path)).items()}, str(path))
-PY
+python3 bench/gpu/lora_fp16.py /tmp/reg/"$name"/v*/adapter_model.safetensors
 tar czf "$OUT/$name.tgz" -C /tmp/reg --exclude .checkpoints "$name"

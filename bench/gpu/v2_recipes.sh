@@ -19,11 +19,12 @@ recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384
 
 job() {  # job NAME COMMAND...: run in its own session and folder, log to NAME.log
   local name=$1; shift
-  mkdir -p "$runs/$name" && cp -r /tmp/repo/service/default_adapter/zh-tw "$runs/$name/zh-tw"
-  mkdir -p "$runs/$name/reg" && mv "$runs/$name/zh-tw" "$runs/$name/reg/zh-tw"
+  mkdir -p "$runs/$name/reg" && cp -r /tmp/repo/service/default_adapter/zh-tw "$runs/$name/reg/zh-tw"
   (cd "$runs/$name" && setsid nohup bash -c "$* ; echo \"exit status: \$?\"; touch done" \
      >"$runs/$name.log" 2>&1 < /dev/null &)
 }
+
+finished() { [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -ge "$(ls "$runs"/*.log | wc -l)" ]; }
 
 start() {
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
@@ -51,31 +52,23 @@ collect() {
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >"$OUT/runs/gpu.txt"
 }
 
-pack() {  # the retrained registries, LoRA weights in fp16 as shipped
-  for name in retrain-e3; do
-    [ -f "$runs/$name/done" ] || continue
-    python3 - "$runs/$name/reg/zh-tw" <<'PY'
-import sys
-from pathlib import Path
-from safetensors.torch import load_file, save_file
-for path in Path(sys.argv[1]).glob("v3/adapter_model.safetensors"):
-    save_file({k: v.half() for k, v in load_file(str(path)).items()}, str(path), metadata={"format": "pt"})
-PY
-    # $OUT brings back at most 8 files of 16 MiB: the registry comes back in pieces
-    tar czf - -C "$runs/$name/reg" --exclude .checkpoints zh-tw/v3 zh-tw/CURRENT zh-tw/HISTORY.jsonl \
-      | split -b 15M -d -a 1 - "$OUT/$name.tgz.part"
-  done
+pack() {  # the retrained registry, LoRA weights in fp16 as shipped
+  local reg=$runs/retrain-e3/reg
+  [ -f "$runs/retrain-e3/done" ] && [ -d "$reg/zh-tw/v3" ] || return 0
+  python3 /tmp/repo/bench/gpu/lora_fp16.py "$reg"/zh-tw/v3/adapter_model.safetensors
+  # $OUT brings back at most 8 files of 16 MiB: the registry comes back in pieces
+  tar czf - -C "$reg" --exclude .checkpoints zh-tw/v3 zh-tw/CURRENT zh-tw/HISTORY.jsonl \
+    | split -b 15M -d -a 1 - "$OUT/retrain-e3.tgz.part"
 }
 
 case ${1:-} in
   start) start ;;
   wait)
     deadline=$((SECONDS + ${2:-500}))
-    jobs=$(ls "$runs"/*.log | wc -l)
-    while [ $SECONDS -lt $deadline ] && [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ]; do
+    while [ $SECONDS -lt $deadline ] && ! finished; do
       sleep 15; collect  # what is under $OUT comes back even if the call is cut off
     done
     collect; tail -n 4 "$runs"/*.log
-    [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -lt "$jobs" ] || pack ;;
+    if finished; then pack; fi ;;
   *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
 esac
