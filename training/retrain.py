@@ -179,8 +179,6 @@ def gate(
     pairs = heldout_subset(heldout, args.eval_limit)
     new, old = evaluate_versions(registry, [candidate, ref], pairs, engine=args.engine)
     record_evaluation(registry, new, pairs, args.eval_limit)
-    for evaluation in (new, old):
-        print(f"{evaluation.ref}: {json.dumps(evaluation.metrics, sort_keys=True)}")
     delta = new.metrics["chrf"] - old.metrics["chrf"]
     print(
         f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
