@@ -2,14 +2,15 @@
 # all run at once on the one GPU (a 270M model leaves it mostly idle), each job in its
 # own folder under /tmp/runs, scored on the whole held-out split (567 pairs) through the
 # service's translator (transformers engine):
-#   retrain-e3     polingo retrain --contract v2 --epochs 3 (gate against the shipped v2)
-#   noex, noterms  v2's recipe (2 epochs) without memory examples / without glossary terms
-#   v1             the shipped zh-tw@v1 scored on the same split
+#   e3, x4e3, lr4e3  polingo retrain --from base, 3 epochs, gate against the shipped v2:
+#                    the v2 contract; with 4 memory examples; with learning rate 4e-4
+#   noterms          v2's recipe (2 epochs) without glossary terms
 # Usage (after the carry calls: .whl, .carry/d, .carry/g1..g5, then the tree with
 # service/default_adapter): bash bench/gpu/v2_recipes.sh start
 # then, in the calls that follow: bash bench/gpu/v2_recipes.sh wait SECONDS (returns early
-# when every job is done; copies the logs to $OUT/runs; at the end, the retrained registry in 15 MiB pieces:
-# cat retrain-e3.tgz.part* | tar xz).
+# when every job is done; copies the logs to $OUT/logs.txt and every version's manifest to
+# $OUT/manifests.json; at the end, the promoted retrain with the best prose chrF comes back
+# as a registry in 15 MiB pieces: cat best.tgz.part* | tar xz).
 set -euo pipefail
 source bench/gpu/env.sh
 runs=/tmp/runs
@@ -32,33 +33,49 @@ start() {
   export PYTHONPATH=/tmp/site:/tmp/repo
   local cli="python3 -m training.cli"
   local retrain="$cli retrain --docs $data --registry reg --adapter zh-tw --from base \
---contract v2 --min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
-  job retrain-e3 "$retrain"
-  for variant in noex:v2:examples=0 noterms:v2:terms=off; do
-    local name=${variant%%:*} contract=${variant#*:}
-    job "$name" "$cli train --data $data --adapter $name --registry reg ${recipe[*]} \
---contract $contract --promote && $cli eval --adapter $name --registry reg --data $data \
+--min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
+  job e3 "$retrain --contract v2"
+  job x4e3 "$retrain --contract v2:examples=4"
+  job lr4e3 "$retrain --contract v2 --learning-rate 4e-4"
+  job noterms "$cli train --data $data --adapter noterms --registry reg ${recipe[*]} \
+--contract v2:terms=off --promote && $cli eval --adapter noterms --registry reg --data $data \
 --engine transformers"
-  done
-  job v1 "$cli eval --adapter zh-tw@v1 --registry reg --data $data --engine transformers"
   sleep 20 && tail -n 3 "$runs"/*.log
 }
 
-collect() {
-  mkdir -p "$OUT/runs"
+collect() {  # one file of logs, one of manifests: $OUT brings back at most 8 files
   for log in "$runs"/*.log; do
-    grep -v -E "_pytree|Warning:|Loading weights|it/s\]$" "$log" > "$OUT/runs/$(basename "$log")" || true
-  done
-  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >"$OUT/runs/gpu.txt"
+    echo "=== $(basename "$log")"
+    grep -v -E "_pytree|Warning:|Loading weights|it/s\]$|bm25s\|DEBUG" "$log" || true
+  done >"$OUT/logs.txt"
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >>"$OUT/logs.txt" || true
+  python3 - "$runs" >"$OUT/manifests.json" <<'PY'
+import json, pathlib, sys
+runs = pathlib.Path(sys.argv[1])
+print(json.dumps({str(m.relative_to(runs)): json.loads(m.read_text())
+                  for m in sorted(runs.glob("*/reg/*/v*/manifest.json"))}, indent=1))
+PY
 }
 
-pack() {  # the retrained registry, LoRA weights in fp16 as shipped
-  local reg=$runs/retrain-e3/reg
-  [ -f "$runs/retrain-e3/done" ] && [ -d "$reg/zh-tw/v3" ] || return 0
-  python3 /tmp/repo/bench/gpu/lora_fp16.py "$reg"/zh-tw/v3/adapter_model.safetensors
+pack() {  # the promoted retrain with the best prose chrF, LoRA weights in fp16 as shipped
+  local best
+  best=$(python3 - "$runs" <<'PY'
+import json, pathlib, sys
+scores = {}
+for reg in pathlib.Path(sys.argv[1]).glob("*/reg/zh-tw"):
+    current = (reg / "CURRENT").read_text().strip()
+    if current != "v2":
+        scores[reg] = json.loads((reg / current / "manifest.json").read_text())["metrics"]["chrf_prose"]
+print(max(scores, key=scores.get) if scores else "")
+PY
+)
+  [ -n "$best" ] || { echo "no retrain passed its gate"; return 0; }
+  echo "best: $best" | tee -a "$OUT/logs.txt"
+  local version; version=$(cat "$best/CURRENT")
+  python3 /tmp/repo/bench/gpu/lora_fp16.py "$best/$version/adapter_model.safetensors"
   # $OUT brings back at most 8 files of 16 MiB: the registry comes back in pieces
-  tar czf - -C "$reg" --exclude .checkpoints zh-tw/v3 zh-tw/CURRENT zh-tw/HISTORY.jsonl \
-    | split -b 15M -d -a 1 - "$OUT/retrain-e3.tgz.part"
+  tar czf - -C "$(dirname "$best")" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
+    zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/best.tgz.part"
 }
 
 case ${1:-} in
