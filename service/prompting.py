@@ -67,9 +67,8 @@ class PromptBuilder:
         terms: Sequence[Term] | None = None,
         max_length: int | None = None,
     ) -> None:
-        """``max_length``: the prompt plus its translation budget (serving) or the
-        whole example (training) must fit; examples are dropped, least similar first,
-        until it does."""
+        """``max_length``: the prompt plus its translation budget (see ``_fit``) must
+        fit; examples are dropped, least similar first, until it does."""
         self.contract = contract
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -124,15 +123,7 @@ class PromptBuilder:
         if examples is None:
             examples = self.examples_for([source], [exclude])[0]
         terms = self.matcher.match(source) if self.matcher is not None else []
-        budget = 0
-        if self.max_length is not None:
-            budget = c.max_new_tokens(len(self._ids(protected)))
-        examples = list(examples)
-        while True:
-            ids = self._prompt_ids(protected, msgctxt, examples, terms)
-            if not examples or self.max_length is None or len(ids) + budget <= self.max_length:
-                break
-            examples.pop()
+        examples, ids = self._fit(protected, msgctxt, examples, terms, room=0)
         return Prepared(source, protected, items, pairs, examples, terms, ids, msgctxt)
 
     def example(
@@ -151,14 +142,29 @@ class PromptBuilder:
             examples = self.examples_for([source], [source])[0]
         terms = self.matcher.match(source) if self.matcher is not None else []
         completion = self._ids(protected_target + c.end_of_turn_text(self.tokenizer))
-        examples = list(examples)
-        while True:
-            prompt = self._prompt_ids(protected, msgctxt, examples, terms)
-            total = len(prompt) + len(completion)
-            if not examples or self.max_length is None or total <= self.max_length:
-                break
-            examples.pop()
+        _, prompt = self._fit(protected, msgctxt, examples, terms, room=len(completion))
         return prompt + completion, [-100] * len(prompt) + completion
+
+    def _fit(
+        self,
+        protected: str,
+        msgctxt: str | None,
+        examples: Sequence[Example],
+        terms: Sequence[Term],
+        room: int,
+    ) -> tuple[list[Example], list[int]]:
+        """Drop examples, least similar first, until the prompt leaves room for the
+        translation within ``max_length``: the serving budget for the source, or the
+        training completion where that is longer. So a training prompt is the prompt the
+        service builds for the same source."""
+        examples = list(examples)
+        if self.max_length is not None:
+            room = max(room, c.max_new_tokens(len(self._ids(protected))))
+        while True:
+            ids = self._prompt_ids(protected, msgctxt, examples, terms)
+            if not examples or self.max_length is None or len(ids) + room <= self.max_length:
+                return examples, ids
+            examples.pop()
 
     # -- raw output -> catalog text ----------------------------------------------------
 

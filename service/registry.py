@@ -213,16 +213,20 @@ class Registry:
         return version
 
     def rollback(self, name: str) -> str:
-        """Make the version that was current before the current one current again."""
+        """Make the version that was current before the current one current again, or,
+        where that version's folder was removed, the one before it."""
         current = self.current(name)
         if current is None:
             raise RegistryError(f"adapter {name!r} has no current version to roll back from")
-        for entry in reversed(self.history(name)):
-            if entry.get("version") == current and entry.get("previous"):
-                previous = entry["previous"]
-                self.promote(f"{name}@{previous}", reason=f"rollback from {current}")
-                return previous
-        raise RegistryError(f"adapter {name!r}: no earlier promoted version to roll back to")
+        before = {e["version"]: e.get("previous") for e in self.history(name) if "version" in e}
+        previous, seen = before.get(current), {current}
+        while previous and previous not in self.versions(name) and previous not in seen:
+            seen.add(previous)
+            previous = before.get(previous)
+        if not previous or previous in seen:
+            raise RegistryError(f"adapter {name!r}: no earlier promoted version to roll back to")
+        self.promote(f"{name}@{previous}", reason=f"rollback from {current}")
+        return previous
 
     def history(self, name: str) -> list[dict]:
         path = self.folder(name) / HISTORY

@@ -50,6 +50,22 @@ def test_registry_paths_stay_inside_the_root(tmp_path: Path) -> None:
         registry.versions("../outside")
 
 
+def test_rollback_skips_a_version_whose_folder_was_removed(tmp_path: Path) -> None:
+    # the shipped registry keeps v1 and the current version, not every one between
+    registry = Registry(tmp_path / "registry")
+    for version in ("v1", "v2", "v3"):
+        (registry.folder("zh") / version).mkdir(parents=True)
+        (registry.folder("zh") / version / "manifest.json").write_text("{}")
+        registry.promote(f"zh@{version}")
+    (registry.folder("zh") / "v2" / "manifest.json").unlink()
+    assert registry.rollback("zh") == "v1" and registry.current("zh") == "v1"
+    assert registry.history("zh")[-1]["reason"] == "rollback from v3"
+    (registry.folder("zh") / "v3" / "manifest.json").unlink()
+    registry.promote("zh@v1")  # v1 after v1: nothing earlier that exists
+    with pytest.raises(RegistryError, match="no earlier promoted version"):
+        registry.rollback("zh")
+
+
 # ---- settings that cannot work together --------------------------------------------------
 @pytest.mark.parametrize(
     ("env", "message"),

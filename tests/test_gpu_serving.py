@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-HELD_OUT = REPO / "service/default_adapter/zh-tw/v2/report/predictions.jsonl"
+HELD_OUT = REPO / "service/default_adapter/zh-tw/v3/report/predictions.jsonl"
 ENTRIES = 64
 
 

@@ -32,7 +32,7 @@ DEFAULT_CUDA_GRAPH_SHAPES = 8
 # The contracts a new adapter can be trained with (service/contract.py, service/prompting.py).
 CONTRACT_PRESETS = {
     "v1": PromptContract(),
-    "v2": PromptContract(version=2, translate_labels=True, examples=2, terms=True, post_edit=True),
+    "v2": PromptContract(version=2, translate_labels=True, examples=4, terms=True, post_edit=True),
     "raw": PromptContract(protect_markup=False),
 }
 
