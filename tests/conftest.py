@@ -83,3 +83,28 @@ def sample_po_dir(tmp_path: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(CORPUS / rel, target)
     return out
+
+
+def packed_logit_gaps(model, batch: dict, rows: list[list[int]], examples: list[dict]):  # noqa: ANN001, ANN201
+    """(packed, crossed): the largest logit difference over every pair of a packed batch
+    between the packed row and the pair run alone; "crossed" runs the same rows with
+    position ids that do not restart, so that attention reaches across pairs (what a
+    broken packing does): the scale that ``packed`` must stay far below."""
+    import torch
+
+    ids = batch["input_ids"]
+    crossed_positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    with torch.no_grad():
+        packed_logits = model(input_ids=ids, position_ids=batch["position_ids"]).logits
+        crossed_logits = model(input_ids=ids, position_ids=crossed_positions).logits
+        packed = crossed = 0.0
+        for r, row in enumerate(rows):
+            at = 0
+            for index in row:
+                alone_ids = torch.tensor([examples[index]["input_ids"]], device=ids.device)
+                alone = model(input_ids=alone_ids).logits[0].float()
+                n = alone.shape[0]
+                packed = max(packed, float((packed_logits[r, at : at + n] - alone).abs().max()))
+                crossed = max(crossed, float((crossed_logits[r, at : at + n] - alone).abs().max()))
+                at += n
+    return packed, crossed

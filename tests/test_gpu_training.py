@@ -75,6 +75,32 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
     assert "entropy" not in trainer._metrics["train"]  # TRL's loss would have logged it
 
 
+def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
+    """Unsloth's CUDA attention must keep each packed pair to itself (position ids
+    restarting at each pair), as transformers' does on the CPU
+    (tests/test_training.py::test_packed_batches_train_each_pair_as_if_alone)."""
+    import unsloth  # noqa: F401
+    from conftest import packed_logit_gaps
+
+    from service.testing import build_tiny_model
+    from training.config import Experimental, TrainConfig
+    from training.train import build_trainer, load_model
+
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
+    config = TrainConfig(
+        data=tmp_path, load_in_4bit=False, max_length=64, batch_tokens=512,
+        experimental=Experimental(packing=256),
+    )  # fmt: skip
+    model, tok = load_model(model_dir, config)
+    examples = _random_examples()
+    trainer, _ = build_trainer(model, tok, examples, config, tmp_path / "run")
+    batch = {k: v.cuda() for k, v in next(iter(trainer.get_train_dataloader())).items()}
+    rows = trainer.token_sampler.rows_of(next(iter(trainer.token_sampler)))
+    assert max(len(row) for row in rows) > 1  # pairs share a row
+    packed, crossed = packed_logit_gaps(model, batch, rows, examples)
+    assert packed < 0.1 * crossed, (packed, crossed)  # bf16: not exact, far from crossed
+
+
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
     """Replayed graphs reuse their memory pool from step to step; a gradient or an
     output read after the pool was overwritten would send the loss elsewhere."""

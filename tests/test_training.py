@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, packed_logit_gaps
 
 from service.contract import (
     PromptContract,
@@ -27,7 +27,7 @@ from service.contract import (
     restore,
 )
 from service.registry import Registry
-from training.batching import TokenBudgetBatchSampler, bucket_lengths
+from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, bucket_lengths
 from training.data import (
     CatalogError,
     data_index,
@@ -255,6 +255,69 @@ def test_fixed_shape_batches_through_the_trainers_collator(
     assert 1 < len(shapes) <= 3 and fillers > 0
     assert label_tokens == sum(sum(t != -100 for t in e["labels"]) for e in examples)
     assert progress.tokens_seen == sum(len(e["input_ids"]) for e in examples)
+
+
+def test_packed_rows_hold_every_example_once_within_the_row() -> None:
+    lengths = [(i * 37) % 500 + 3 for i in range(3000)]
+    sampler = PackedBatchSampler(lengths, 1024, 8, seed=3, chunk=1000)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        seen = []
+        for batch in sampler:
+            rows = sampler.rows_of(batch)
+            assert 1 <= len(rows) <= 8 and [i for row in rows for i in row] == batch
+            assert all(sum(lengths[i] for i in row) <= 1024 for row in rows)
+            seen += batch
+        assert sorted(seen) == list(range(len(lengths)))
+    first = [list(b) for b in PackedBatchSampler(lengths, 1024, 8, seed=3, chunk=1000)]
+    assert first != [list(b) for b in sampler]  # another epoch, another order
+    sampler.set_epoch(0)
+    assert first == [list(b) for b in sampler]  # the same again on resume
+    assert sampler.padding_efficiency() > 0.9  # short pairs fill the rows
+    with pytest.raises(ValueError, match="shorter than the longest example"):
+        PackedBatchSampler([10, 2000], 1024, 8)
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "peft"])
+def test_packed_batches_train_each_pair_as_if_alone(
+    tmp_path: Path, tiny_model_dir: Path, backend: str
+) -> None:
+    """One shape for every batch, and attention kept inside each pair: the trainer's loss
+    on a packed batch is the loss of its pairs run one by one."""
+    import torch
+
+    from training.config import Experimental, TrainConfig
+    from training.train import build_trainer, load_model, tokenize_pairs
+
+    corpus = load_corpus(CORPUS / "tutorial")
+    config = TrainConfig(
+        data=CORPUS,
+        batch_tokens=2048,
+        max_length=512,
+        experimental=Experimental(backend=backend, packing=1024),
+    )
+    model, tokenizer = load_model(tiny_model_dir, config)
+    examples, _ = tokenize_pairs(tokenizer, corpus.pairs[:60], config)
+    trainer, progress = build_trainer(model, tokenizer, examples, config, tmp_path / "run")
+    batches = list(trainer.get_train_dataloader())
+    assert {tuple(b["input_ids"].shape) for b in batches} == {(2, 1024)}
+    label_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
+    assert label_tokens == sum(sum(t != -100 for t in e["labels"]) for e in examples)
+    assert progress.tokens_seen == sum(len(e["input_ids"]) for e in examples)
+
+    rows = trainer.token_sampler.rows_of(next(iter(trainer.token_sampler)))
+    assert max(len(row) for row in rows) > 1  # pairs share a row
+    packed, crossed = packed_logit_gaps(model, batches[0], rows, examples)
+    assert packed < 0.05 * crossed and crossed > 0.5, (packed, crossed)  # bf16 on the CPU
+    with torch.no_grad():  # and the trainer's own loss call keeps them apart too
+        loss = trainer.compute_loss(model, dict(batches[0])).item()
+        total = tokens = 0.0
+        for index in (i for row in rows for i in row):
+            ids, labels = (torch.tensor([examples[index][k]]) for k in ("input_ids", "labels"))
+            counted = int((labels[0, 1:] != -100).sum())
+            total += model(input_ids=ids, labels=labels).loss.item() * counted
+            tokens += counted
+    assert loss == pytest.approx(total / tokens, rel=3e-5)  # crossed: 2.6e-4 off
 
 
 def test_bad_fixed_shapes_are_refused_before_any_work(tmp_path: Path) -> None:
@@ -593,6 +656,8 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
         (["--heldout-percent", "100"], "--heldout-percent 100.0: give a percent"),
         (["--max-steps", "0"], "--max-steps 0: give -1 (the epochs) or 1 or more"),
         (["--fixed-shapes", "-2"], "--fixed-shapes -2: give 0 (off) or more"),
+        (["--packing", "256"], "--packing 256: give a row length from --max-length (512)"),
+        (["--packing", "1024", "--fixed-shapes", "2"], "--packing already gives one shape"),
         (["--learning-rate", "0"], "--learning-rate 0.0: give a positive rate"),
     ],
 )

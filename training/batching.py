@@ -185,3 +185,106 @@ def pad_to_shape(batch: dict[str, Any], rows: int, length: int, pad_id: int) -> 
 
 def _mean(values: Sequence[int]) -> int:
     return int(sum(values) / len(values)) if values else 1
+
+
+class PackedBatchSampler:
+    """Whole examples packed into rows of ``row_tokens`` tokens, ``rows`` rows a batch, so
+    every batch has the one shape (rows, row_tokens) (``--packing``). Each epoch the
+    examples are shuffled and cut into chunks; each chunk is packed best-fit, longest
+    first. A batch is its rows' example indices, row after row; ``rows_of`` gives back
+    the rows, and ``collate`` builds the tensors: position ids restart at each example,
+    which is what keeps attention inside it (transformers' packed-sequence mask)."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        row_tokens: int,
+        rows: int,
+        *,
+        seed: int = 0,
+        chunk: int = 4096,
+    ) -> None:
+        if row_tokens < max(lengths, default=1):
+            raise ValueError(
+                f"packing={row_tokens} is shorter than the longest example ({max(lengths)} tokens)"
+            )
+        self.lengths = list(lengths)
+        self.row_tokens, self.rows, self.seed, self.chunk = row_tokens, max(1, rows), seed, chunk
+        self.epoch = 0
+        self._batches = self._make_batches()
+
+    def set_epoch(self, epoch: int) -> None:  # called by the HF Trainer, also on resume
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._batches = self._make_batches()
+
+    def _make_batches(self) -> list[list[list[int]]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        batches: list[list[list[int]]] = []
+        for start in range(0, len(order), self.chunk):
+            packed = pack_rows(order[start : start + self.chunk], self.lengths, self.row_tokens)
+            rng.shuffle(packed)
+            batches += [packed[i : i + self.rows] for i in range(0, len(packed), self.rows)]
+        rng.shuffle(batches)
+        self._rows = {tuple(i for row in b for i in row): b for b in batches}
+        return batches
+
+    def rows_of(self, indices: Sequence[int]) -> list[list[int]]:
+        return self._rows[tuple(indices)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([i for row in batch for i in row] for batch in self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def shape_for(self, longest: int) -> tuple[int, int]:
+        return self.rows, self.row_tokens
+
+    def padding_efficiency(self) -> float:
+        cells = len(self._batches) * self.rows * self.row_tokens
+        return sum(self.lengths) / cells if cells else 1.0
+
+    def collate(self, examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+        """``examples`` as the batch's indices list them (each with its ``index``)."""
+        import torch
+
+        by_index = {e["index"]: e for e in examples}
+        shape = (self.rows, self.row_tokens)
+        ids = torch.full(shape, pad_id, dtype=torch.long)
+        labels = torch.full(shape, -100, dtype=torch.long)
+        # a filler row, and each row's tail: its own sequence of pad tokens, no labels
+        positions = torch.arange(self.row_tokens).repeat(self.rows, 1)
+        for r, row in enumerate(self.rows_of([e["index"] for e in examples])):
+            at = 0
+            for index in row:
+                example = by_index[index]
+                n = len(example["input_ids"])
+                ids[r, at : at + n] = torch.tensor(example["input_ids"])
+                labels[r, at : at + n] = torch.tensor(example["labels"])
+                positions[r, at : at + n] = torch.arange(n)
+                at += n
+            positions[r, at:] = torch.arange(self.row_tokens - at)
+        return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def pack_rows(indices: Sequence[int], lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Best-fit decreasing: each example, longest first, into the open row with the least
+    room that holds it (a new row when none does)."""
+    import bisect
+
+    rows: list[list[int]] = []
+    rooms: list[tuple[int, int]] = []  # (room left, row number), sorted
+    for index in sorted(indices, key=lambda i: -lengths[i]):
+        need = lengths[index]
+        at = bisect.bisect_left(rooms, (need, -1))
+        if at == len(rooms):
+            rows.append([index])
+            bisect.insort(rooms, (capacity - need, len(rows) - 1))
+            continue
+        room, row = rooms.pop(at)
+        rows[row].append(index)
+        bisect.insort(rooms, (room - need, row))
+    return rows

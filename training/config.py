@@ -110,6 +110,12 @@ class Experimental:
         "only shapes they recorded (0: off)",
         argparse={"metavar": "K"},
     )
+    packing: int = knob(
+        0,
+        "pack whole pairs into rows of N tokens, attention kept within each pair, "
+        "--batch-tokens // N rows a batch: one batch shape (0: off)",
+        argparse={"metavar": "N"},
+    )
     cuda_graphs: bool = knob(
         False,
         "replay Unsloth's compiled blocks as CUDA graphs over fixed batch shapes "
@@ -277,6 +283,15 @@ def _check_numbers(c: TrainConfig) -> None:
     for name, ok, hint in rules:
         if not ok:
             raise ConfigError(name, f"{flag(name)} {getattr(c, name)}: {hint}")
+    packing = c.experimental.packing
+    if packing and not c.max_length <= packing <= c.batch_tokens:
+        raise ConfigError(
+            "packing",
+            f"--packing {packing}: give a row length from --max-length ({c.max_length}) to "
+            f"--batch-tokens ({c.batch_tokens}), or 0 (off)",
+        )
+    if packing and c.experimental.fixed_shapes:
+        raise ConfigError("packing", "--packing already gives one shape: drop --fixed-shapes")
     if c.batch_tokens < c.max_length:
         raise ConfigError(
             "batch_tokens",

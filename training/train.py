@@ -28,7 +28,7 @@ from service.memory import TranslationMemory
 from service.prompting import PromptBuilder
 from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
 from service.terms import Term, read_glossary, write_terms
-from training.batching import TokenBudgetBatchSampler, pad_to_shape
+from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
 from training.data import Corpus, Pair, data_index, load_corpus
@@ -127,7 +127,8 @@ def set_process_switches(config: TrainConfig) -> TrainConfig:
     x = config.experimental
     if x.cuda_graphs:
         os.environ["UNSLOTH_BLOCK_CUDAGRAPHS"] = "1"
-        x = replace(x, fixed_shapes=x.fixed_shapes or cuda_graph_shape_cap())
+        if not x.packing:  # packing gives every batch one shape already
+            x = replace(x, fixed_shapes=x.fixed_shapes or cuda_graph_shape_cap())
         config = replace(config, experimental=x)
     if x.backend == "unsloth":
         import_unsloth()  # before transformers: it patches them
@@ -303,20 +304,23 @@ def build_trainer(
     from datasets import Dataset
 
     lengths = [len(e["input_ids"]) for e in examples]
-    sampler = TokenBudgetBatchSampler(
-        lengths,
-        config.batch_tokens,
-        seed=config.seed,
-        fixed_shapes=config.experimental.fixed_shapes,
-    )
+    x = config.experimental
+    sampler: TokenBudgetBatchSampler | PackedBatchSampler
+    if x.packing:
+        sampler = PackedBatchSampler(
+            lengths, x.packing, config.batch_tokens // x.packing, seed=config.seed
+        )
+        examples = [{**e, "index": i} for i, e in enumerate(examples)]
+        shapes = f", one shape {sampler.rows}x{x.packing}, pairs packed"
+    else:
+        sampler = TokenBudgetBatchSampler(
+            lengths, config.batch_tokens, seed=config.seed, fixed_shapes=x.fixed_shapes
+        )
+        shapes = "".join(f" {rows}x{n}" for n, rows in sampler.shapes.items())
+        shapes = f", shapes{shapes}" if shapes else ""
     log(
         f"batches: {len(sampler)} a epoch, {config.batch_tokens} padded tokens at most, "
-        f"{sampler.padding_efficiency():.0%} of batch cells are real tokens"
-        + (
-            ", shapes " + " ".join(f"{rows}x{n}" for n, rows in sampler.shapes.items())
-            if sampler.shapes
-            else ""
-        )
+        f"{sampler.padding_efficiency():.0%} of batch cells are real tokens{shapes}"
     )
     progress = Progress(
         batches_per_epoch=len(sampler), padding_efficiency=sampler.padding_efficiency()
@@ -388,6 +392,8 @@ def _token_budget_trainer_class() -> type:
             # pad to the batch's shape.
             def collate(batch: list[dict[str, list[int]]]) -> Any:
                 self.progress.tokens_seen += sum(len(e["input_ids"]) for e in batch)
+                if isinstance(sampler, PackedBatchSampler):
+                    return sampler.collate(batch, self.pad_id)
                 out = self.data_collator(batch)
                 shape = sampler.shape_for(max(len(e["input_ids"]) for e in batch))
                 return out if shape is None else pad_to_shape(out, *shape, pad_id=self.pad_id)
