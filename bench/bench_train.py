@@ -12,8 +12,8 @@ at import, so the baseline must not share a process with it):
   (once per batch shape at first, then with dynamic shapes);
 - ``unsloth-cuda-graphs``: Unsloth replaying each block as a CUDA graph, over 8 fixed
   batch shapes (``--cuda-graphs``);
-- ``unsloth-packed``: pairs packed into rows of 2,048 tokens, one batch shape
-  (``--packing 2048``); ``unsloth-packed-cuda-graphs`` replays that one shape's blocks;
+- ``unsloth-packed``: pairs packed into one row of ``--batch-tokens`` tokens, one batch
+  shape (``--packing``); ``unsloth-packed-cuda-graphs`` replays that one shape's blocks;
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
 ``--steps -1`` runs a whole epoch. Each run inherits the environment, so Unsloth's
@@ -40,9 +40,9 @@ from training.config import TrainConfig
 VARIANTS = {
     "unsloth": ["--backend", "unsloth"],
     "unsloth-cuda-graphs": ["--backend", "unsloth", "--cuda-graphs"],
-    # one shape for every batch (issue 20): 8,192-token batches of 4 rows of 2,048
-    "unsloth-packed": ["--backend", "unsloth", "--packing", "2048"],
-    "unsloth-packed-cuda-graphs": ["--backend", "unsloth", "--packing", "2048", "--cuda-graphs"],
+    # one shape for every batch (issue 20): pairs packed into one row of --batch-tokens
+    "unsloth-packed": ["--backend", "unsloth", "--packing"],
+    "unsloth-packed-cuda-graphs": ["--backend", "unsloth", "--packing", "--cuda-graphs"],
     "peft": ["--backend", "peft"],
 }
 

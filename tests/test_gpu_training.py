@@ -76,8 +76,8 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
 
 
 def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
-    """Unsloth's CUDA attention must keep each packed pair to itself (position ids
-    restarting at each pair), as transformers' does on the CPU
+    """Unsloth's CUDA attention must keep each packed pair to itself (one row, position
+    ids restarting at each pair), as transformers' does on the CPU
     (tests/test_training.py::test_packed_batches_train_each_pair_as_if_alone)."""
     import unsloth  # noqa: F401
     from conftest import packed_logit_gaps
@@ -89,7 +89,7 @@ def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
     config = TrainConfig(
         data=tmp_path, load_in_4bit=False, max_length=64, batch_tokens=512,
-        experimental=Experimental(packing=256),
+        experimental=Experimental(packing=True),
     )  # fmt: skip
     model, tok = load_model(model_dir, config)
     examples = _random_examples()

@@ -294,13 +294,13 @@ def test_packed_batches_train_each_pair_as_if_alone(
         data=CORPUS,
         batch_tokens=2048,
         max_length=512,
-        experimental=Experimental(backend=backend, packing=1024),
+        experimental=Experimental(backend=backend, packing=True),
     )
     model, tokenizer = load_model(tiny_model_dir, config)
     examples, _ = tokenize_pairs(tokenizer, corpus.pairs[:60], config)
     trainer, progress = build_trainer(model, tokenizer, examples, config, tmp_path / "run")
     batches = list(trainer.get_train_dataloader())
-    assert {tuple(b["input_ids"].shape) for b in batches} == {(2, 1024)}
+    assert {tuple(b["input_ids"].shape) for b in batches} == {(1, 2048)}
     label_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
     assert label_tokens == sum(sum(t != -100 for t in e["labels"]) for e in examples)
     assert progress.tokens_seen == sum(len(e["input_ids"]) for e in examples)
@@ -656,8 +656,7 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
         (["--heldout-percent", "100"], "--heldout-percent 100.0: give a percent"),
         (["--max-steps", "0"], "--max-steps 0: give -1 (the epochs) or 1 or more"),
         (["--fixed-shapes", "-2"], "--fixed-shapes -2: give 0 (off) or more"),
-        (["--packing", "256"], "--packing 256: give a row length from --max-length (512)"),
-        (["--packing", "1024", "--fixed-shapes", "2"], "--packing already gives one shape"),
+        (["--packing", "--fixed-shapes", "2"], "--packing already gives one shape"),
         (["--learning-rate", "0"], "--learning-rate 0.0: give a positive rate"),
     ],
 )

@@ -206,7 +206,8 @@ class PackedBatchSampler:
     ) -> None:
         if row_tokens < max(lengths, default=1):
             raise ValueError(
-                f"packing={row_tokens} is shorter than the longest example ({max(lengths)} tokens)"
+                f"rows of {row_tokens} tokens are shorter than the longest example "
+                f"({max(lengths)} tokens)"
             )
         self.lengths = list(lengths)
         self.row_tokens, self.rows, self.seed, self.chunk = row_tokens, max(1, rows), seed, chunk

@@ -110,11 +110,12 @@ class Experimental:
         "only shapes they recorded (0: off)",
         argparse={"metavar": "K"},
     )
-    packing: int = knob(
-        0,
-        "pack whole pairs into rows of N tokens, attention kept within each pair, "
-        "--batch-tokens // N rows a batch: one batch shape (0: off)",
-        argparse={"metavar": "N"},
+    # Unsloth's CUDA attention keeps packed sequences apart only in one-row batches
+    # (it reads their lengths from the position ids when the batch has one row).
+    packing: bool = knob(
+        False,
+        "pack whole pairs into one row of --batch-tokens tokens a batch, each pair's "
+        "attention kept to itself: one batch shape, no padding between pairs",
     )
     cuda_graphs: bool = knob(
         False,
@@ -283,14 +284,7 @@ def _check_numbers(c: TrainConfig) -> None:
     for name, ok, hint in rules:
         if not ok:
             raise ConfigError(name, f"{flag(name)} {getattr(c, name)}: {hint}")
-    packing = c.experimental.packing
-    if packing and not c.max_length <= packing <= c.batch_tokens:
-        raise ConfigError(
-            "packing",
-            f"--packing {packing}: give a row length from --max-length ({c.max_length}) to "
-            f"--batch-tokens ({c.batch_tokens}), or 0 (off)",
-        )
-    if packing and c.experimental.fixed_shapes:
+    if c.experimental.packing and c.experimental.fixed_shapes:
         raise ConfigError("packing", "--packing already gives one shape: drop --fixed-shapes")
     if c.batch_tokens < c.max_length:
         raise ConfigError(

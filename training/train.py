@@ -307,11 +307,9 @@ def build_trainer(
     x = config.experimental
     sampler: TokenBudgetBatchSampler | PackedBatchSampler
     if x.packing:
-        sampler = PackedBatchSampler(
-            lengths, x.packing, config.batch_tokens // x.packing, seed=config.seed
-        )
+        sampler = PackedBatchSampler(lengths, config.batch_tokens, 1, seed=config.seed)
         examples = [{**e, "index": i} for i, e in enumerate(examples)]
-        shapes = f", one shape {sampler.rows}x{x.packing}, pairs packed"
+        shapes = f", one shape 1x{config.batch_tokens}, pairs packed"
     else:
         sampler = TokenBudgetBatchSampler(
             lengths, config.batch_tokens, seed=config.seed, fixed_shapes=x.fixed_shapes
