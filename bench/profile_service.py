@@ -91,8 +91,8 @@ async def echo_translator(registry: Path, **overrides: object) -> tuple[Translat
     await translator.reload()
     encode = translator._encode
 
-    def encode_and_remember(adapter, text, msgctxt, param, examples=None):
-        job = encode(adapter, text, msgctxt, param, examples)
+    def encode_and_remember(prepared, param):
+        job = encode(prepared, param)
         engine.sources[id(job.prompt)] = tokenizer(job.prepared.source, add_special_tokens=False)[
             "input_ids"
         ]

@@ -37,6 +37,7 @@ class Prepared(msgspec.Struct, frozen=True):
     terms: list[Term]
     prompt_ids: list[int]
     msgctxt: str | None = None
+    source_tokens: int = 0  # tokens of ``source``, which the generation budget scales from
 
 
 def messages(
@@ -100,14 +101,25 @@ class PromptBuilder:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _batch_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [
+            list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        ]
+
+    def _chat_text(
+        self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
+    ) -> str:
+        convo = messages(source, msgctxt, examples, terms)
+        return self.tokenizer.apply_chat_template(
+            convo, add_generation_prompt=True, tokenize=False, **c._TEMPLATE_KWARGS
+        )
+
     def _prompt_ids(
         self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
     ) -> list[int]:
-        convo = messages(source, msgctxt, examples, terms)
-        text = self.tokenizer.apply_chat_template(
-            convo, add_generation_prompt=True, tokenize=False, **c._TEMPLATE_KWARGS
-        )
-        return self._ids(text)
+        return self._ids(self._chat_text(source, msgctxt, examples, terms))
 
     def prompt(
         self,
@@ -123,8 +135,40 @@ class PromptBuilder:
         if examples is None:
             examples = self.examples_for([source], [exclude])[0]
         terms = self.matcher.match(source) if self.matcher is not None else []
-        examples, ids = self._fit(protected, msgctxt, examples, terms, room=0)
-        return Prepared(source, protected, items, pairs, examples, terms, ids, msgctxt)
+        source_tokens = len(self._ids(protected))
+        examples, ids = self._fit(protected, msgctxt, examples, terms, 0, source_tokens)
+        return Prepared(
+            source, protected, items, pairs, examples, terms, ids, msgctxt, source_tokens
+        )
+
+    def prompts(
+        self,
+        sources: Sequence[str],
+        msgctxts: Sequence[str | None],
+        examples: Sequence[list[Example]],
+    ) -> list[Prepared]:
+        """``prompt()`` of many sources, the same result with two batched tokenizer calls
+        (the fast tokenizer encodes a batch on all cores): the sources, and each prompt
+        with all its examples. Prompts that leave too little room are built again one by
+        one, dropping examples."""
+        protected = [self._protect(source) for source in sources]
+        terms = [self.matcher.match(s) if self.matcher is not None else [] for s in sources]
+        counts = [len(ids) for ids in self._batch_ids([p[0] for p in protected])]
+        texts = [
+            self._chat_text(p[0], ctx, ex, t)
+            for p, ctx, ex, t in zip(protected, msgctxts, examples, terms, strict=True)
+        ]
+        out = []
+        for i, ids in enumerate(self._batch_ids(texts)):
+            (source_text, _, items, pairs), shown = protected[i], list(examples[i])
+            room = c.max_new_tokens(counts[i])
+            if shown and self.max_length is not None and len(ids) + room > self.max_length:
+                shown, ids = self._fit(source_text, msgctxts[i], shown, terms[i], 0, counts[i])
+            out.append(
+                Prepared(sources[i], source_text, items, pairs, shown, terms[i], ids,
+                         msgctxts[i], counts[i])
+            )  # fmt: skip
+        return out
 
     def example(
         self,
@@ -142,7 +186,8 @@ class PromptBuilder:
             examples = self.examples_for([source], [source])[0]
         terms = self.matcher.match(source) if self.matcher is not None else []
         completion = self._ids(protected_target + c.end_of_turn_text(self.tokenizer))
-        _, prompt = self._fit(protected, msgctxt, examples, terms, room=len(completion))
+        source_tokens = len(self._ids(protected)) if self.max_length is not None else 0
+        _, prompt = self._fit(protected, msgctxt, examples, terms, len(completion), source_tokens)
         return prompt + completion, [-100] * len(prompt) + completion
 
     def _fit(
@@ -152,6 +197,7 @@ class PromptBuilder:
         examples: Sequence[Example],
         terms: Sequence[Term],
         room: int,
+        source_tokens: int,
     ) -> tuple[list[Example], list[int]]:
         """Drop examples, least similar first, until the prompt leaves room for the
         translation within ``max_length``: the serving budget for the source, or the
@@ -159,7 +205,7 @@ class PromptBuilder:
         service builds for the same source."""
         examples = list(examples)
         if self.max_length is not None:
-            room = max(room, c.max_new_tokens(len(self._ids(protected))))
+            room = max(room, c.max_new_tokens(source_tokens))
         while True:
             ids = self._prompt_ids(protected, msgctxt, examples, terms)
             if not examples or self.max_length is None or len(ids) + room <= self.max_length:

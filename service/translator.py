@@ -30,7 +30,6 @@ from service.markup import check_translation
 from service.metrics import Metrics
 from service.prompting import Prepared, PromptBuilder
 from service.registry import Manifest, Registry, RegistryError, parse_ref
-from service.retrieval import Example
 from service.schemas import (
     MAX_MSGCTXT_CHARS,
     AdapterInfo,
@@ -120,11 +119,10 @@ class Translator:
                 results[i] = Outcome(human, human, True, warnings, False)
             else:
                 todo.append(i)
-        shown = adapter.prompts.examples_for([items[i].text for i in todo])  # one retrieval
-        jobs = [
-            self._encode(adapter, items[i].text, items[i].msgctxt, f"items[{i}].text", examples)
-            for i, examples in zip(todo, shown, strict=True)
-        ]
+        texts = [items[i].text for i in todo]
+        shown = adapter.prompts.examples_for(texts)  # one retrieval
+        prepared = adapter.prompts.prompts(texts, [items[i].msgctxt for i in todo], shown)
+        jobs = [self._encode(p, f"items[{i}].text") for i, p in zip(todo, prepared, strict=True)]
         hits = len(items) - len(todo)
         self.metrics.memory_hits.inc(hits)
         self.metrics.items.labels("memory").inc(hits)
@@ -215,18 +213,11 @@ class Translator:
                 self.metrics.markup_repaired.inc()
         return out
 
-    def _encode(
-        self,
-        adapter: LoadedAdapter,
-        text: str,
-        msgctxt: str | None,
-        param: str,
-        examples: list[Example] | None = None,
-    ) -> _Job:
-        prepared = adapter.prompts.prompt(text, msgctxt, examples=examples)
+    def _encode(self, prepared: Prepared, param: str) -> _Job:
         prompt = prepared.prompt_ids
-        source_tokens = len(self.tokenizer(prepared.source, add_special_tokens=False)["input_ids"])
-        budget = contract.max_new_tokens(source_tokens, cap=self.settings.max_new_tokens_cap)
+        budget = contract.max_new_tokens(
+            prepared.source_tokens, cap=self.settings.max_new_tokens_cap
+        )
         budget = min(budget, self.max_model_len - len(prompt))
         if budget < 1:
             raise InvalidRequest(
@@ -331,7 +322,7 @@ class Translator:
                 f"{key}: the engine could not load it ({type(exc).__name__}: {exc})"
             ) from None
         try:  # one-item warm-up: the version must generate before it is served
-            warmup = self._encode(adapter, WARMUP_TEXT, None, "warmup")
+            warmup = self._encode(adapter.prompts.prompt(WARMUP_TEXT), "warmup")
             await self.engine.generate(
                 [warmup.prompt], max_tokens=[4], stop_token_ids=self.stop_ids, adapter=key
             )

@@ -237,3 +237,33 @@ def test_retrieval_keeps_jax_off_the_gpu(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "開啟檔案。"
     assert (tmp_path / "platform").read_text() == "cpu"
+
+
+def test_batched_prompts_are_the_one_by_one_prompts(tokenizer) -> None:  # noqa: ANN001
+    """The service prepares a request's texts in one batch (two tokenizer calls); each
+    must be exactly what prompt() builds alone, including those whose examples must be
+    dropped to leave room for the translation."""
+    from conftest import CORPUS
+
+    from training.data import load_corpus
+    from training.train import corpus_terms
+
+    pairs = load_corpus(CORPUS / "tutorial").pairs
+    memory = TranslationMemory()
+    for pair in pairs:
+        memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
+    contract = PromptContract(version=2, translate_labels=True, examples=4, terms=True)
+    builder = PromptBuilder(contract, tokenizer, memory, corpus_terms(CORPUS), max_length=700)
+    sources = [p.msgid for p in pairs[:160]]
+    contexts = [p.msgctxt for p in pairs[:160]]
+    shown = builder.examples_for(sources)
+    batched = builder.prompts(sources, contexts, shown)
+    rows = zip(sources, contexts, shown, strict=True)
+    alone = [builder.prompt(s, m, examples=e) for s, m, e in rows]
+    assert batched == alone
+    dropped = sum(len(p.examples) < len(e) for p, e in zip(batched, shown, strict=True))
+    assert dropped >= 5  # prompts that had to leave room
+    counted = tokenizer([p.source for p in batched], add_special_tokens=False)["input_ids"]
+    assert [p.source_tokens for p in batched] == [len(ids) for ids in counted]
+    assert sum(bool(p.terms) for p in batched) >= 5
+    assert builder.prompts([], [], []) == []

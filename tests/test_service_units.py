@@ -309,7 +309,8 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
             base_path=tiny_model_dir,
             default_adapter="zh",
         )
-        jobs = [translator._encode(adapter, t, None, f"items[{i}]") for i, t in enumerate(texts)]
+        prepared = [adapter.prompts.prompt(t) for t in texts]
+        jobs = [translator._encode(p, f"items[{i}]") for i, p in enumerate(prepared)]
 
         async def go() -> list[tuple[str, str]]:
             generated = await translator._generate(adapter, jobs)

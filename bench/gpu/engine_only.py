@@ -40,11 +40,10 @@ async def run(limit: int | None) -> list[dict]:
         adapter = await translator.adapter(None)
         items = untranslated_items(limit)
         todo = [i for i in items if adapter.memory.lookup(i.text, i.msgctxt) is None]
-        shown = adapter.prompts.examples_for([i.text for i in todo])
-        jobs = [
-            translator._encode(adapter, i.text, i.msgctxt, "text", examples)
-            for i, examples in zip(todo, shown, strict=True)
-        ]
+        texts = [i.text for i in todo]
+        shown = adapter.prompts.examples_for(texts)
+        prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in todo], shown)
+        jobs = [translator._encode(p, "text") for p in prepared]
         prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
         for label, key in (("engine, adapter", adapter.key), ("engine, base model", None)):
             t0 = time.perf_counter()
