@@ -9,6 +9,7 @@ a real pretrained base is needed so that a sabotaged version scores measurably w
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -94,6 +95,9 @@ def test_new_docs_make_a_promoted_version_the_service_switches_to(
     assert "promoted zh@v2" in done.stdout and "service reloaded" in done.stdout
 
     assert registry.current("zh") == "v2"
+    decision = json.loads((registry.path("zh@v2") / "report" / "gate.json").read_text())
+    assert decision["promoted"] and decision["reference"]["ref"] == "zh@v1"
+    assert decision["margin"] == 100 and "chrf" in decision["reference"]["metrics"]
     manifest = registry.manifest("zh@v2")
     assert manifest.parent == "zh@v1"
     assert (manifest.data.new_pairs, manifest.data.changed_pairs) == (235, 6)
@@ -118,6 +122,9 @@ def test_a_worse_version_is_not_promoted_and_rollback_works(
     assert bad.returncode == 3, bad.stdout + bad.stderr[-3000:]
     assert "not promoted: zh@v3" in bad.stdout
     assert registry.versions("zh") == ["v1", "v2", "v3"] and registry.current("zh") == "v2"
+    decision = json.loads((registry.path("zh@v3") / "report" / "gate.json").read_text())
+    assert decision["promoted"] is False and decision["reference"]["ref"] == "zh@v2"
+    assert decision["candidate"]["metrics"]["chrf"] < decision["reference"]["metrics"]["chrf"] - 5
 
     listed = polingo("adapters", "--registry", str(registry.root), "list")
     assert listed.returncode == 0 and "* zh@v2" in listed.stdout and "  zh@v3" in listed.stdout

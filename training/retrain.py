@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
+from service.fsutil import atomic_write
 from service.registry import DATA_INDEX, Registry
 from training.config import CONTRACT_PRESETS, TrainConfig, contract_preset
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
@@ -184,7 +185,18 @@ def gate(
         f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
         f"{old.metrics['chrf']:.2f} ({delta:+.2f})"
     )
-    if delta < -args.margin:
+    passed = delta >= -args.margin
+    decision = {
+        "candidate": {"ref": candidate, "metrics": new.metrics},
+        "reference": {"ref": ref, "metrics": old.metrics},
+        "pairs": len(pairs),
+        "margin": args.margin,
+        "promoted": passed,
+    }
+    report = registry.path(candidate) / "report"
+    report.mkdir(exist_ok=True)  # the decision beside the candidate's own figures
+    atomic_write(report / "gate.json", json.dumps(decision, indent=1).encode())
+    if not passed:
         print(
             f"not promoted: {candidate} is worse by more than --margin {args.margin}; "
             f"{ref} stays current"
