@@ -36,8 +36,8 @@ class Prepared(msgspec.Struct, frozen=True):
     examples: list[Example]
     terms: list[Term]
     prompt_ids: list[int]
+    source_tokens: int  # tokens of ``source``, which the generation budget scales from
     msgctxt: str | None = None
-    source_tokens: int = 0  # tokens of ``source``, which the generation budget scales from
 
 
 def messages(
@@ -131,15 +131,9 @@ class PromptBuilder:
     ) -> Prepared:
         """The prompt of one source. ``exclude``: a msgid the examples must not be
         (never the source itself either); ``examples``: already retrieved ones."""
-        protected, _, items, pairs = self._protect(source)
         if examples is None:
             examples = self.examples_for([source], [exclude])[0]
-        terms = self.matcher.match(source) if self.matcher is not None else []
-        source_tokens = len(self._ids(protected))
-        examples, ids = self._fit(protected, msgctxt, examples, terms, 0, source_tokens)
-        return Prepared(
-            source, protected, items, pairs, examples, terms, ids, msgctxt, source_tokens
-        )
+        return self.prompts([source], [msgctxt], [examples])[0]
 
     def prompts(
         self,
@@ -147,10 +141,10 @@ class PromptBuilder:
         msgctxts: Sequence[str | None],
         examples: Sequence[list[Example]],
     ) -> list[Prepared]:
-        """``prompt()`` of many sources, the same result with two batched tokenizer calls
-        (the fast tokenizer encodes a batch on all cores): the sources, and each prompt
-        with all its examples. Prompts that leave too little room are built again one by
-        one, dropping examples."""
+        """The prompts of many sources with their retrieved examples, in two batched
+        tokenizer calls (the fast tokenizer encodes a batch on all cores): the sources,
+        and each prompt with all its examples. A prompt that leaves too little room is
+        built again, dropping examples (``_fit``)."""
         protected = [self._protect(source) for source in sources]
         terms = [self.matcher.match(s) if self.matcher is not None else [] for s in sources]
         counts = [len(ids) for ids in self._batch_ids([p[0] for p in protected])]
@@ -160,13 +154,13 @@ class PromptBuilder:
         ]
         out = []
         for i, ids in enumerate(self._batch_ids(texts)):
-            (source_text, _, items, pairs), shown = protected[i], list(examples[i])
-            room = c.max_new_tokens(counts[i])
-            if shown and self.max_length is not None and len(ids) + room > self.max_length:
-                shown, ids = self._fit(source_text, msgctxts[i], shown, terms[i], 0, counts[i])
+            source_text, _, items, pairs = protected[i]
+            shown, ids = self._fit(
+                source_text, msgctxts[i], examples[i], terms[i], 0, counts[i], first_ids=ids
+            )
             out.append(
                 Prepared(sources[i], source_text, items, pairs, shown, terms[i], ids,
-                         msgctxts[i], counts[i])
+                         counts[i], msgctxts[i])
             )  # fmt: skip
         return out
 
@@ -198,19 +192,25 @@ class PromptBuilder:
         terms: Sequence[Term],
         room: int,
         source_tokens: int,
+        first_ids: list[int] | None = None,
     ) -> tuple[list[Example], list[int]]:
         """Drop examples, least similar first, until the prompt leaves room for the
         translation within ``max_length``: the serving budget for the source, or the
         training completion where that is longer. So a training prompt is the prompt the
-        service builds for the same source."""
+        service builds for the same source. ``first_ids``: the prompt with all the
+        examples, already tokenised."""
         examples = list(examples)
         if self.max_length is not None:
             room = max(room, c.max_new_tokens(source_tokens))
-        while True:
-            ids = self._prompt_ids(protected, msgctxt, examples, terms)
-            if not examples or self.max_length is None or len(ids) + room <= self.max_length:
-                return examples, ids
+        ids = (
+            first_ids
+            if first_ids is not None
+            else self._prompt_ids(protected, msgctxt, examples, terms)
+        )
+        while examples and self.max_length is not None and len(ids) + room > self.max_length:
             examples.pop()
+            ids = self._prompt_ids(protected, msgctxt, examples, terms)
+        return examples, ids
 
     # -- raw output -> catalog text ----------------------------------------------------
 

@@ -219,8 +219,9 @@ class Registry:
         if current is None:
             raise RegistryError(f"adapter {name!r} has no current version to roll back from")
         before = {e["version"]: e.get("previous") for e in self.history(name) if "version" in e}
+        present = set(self.versions(name))
         previous, seen = before.get(current), {current}
-        while previous and previous not in self.versions(name) and previous not in seen:
+        while previous and previous not in present and previous not in seen:
             seen.add(previous)
             previous = before.get(previous)
         if not previous or previous in seen:

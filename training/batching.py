@@ -241,9 +241,6 @@ class PackedBatchSampler:
     def __len__(self) -> int:
         return len(self._batches)
 
-    def shape_for(self, longest: int) -> tuple[int, int]:
-        return self.rows, self.row_tokens
-
     def padding_efficiency(self) -> float:
         cells = len(self._batches) * self.rows * self.row_tokens
         return sum(self.lengths) / cells if cells else 1.0

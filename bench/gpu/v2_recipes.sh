@@ -3,7 +3,7 @@
 # own folder under /tmp/runs, scored on the whole held-out split (567 pairs) through the
 # service's translator (transformers engine):
 #   e3, x4e3, lr4e3  polingo retrain --from base, 3 epochs, gate against the shipped v2:
-#                    the v2 contract; with 4 memory examples; with learning rate 4e-4
+#                    the v2 contract with 2 memory examples; with 4; with 2 at lr 4e-4
 #   noterms          v2's recipe (2 epochs) without glossary terms
 # Usage (after the carry calls: .whl, .carry/d, .carry/g1..g5, then the tree with
 # service/default_adapter): bash bench/gpu/v2_recipes.sh start
@@ -34,11 +34,12 @@ start() {
   local cli="python3 -m training.cli"
   local retrain="$cli retrain --docs $data --registry reg --adapter zh-tw --from base \
 --min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
-  job e3 "$retrain --contract v2"
+  # the v2 preset had 2 examples when these ran; it has 4 (x4e3's) since
+  job e3 "$retrain --contract v2:examples=2"
   job x4e3 "$retrain --contract v2:examples=4"
-  job lr4e3 "$retrain --contract v2 --learning-rate 4e-4"
+  job lr4e3 "$retrain --contract v2:examples=2 --learning-rate 4e-4"
   job noterms "$cli train --data $data --adapter noterms --registry reg ${recipe[*]} \
---contract v2:terms=off --promote && $cli eval --adapter noterms --registry reg --data $data \
+--contract v2:examples=2,terms=off --promote && $cli eval --adapter noterms --registry reg --data $data \
 --engine transformers"
   sleep 20 && tail -n 3 "$runs"/*.log
 }
