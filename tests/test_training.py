@@ -317,7 +317,7 @@ def test_packed_batches_train_each_pair_as_if_alone(
             counted = int((labels[0, 1:] != -100).sum())
             total += model(input_ids=ids, labels=labels).loss.item() * counted
             tokens += counted
-    assert loss == pytest.approx(total / tokens, rel=3e-5)  # crossed: 2.6e-4 off
+    assert loss == pytest.approx(total / tokens, rel=3e-5)  # crossed: 1.1e-3 off
 
 
 def test_bad_fixed_shapes_are_refused_before_any_work(tmp_path: Path) -> None:
