@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "64 on a CPU)",
     )  # fmt: skip
     parser.add_argument(
+        "--max-num-batched-tokens", type=int,
+        help="tokens vLLM computes in one step (POLINGO_MAX_NUM_BATCHED_TOKENS; default "
+        "16384 on a GPU, vLLM's own on a CPU)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-lora-rank", type=int, help="largest adapter rank (POLINGO_MAX_LORA_RANK, default 64)"
     )
     parser.add_argument(
@@ -103,8 +108,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     names = (
         "host", "port", "registry", "adapter", "base_model", "engine", "api_key",
         "api_key_file", "max_batch", "max_queue", "tensor_parallel_size",
-        "gpu_memory_utilization", "watch_interval_s", "max_num_seqs", "max_lora_rank",
-        "max_loras", "prefix_caching", "cuda_graphs",
+        "gpu_memory_utilization", "watch_interval_s", "max_num_seqs",
+        "max_num_batched_tokens", "max_lora_rank", "max_loras", "prefix_caching", "cuda_graphs",
     )  # fmt: skip
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 

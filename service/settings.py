@@ -75,6 +75,11 @@ class Settings:
     max_num_seqs: int | None = None
     """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS); unset: 256 on a GPU, 64 on
     a CPU (docs/benchmarks.md has the measurements)."""
+    max_num_batched_tokens: int | None = None
+    """Prompt and generated tokens vLLM computes in one step (POLINGO_MAX_NUM_BATCHED_TOKENS);
+    unset: 16384 on a GPU, vLLM's default on a CPU. The engine this service builds would
+    otherwise get vLLM's library default, 2048, which on the contract's long prompts lets
+    about two prompts a step into the batch (docs/benchmarks.md)."""
     prefix_caching: bool = True
     """vLLM reuses the KV cache of a shared prompt start, the contract's instruction part
     that every request begins with (POLINGO_PREFIX_CACHING)."""
@@ -109,6 +114,14 @@ class Settings:
         import torch
 
         return 256 if torch.cuda.is_available() else 64
+
+    def engine_max_num_batched_tokens(self) -> int | None:
+        """max_num_batched_tokens, or 16384 on a GPU; None leaves vLLM's default."""
+        if self.max_num_batched_tokens is not None:
+            return self.max_num_batched_tokens
+        import torch
+
+        return 16384 if torch.cuda.is_available() else None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -181,8 +194,9 @@ class Settings:
                 f"{self.max_batch}: a full batch could never be queued (every such request "
                 "would get 503); raise the queue or lower the batch"
             )
-        if self.max_num_seqs is not None and self.max_num_seqs <= 0:
-            raise ValueError(f"max_num_seqs must be positive ({env_name('max_num_seqs')})")
+        for name in ("max_num_seqs", "max_num_batched_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive ({env_name(name)})")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
         if self.watch_interval_s < 0:

@@ -209,10 +209,15 @@ def test_gpu_serving_settings_reach_the_settings(monkeypatch: pytest.MonkeyPatch
         False, True, None
     )  # fmt: skip
     assert settings.engine_max_num_seqs() == 64  # no GPU here
-    args = ["--prefix-caching", "--no-cuda-graphs", "--max-num-seqs", "512", "--max-loras", "2"]
+    assert settings.engine_max_num_batched_tokens() is None  # vLLM's CPU default
+    args = ["--prefix-caching", "--no-cuda-graphs", "--max-num-seqs", "512", "--max-loras", "2",
+            "--max-num-batched-tokens", "8192"]  # fmt: skip
     settings = serve.settings_from_args(parser.parse_args(args))
     assert (settings.prefix_caching, settings.cuda_graphs) == (True, False)
     assert (settings.engine_max_num_seqs(), settings.max_loras) == (512, 2)
+    assert settings.engine_max_num_batched_tokens() == 8192
+    with pytest.raises(ValueError, match="POLINGO_MAX_NUM_BATCHED_TOKENS"):
+        Settings.from_env({"POLINGO_MAX_NUM_BATCHED_TOKENS": "-1"})
     with pytest.raises(ValueError, match="POLINGO_MAX_NUM_SEQS"):
         Settings.from_env({"POLINGO_MAX_NUM_SEQS": "0"})
     with pytest.raises(ValueError, match="POLINGO_CUDA_GRAPHS='maybe'"):

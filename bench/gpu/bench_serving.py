@@ -94,13 +94,29 @@ class Sampler:
         }
 
 
+def engine_settings(env: dict[str, str]) -> dict[str, object]:
+    """The engine settings the service resolves from ``env`` (defaults included), for the
+    record: a run at the defaults then says what the defaults were."""
+    from service.settings import Settings
+
+    settings = Settings.from_env(env)
+    return {
+        "max_num_seqs": settings.engine_max_num_seqs(),
+        "max_num_batched_tokens": settings.engine_max_num_batched_tokens(),
+        "max_lora_rank": settings.max_lora_rank,
+        "max_loras": settings.max_loras,
+        "prefix_caching": settings.prefix_caching,
+        "cuda_graphs": settings.cuda_graphs,
+    }
+
+
 class Service:
     """`python -m service.serve` in a child process, with POLINGO_* settings."""
 
     def __init__(self, log: Path, args: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = dict(env)
+        self.settings = {**dict(env), **engine_settings({**os.environ, **env})}
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.serve", "--port", str(self.port), *args],

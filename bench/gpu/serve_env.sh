@@ -4,8 +4,8 @@
 # In the call after the last piece (and any later call while the machine is warm):
 #   source bench/gpu/serve_env.sh
 # It joins and checks the bundle, installs the wheels under /tmp/serve-site, unpacks
-# gettext, converts the Gemma GGUF into the polingo cache and puts the default adapter
-# back into service/default_adapter (left out of the calls to save transfer room).
+# gettext and converts the Gemma GGUF into the polingo cache. The default adapter comes
+# with the working tree (the piece-carrying calls leave it out to save room).
 if [ "${1:-}" = stash ]; then
   mkdir -p /tmp/bundle-parts && cp .carry/s*/part* /tmp/bundle-parts/
   cp .carry/s*/bundle.sha256 /tmp/bundle-parts/ 2>/dev/null || true
@@ -36,6 +36,5 @@ if [ ! -f /tmp/serve-site/.done ]; then
   touch /tmp/serve-site/.done
   echo "serve_env: installed in $(( $(date +%s) - t0 )) s" >&2
 fi
-if [ ! -f service/default_adapter/zh-tw/CURRENT ]; then
-  mkdir -p service/default_adapter && cp -r /tmp/bundle/default_adapter/zh-tw service/default_adapter/
-fi
+[ -f service/default_adapter/zh-tw/CURRENT ] \
+  || { echo "serve_env: service/default_adapter is not in this call's tree" >&2; exit 1; }

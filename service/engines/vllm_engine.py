@@ -131,6 +131,7 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
         seed=0,
         max_model_len=model_max_len(model_path, settings.max_model_len),
         max_num_seqs=settings.engine_max_num_seqs(),
+        max_num_batched_tokens=settings.engine_max_num_batched_tokens(),
         tensor_parallel_size=settings.tensor_parallel_size,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enable_lora=True,
