@@ -88,7 +88,7 @@ def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
     config = TrainConfig(
-        data=tmp_path, load_in_4bit=False, max_length=64, batch_tokens=512,
+        data=tmp_path, load_in_4bit=False, max_length=512, batch_tokens=512,
         experimental=Experimental(packing=True),
     )  # fmt: skip
     model, tok = load_model(model_dir, config)
@@ -98,7 +98,22 @@ def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
     rows = trainer.token_sampler.rows_of(next(iter(trainer.token_sampler)))
     assert max(len(row) for row in rows) > 1  # pairs share a row
     packed, crossed = packed_logit_gaps(model, batch, rows, examples)
+    with torch.no_grad():  # and the trainer's own loss call keeps them apart too
+        loss = trainer.compute_loss(model, dict(batch)).item()
+        total = tokens = 0.0
+        for index in (i for row in rows for i in row):
+            ids, labels = (
+                torch.tensor([examples[index][k]]).cuda() for k in ("input_ids", "labels")
+            )
+            counted = int((labels[0, 1:] != -100).sum())
+            total += model(input_ids=ids, labels=labels).loss.item() * counted
+            tokens += counted
+    alone = total / tokens
+    print(
+        f"logit gaps packed {packed:.4g} crossed {crossed:.4g}; loss {loss:.6g} alone {alone:.6g}"
+    )
     assert packed < 0.1 * crossed, (packed, crossed)  # bf16: not exact, far from crossed
+    assert loss == pytest.approx(alone, rel=1e-2), (loss, alone)
 
 
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
