@@ -42,6 +42,8 @@ VARIANTS = {
     "unsloth-cuda-graphs": ["--backend", "unsloth", "--cuda-graphs"],
     # one shape for every batch (issue 20): pairs packed into one row of --batch-tokens
     "unsloth-packed": ["--backend", "unsloth", "--packing"],
+    # the same packing through Unsloth's own fallback on torch 2.11: one SDPA a run of lengths
+    "unsloth-packed-segments": ["--backend", "unsloth", "--packing", "--no-flash-varlen"],
     "unsloth-packed-cuda-graphs": ["--backend", "unsloth", "--packing", "--cuda-graphs"],
     "peft": ["--backend", "peft"],
 }

@@ -116,6 +116,70 @@ def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
     assert loss == pytest.approx(alone, rel=1e-2), (loss, alone)
 
 
+def test_flash_varlen_packing_matches_unsloths_segments_on_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On torch 2.11, --packing sends each layer's attention through one flash varlen
+    call (training/unsloth_kernels.py) instead of Unsloth's one SDPA call per run of
+    equal lengths; on the same packed batch the loss and the LoRA gradients must be
+    those of Unsloth's own path (the tiny model has grouped K/V heads, 4 over 2)."""
+    import inspect
+
+    import unsloth  # noqa: F401
+    from torch.nn.attention import varlen
+    from unsloth.utils import attention_dispatch as dispatch
+
+    from service.testing import build_tiny_model
+    from training.config import Experimental, TrainConfig
+    from training.train import build_trainer, load_model
+
+    if "enable_gqa" in inspect.signature(varlen.varlen_attn).parameters:
+        pytest.skip("this torch has varlen with GQA: Unsloth's own path, nothing to patch")
+    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
+    config = TrainConfig(
+        data=tmp_path, load_in_4bit=False, max_length=512, batch_tokens=512,
+        experimental=Experimental(packing=True),
+    )  # fmt: skip
+    model, tok = load_model(model_dir, config)
+    assert dispatch._TORCH_VARLEN_ATTN is not None  # patched by load_model
+    trainer, _ = build_trainer(model, tok, _random_examples(), config, tmp_path / "run")
+    batch = {k: v.cuda() for k, v in next(iter(trainer.get_train_dataloader())).items()}
+    calls: list[int] = []
+    lean = dispatch._LeanFlashVarlen
+
+    class Counting:  # the flash varlen path, counted
+        @staticmethod
+        def apply(*args):  # noqa: ANN002, ANN205
+            calls.append(1)
+            return lean.apply(*args)
+
+    monkeypatch.setattr(dispatch, "_LeanFlashVarlen", Counting)
+    model.train()
+
+    def loss_and_grads() -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        named = model.named_parameters()
+        return loss.item(), {n: p.grad.float().clone() for n, p in named if p.grad is not None}
+
+    varlen_loss, varlen_grads = loss_and_grads()
+    assert calls, "the packed batch did not reach the flash varlen call"
+    monkeypatch.setattr(dispatch, "_TORCH_VARLEN_ATTN", None)  # Unsloth's own fallback
+    monkeypatch.setattr(dispatch, "_LEAN_VARLEN", False)
+    calls.clear()
+    segments_loss, segments_grads = loss_and_grads()
+    assert not calls
+    assert varlen_grads and varlen_grads.keys() == segments_grads.keys()
+    worst = max(
+        float((varlen_grads[n] - g).norm() / g.norm().clamp_min(1e-12))
+        for n, g in segments_grads.items()
+    )
+    print(f"loss varlen {varlen_loss:.6g} segments {segments_loss:.6g}; worst grad gap {worst:.3g}")
+    assert varlen_loss == pytest.approx(segments_loss, rel=1e-3)
+    assert worst < 0.05
+
+
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
     """Replayed graphs reuse their memory pool from step to step; a gradient or an
     output read after the pool was overwritten would send the loss elsewhere."""

@@ -117,6 +117,11 @@ class Experimental:
         "pack whole pairs into one row of --batch-tokens tokens a batch, each pair's "
         "attention kept to itself: one batch shape, no padding between pairs",
     )
+    flash_varlen: bool = knob(
+        True,
+        "with --packing: each layer's attention over the packed pairs in one flash varlen "
+        "call, not one SDPA call per run of equal-length pairs (Unsloth, CUDA, torch < 2.12)",
+    )
     cuda_graphs: bool = knob(
         False,
         "replay Unsloth's compiled blocks as CUDA graphs over fixed batch shapes "

@@ -196,6 +196,11 @@ def _load_unsloth(
         from training.unsloth_kernels import use_inplace_swiglu_backward
 
         use_inplace_swiglu_backward()
+    if cuda and config.experimental.packing and config.experimental.flash_varlen:
+        from training.unsloth_kernels import use_flash_varlen_for_packing
+
+        if use_flash_varlen_for_packing():
+            log("packed attention: one flash varlen call a layer")
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base_dir),
         max_seq_length=config.max_length,

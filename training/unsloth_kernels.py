@@ -54,3 +54,36 @@ def _register(eager_kernel: Callable[..., object]) -> Callable[..., tuple]:
         return dw, e, g  # now h, df, de, as Unsloth's LoRA_MLP.backward expects
 
     return backward
+
+
+def use_flash_varlen_for_packing() -> bool:
+    """Packed rows (``--packing``) through one flash varlen call a layer on torch 2.11.
+
+    Unsloth sends a packed row to torch's ``varlen_attn`` only when it takes
+    ``enable_gqa`` (torch 2.12 on). Before that it runs one SDPA call per run of
+    equal-length pairs (``_sdpa_packed_segments``): tens of launches a layer, which made
+    packing 0.80x the default on the H200 (docs/benchmarks.md). The flash kernel under
+    both takes grouped K/V heads natively, and Unsloth already has an eager path that
+    calls it directly (``_LeanFlashVarlen``); this turns that path on. False (nothing
+    changed) where Unsloth has varlen already, lacks the hook, or flash is not built in.
+    """
+    from unsloth.utils import attention_dispatch as dispatch
+
+    lean = getattr(dispatch, "_LeanFlashVarlen", None)
+    if dispatch._TORCH_VARLEN_ATTN is not None:
+        return False  # torch >= 2.12: Unsloth's own varlen path is on
+    if lean is None or not hasattr(torch.ops.aten, "_flash_attention_forward"):
+        log("warning: this Unsloth has no flash varlen hook; packed attention stays per segment")
+        return False
+    if not torch.backends.cuda.is_flash_attention_available():
+        return False
+
+    def varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale, window_size, enable_gqa):  # noqa: ANN001, ANN202, ARG001
+        # Unsloth passes cu_k = cu_q and max_k = max_q (self-attention over one row)
+        left, right = window_size
+        return lean.apply(q, k, v, cu_q, max_q, (left, right) == (-1, 0), scale, left, right)
+
+    dispatch._TORCH_VARLEN_ATTN = varlen
+    dispatch._LEAN_VARLEN = True
+    dispatch._varlen_can_use_cudnn = lambda *args, **kwargs: False  # cuDNN SDPA is off anyway
+    return True
