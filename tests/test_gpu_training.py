@@ -75,12 +75,10 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
     assert "entropy" not in trainer._metrics["train"]  # TRL's loss would have logged it
 
 
-def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
-    """Unsloth's CUDA attention must keep each packed pair to itself (one row, position
-    ids restarting at each pair), as transformers' does on the CPU
-    (tests/test_training.py::test_packed_batches_train_each_pair_as_if_alone)."""
+def _packed_trainer(tmp_path: Path) -> tuple:
+    """A tiny model loaded for --packing, its trainer, the examples and the first
+    packed batch on CUDA."""
     import unsloth  # noqa: F401
-    from conftest import packed_logit_gaps
 
     from service.testing import build_tiny_model
     from training.config import Experimental, TrainConfig
@@ -95,6 +93,17 @@ def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
     examples = _random_examples()
     trainer, _ = build_trainer(model, tok, examples, config, tmp_path / "run")
     batch = {k: v.cuda() for k, v in next(iter(trainer.get_train_dataloader())).items()}
+    return model, trainer, examples, batch
+
+
+def test_packed_batches_keep_pairs_apart_on_cuda(tmp_path: Path) -> None:
+    """Unsloth's CUDA attention must keep each packed pair to itself (one row, position
+    ids restarting at each pair), as transformers' does on the CPU
+    (tests/test_training.py::test_packed_batches_train_each_pair_as_if_alone)."""
+    import unsloth  # noqa: F401
+    from conftest import packed_logit_gaps
+
+    model, trainer, examples, batch = _packed_trainer(tmp_path)
     rows = trainer.token_sampler.rows_of(next(iter(trainer.token_sampler)))
     assert max(len(row) for row in rows) > 1  # pairs share a row
     packed, crossed = packed_logit_gaps(model, batch, rows, examples)
@@ -129,21 +138,10 @@ def test_flash_varlen_packing_matches_unsloths_segments_on_cuda(
     from torch.nn.attention import varlen
     from unsloth.utils import attention_dispatch as dispatch
 
-    from service.testing import build_tiny_model
-    from training.config import Experimental, TrainConfig
-    from training.train import build_trainer, load_model
-
     if "enable_gqa" in inspect.signature(varlen.varlen_attn).parameters:
         pytest.skip("this torch has varlen with GQA: Unsloth's own path, nothing to patch")
-    model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
-    config = TrainConfig(
-        data=tmp_path, load_in_4bit=False, max_length=512, batch_tokens=512,
-        experimental=Experimental(packing=True),
-    )  # fmt: skip
-    model, tok = load_model(model_dir, config)
+    model, trainer, _, batch = _packed_trainer(tmp_path)
     assert dispatch._TORCH_VARLEN_ATTN is not None  # patched by load_model
-    trainer, _ = build_trainer(model, tok, _random_examples(), config, tmp_path / "run")
-    batch = {k: v.cuda() for k, v in next(iter(trainer.get_train_dataloader())).items()}
     calls: list[int] = []
     lean = dispatch._LeanFlashVarlen
 
