@@ -114,6 +114,22 @@ def test_translate_po_timeout_must_be_positive(timeout: str, tmp_path: Path, cap
     assert "--timeout" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["eval", "data"])
+def test_a_missing_docs_folder_is_named_without_a_traceback(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-docs"
+    if command == "eval":  # with a real adapter: only --data is wrong
+        args = ["eval", "--registry", "service/default_adapter", "--data", str(missing)]
+    else:
+        args = ["data", "stats", str(missing)]
+    done = subprocess.run(
+        [sys.executable, "-m", "training.cli", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: {missing}: no such file or directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_serve_with_a_missing_registry_says_what_to_do(tmp_path: Path, capsys) -> None:
     from service import serve
 

@@ -238,17 +238,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from service.catalogs import CatalogError
     from service.registry import RegistryError
 
     try:
         if args.command == "data":
-            from training.data import CatalogError, load_corpus, stats_lines
+            from training.data import load_corpus, stats_lines
 
-            try:
-                corpus = load_corpus(args.dir, strict=args.strict)
-            except CatalogError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            corpus = load_corpus(args.dir, strict=args.strict)
             print("\n".join(stats_lines(corpus, args.heldout_percent)))
             return 1 if corpus.problems else 0
         if args.command == "models":
@@ -271,7 +268,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from review.cli import run as run_review
 
             return run_review(args)
-    except (RegistryError, ValueError) as exc:  # bad input: settings, data, references
+    except (RegistryError, CatalogError, ValueError) as exc:  # bad input: settings, data, refs
         print(f"error: {exc}", file=sys.stderr)
         return 2
     raise AssertionError(args.command)
