@@ -16,7 +16,10 @@ from pathlib import Path
 from service import defaults
 from service.contract import MARKUP_RETRIES
 from service.defaults import ENGINES
+from service.vllm_env import quiet_if_inherited
 from training.config import CONTRACT_PRESETS, TrainConfig
+
+quiet_if_inherited()  # vLLM's engine processes import the main module again (spawn)
 
 DEFAULT_REGISTRY = os.environ.get("POLINGO_REGISTRY", str(defaults.DEFAULT_REGISTRY))
 DEFAULT_ADAPTER = os.environ.get("POLINGO_ADAPTER", defaults.DEFAULT_ADAPTER)
