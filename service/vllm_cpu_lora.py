@@ -30,14 +30,22 @@ def register() -> None:
 
     if not current_platform.is_cpu():
         return
+    import inspect
+
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
+    ours = {fn.__name__: fn for fn in (bgmv_shrink, bgmv_expand, bgmv_expand_slice)}
+    for name, fn in ours.items():  # another vLLM whose ops take other arguments: keep its own
+        theirs = getattr(lora_ops, name, None)
+        if theirs is None or list(inspect.signature(theirs).parameters) != list(
+            inspect.signature(fn).parameters
+        ):
+            return
     # sgmv_* call bgmv_* through lora_ops' globals; punica_cpu imported its own names
     for module in (lora_ops, punica_cpu):
-        module.bgmv_shrink = bgmv_shrink
-        module.bgmv_expand = bgmv_expand
-        module.bgmv_expand_slice = bgmv_expand_slice
+        for name, fn in ours.items():
+            setattr(module, name, fn)
 
 
 def _slots(weights: torch.Tensor, indices: torch.Tensor, dtype: torch.dtype):

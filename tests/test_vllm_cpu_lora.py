@@ -74,3 +74,13 @@ def test_vllm_loads_the_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     for module in (lora_ops, punica_cpu):
         assert module.bgmv_shrink is vllm_cpu_lora.bgmv_shrink
         assert module.bgmv_expand_slice is vllm_cpu_lora.bgmv_expand_slice
+
+    def other_shrink(inputs, weights, out, indices, scaling, extra):  # noqa: ANN001, ANN202
+        raise AssertionError("not called")
+
+    for module in (lora_ops, punica_cpu):  # a vLLM whose op takes other arguments
+        for name, fn in ORIGINAL.items():
+            monkeypatch.setattr(module, name, fn)
+    monkeypatch.setattr(lora_ops, "bgmv_shrink", other_shrink)
+    vllm_cpu_lora.register()
+    assert punica_cpu.bgmv_expand is ORIGINAL["bgmv_expand"]  # all of vLLM's kept
