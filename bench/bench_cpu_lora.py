@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 async def measure(kernels: str, entries: int, decode_tokens: int) -> list[dict]:
     # imported here: vLLM's spawned engine process re-imports this file
     sys.path.insert(0, str(REPO / "bench"))
-    from profile_service import untranslated_items
+    from profile_service import service_jobs, untranslated_items
 
     from service.settings import Settings
     from service.translator import open_translator
@@ -39,10 +39,7 @@ async def measure(kernels: str, entries: int, decode_tokens: int) -> list[dict]:
         startup = time.perf_counter() - started
         adapter = await translator.adapter(None)
         items = untranslated_items(entries)
-        texts = [i.text for i in items]
-        shown = adapter.prompts.examples_for(texts)
-        prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in items], shown)
-        prompts = [translator._encode(p, "text").prompt for p in prepared]
+        prompts = [job.prompt for job in service_jobs(translator, adapter, items)]
         for label, key, out in (
             ("prefill, base model", None, 1),
             ("prefill, adapter", adapter.key, 1),

@@ -18,8 +18,8 @@ at import, so the baseline must not share a process with it):
 
 ``--steps -1`` runs a whole epoch; ``--merge`` adds this call's variants to those already
 in ``--out``, for a comparison that takes more than one device call. Each run inherits
-the environment, so Unsloth's switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the command, and
-``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``). Each run
+the environment, so Unsloth's switches (``UNSLOTH_BLOCK_COMPILE=0``) go in front of the
+command, and ``--train-args`` adds `polingo train` options (``--optim adamw_torch_fused``). Each run
 writes its statistics (second-half rate, padding, batches) to ``--stats-file``, which
 `polingo train` leaves out of the manifest.
 """

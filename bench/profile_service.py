@@ -67,6 +67,15 @@ def untranslated_items(limit: int | None) -> list[TranslateItem]:
     return items[:limit]
 
 
+def service_jobs(translator, adapter, items: list[TranslateItem]) -> list:  # noqa: ANN001
+    """The engine inputs (prompt ids and token budget) the service builds for ``items``:
+    contract, memory examples, tokenising, exactly as /translate does."""
+    texts = [i.text for i in items]
+    shown = adapter.prompts.examples_for(texts)
+    prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in items], shown)
+    return [translator._encode(p, "text") for p in prepared]
+
+
 async def echo_translator(registry: Path, **overrides: object) -> tuple[Translator, str]:
     """The real Translator for the registry's first adapter, on the fake EchoEngine
     (``overrides``: Settings fields over the POLINGO_* environment)."""

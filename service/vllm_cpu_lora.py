@@ -60,6 +60,8 @@ def _slots(weights: torch.Tensor, indices: torch.Tensor, dtype: torch.dtype):
     return weights.to(dtype), mask
 
 
+# The parameters keep vLLM's names (its shrink calls the A weights lora_b_weights too):
+# register() compares them to tell a vLLM whose ops these replace.
 def bgmv_shrink(
     inputs: torch.Tensor,
     lora_b_weights: torch.Tensor,

