@@ -7,7 +7,7 @@ copy each token's adapter matrices, ``lora_b_weights[indices]``: a [tokens, out,
 tensor for every projection of every layer. Decoding a few tokens a step that is
 cheap; a prefill of a few thousand prompt tokens copies gigabytes a layer, and on the
 2-core machine the service's prompts went through at 26 tokens/s with the adapter
-against 1,600 without it (docs/benchmarks.md). The replacements below compute the same
+against 1,489 without it (docs/benchmarks.md). The replacements below compute the same
 products as one matmul over all adapter slots, with every token's other slots masked
 to zero. GPU builds use their own kernels and are left alone.
 ``POLINGO_CPU_LORA_KERNELS=vllm`` keeps vLLM's own (for comparison).
