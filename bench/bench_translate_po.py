@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import polib
 
-from service.testing import free_port
+from testkit import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # The test fixture: a trimmed copy of the 2024-10-19 snapshot (--po/--catalog for others).

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import polib
 
+from core.registry import Registry
+from core.settings import Settings
 from service.engines import Generation
-from service.registry import Registry
 from service.schemas import TranslateItem
-from service.settings import Settings
-from service.testing import free_port
 from service.translator import Translator, resolve_base, translate_all
+from testkit import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
@@ -152,7 +152,7 @@ async def run_translate_po(registry: Path, jobs: int, profile: Path | None) -> t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--registry", type=Path, default=REPO / "service/default_adapter")
+    parser.add_argument("--registry", type=Path, default=REPO / "core/default_adapter")
     parser.add_argument("--limit", type=int, default=None, help="first N entries only")
     parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N")
     parser.add_argument(

@@ -16,14 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import AutoTokenizer  # noqa: E402
 
-from service.base_models import resolve_base_model  # noqa: E402
-from service.contract import PromptContract  # noqa: E402
-from service.memory import TranslationMemory  # noqa: E402
-from service.prompting import PromptBuilder  # noqa: E402
-from service.retrieval import ExampleIndex  # noqa: E402
-from service.terms import read_glossary  # noqa: E402
+from core.base_models import resolve_base_model  # noqa: E402
+from core.contract import PromptContract  # noqa: E402
+from core.memory import TranslationMemory  # noqa: E402
+from core.prompting import PromptBuilder  # noqa: E402
+from core.retrieval import ExampleIndex  # noqa: E402
+from core.terms import read_glossary  # noqa: E402
 
-ADAPTER = Path("service/default_adapter/zh-tw/v1")
+ADAPTER = Path("core/default_adapter/zh-tw/v1")
 GLOSSARY = Path("tests/data/python-docs-zh-tw/2024-10-19/glossary.po")
 
 

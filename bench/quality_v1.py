@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.postedit import convert_simplified, escape_markup_spaces, post_edit  # noqa: E402
+from core.postedit import convert_simplified, escape_markup_spaces, post_edit  # noqa: E402
 from training.quality import quality, sphinx_lint_findings  # noqa: E402
 
-PREDICTIONS = Path("service/default_adapter/zh-tw/v1/report/predictions.jsonl")
+PREDICTIONS = Path("core/default_adapter/zh-tw/v1/report/predictions.jsonl")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 import httpx
 import msgspec
 
-from service.defaults import DEFAULT_ADAPTER, packaged_registry
+from core.defaults import DEFAULT_ADAPTER, packaged_registry
 from service.schemas import (
     ErrorResponse,
     TranslateItem,
@@ -223,12 +223,12 @@ async def in_process_backend(
     warn: Callable[[str], None],
 ) -> AsyncIterator[InProcessBackend]:
     """Open the service's translator here. Without ``registry`` it is the offline default:
-    the packaged registry's ``zh-tw`` adapter on service.base_models.DEFAULT_OFFLINE_MODEL;
+    the packaged registry's ``zh-tw`` adapter on core.base_models.DEFAULT_OFFLINE_MODEL;
     where this installation ships no adapter, the base model alone (with a warning)."""
-    from service.base_models import DEFAULT_OFFLINE_MODEL
-    from service.settings import Settings
+    from core.base_models import DEFAULT_OFFLINE_MODEL
+    from core.settings import Settings
+    from core.vllm_env import cpu_engine_defaults, engine_processes_die_with_us
     from service.translator import open_translator
-    from service.vllm_env import cpu_engine_defaults, engine_processes_die_with_us
 
     async with contextlib.AsyncExitStack() as stack:
         if registry is None:
@@ -236,7 +236,7 @@ async def in_process_backend(
             base_model = base_model or DEFAULT_OFFLINE_MODEL
             if registry is None:
                 warn(
-                    "warning: this installation ships no default adapter (service/default_adapter/"
+                    "warning: this installation ships no default adapter (core/default_adapter/"
                     f"{DEFAULT_ADAPTER}); translating with the base model {base_model} alone, "
                     "which does not translate usefully: use --server or --registry"
                 )
@@ -271,8 +271,8 @@ def _identity_adapter(root: Path, base_model: str) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from service.contract import PromptContract
-    from service.registry import DataSummary, Manifest, Registry
+    from core.contract import PromptContract
+    from core.registry import DataSummary, Manifest, Registry
     from service.translator import resolve_base
 
     base_path = resolve_base(base_model, None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import filelock
 
-from service.fsutil import TMP_SUFFIX, atomic_write
+from core.fsutil import TMP_SUFFIX, atomic_write
 
 
 class LockedError(Exception):
@@ -121,7 +121,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 def atomic_replace(path: Path, data: bytes, expected: Fingerprint) -> Fingerprint:
-    """Replace ``path`` with ``data`` (``service.fsutil.atomic_write``) unless it no longer
+    """Replace ``path`` with ``data`` (``core.fsutil.atomic_write``) unless it no longer
     matches ``expected``. Returns the new file's fingerprint."""
 
     def unchanged() -> None:

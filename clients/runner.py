@@ -28,15 +28,15 @@ from clients.backends import (
     BatchRejected,
     ServiceBusy,
 )
-from clients.catalog import Catalog, CatalogError, Unit, clean_output, load_catalog
 from clients.filesafe import (
     CatalogLock,
     ChangedOnDiskError,
     LockedError,
     remove_stale_temporaries,
 )
+from clients.filling import Catalog, CatalogError, Unit, clean_output, load_catalog
 from clients.writer import write_catalog
-from service.markup import check_translation
+from core.markup import check_translation
 from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translation
 
 

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.catalog import Catalog, Unit
+from clients.filling import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
-from service.catalogs import find_catalogs
+from core.catalogs import find_catalogs
+from core.vllm_env import quiet_if_inherited
 from service.schemas import MAX_BATCH
-from service.vllm_env import quiet_if_inherited
 
 quiet_if_inherited()  # vLLM's engine processes import this module again (spawn)
 
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from service.vllm_env import quiet_third_party
+    from core.vllm_env import quiet_third_party
 
     quiet_third_party(verbose=args.verbose)
     if args.batch_size > MAX_BATCH:

@@ -8,8 +8,8 @@ caller holds the catalog's ``CatalogLock`` (``FILE.po.lock``).
 
 from __future__ import annotations
 
-from clients.catalog import Catalog, CatalogError, Unit
 from clients.filesafe import atomic_replace
+from clients.filling import Catalog, CatalogError, Unit
 
 
 class InvalidCatalogText(CatalogError):

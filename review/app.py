@@ -22,9 +22,9 @@ from litestar.template import TemplateConfig
 
 from review.auth import JsonOnly, Unauthorized, json_bodies_only, require_key
 from review.controllers import LOGIN, ApiController, LoginController, PageController
+from review.decisions import Reviewer, ReviewError
 from review.entries import highlight
 from review.schemas import ErrorBody, ErrorResponse
-from review.service import Reviewer, ReviewError
 
 HERE = Path(__file__).parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from service.settings import Settings, env_name
+from core.settings import Settings, env_name
 
 COOKIE = "polingo_review"
 
@@ -31,7 +31,7 @@ class JsonOnly(Exception):
 
 
 def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
-    """POLINGO_API_KEY, else POLINGO_API_KEY_FILE's first line (service.settings rules)."""
+    """POLINGO_API_KEY, else POLINGO_API_KEY_FILE's first line (core.settings rules)."""
     env = os.environ if environ is None else environ
     key_file = env.get(env_name("api_key_file"))
     settings = Settings(

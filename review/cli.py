@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.catalogs import find_catalogs
+from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, packaged_registry
+from core.registry import RegistryError
+from review.decisions import Reviewer
 from review.entries import MemoryContext
 from review.log import default_log_path
-from review.service import Reviewer
-from service.catalogs import find_catalogs
-from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, packaged_registry
-from service.registry import RegistryError
 
 if TYPE_CHECKING:  # `polingo train` builds this parser on machines without the web stack
     from litestar import Litestar

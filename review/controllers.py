@@ -11,8 +11,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from review.auth import COOKIE, check_key, session_token
+from review.decisions import Reviewer
 from review.schemas import DecisionRequest, DecisionResponse, FileSummary, Progress
-from review.service import Reviewer
 
 INDEX = "/"
 FILE = "/files/{fid:int}"

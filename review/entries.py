@@ -2,7 +2,7 @@
 (``entry_id``) and version (``entry_rev``), the warnings polingo has about a draft, the
 source with its reST markup highlighted, and the closest human translations.
 
-Warnings come from the modules translate-po and the service use: ``service.markup``
+Warnings come from the modules translate-po and the service use: ``core.markup``
 (markup and placeholders lost or added, simplified Chinese, mainland phrasing),
 sphinx-lint on the draft, and the ``polingo:`` comments translate-po wrote.
 """
@@ -17,13 +17,13 @@ import msgspec
 import polib
 from markupsafe import Markup
 
-from clients.catalog import NOTE_PREFIX
-from service.catalogs import plural_source
-from service.markup import MARKUP_RE, check_translation, markup_key
-from service.memory import TranslationMemory
-from service.registry import MEMORY, Registry, RegistryError
-from service.retrieval import ExampleIndex
-from service.terms import TermMatcher, load_terms
+from clients.filling import NOTE_PREFIX
+from core.catalogs import plural_source
+from core.markup import MARKUP_RE, check_translation, markup_key
+from core.memory import TranslationMemory
+from core.registry import MEMORY, Registry, RegistryError
+from core.retrieval import ExampleIndex
+from core.terms import TermMatcher, load_terms
 
 EXAMPLES_SHOWN = 3
 

@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.memory import TranslationMemory
+from core.prompting import PromptBuilder
+from core.registry import MEMORY, Manifest
+from core.terms import Term, load_terms
 from service.errors import AdapterLoadError
-from service.memory import TranslationMemory
-from service.prompting import PromptBuilder
-from service.registry import MEMORY, Manifest
-from service.terms import Term, load_terms
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

@@ -23,11 +23,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import Settings
 from service.controllers import OpsController, TranslationController
 from service.errors import UnsupportedMediaType, error_body
 from service.metrics import Metrics
 from service.schemas import ErrorResponse, Health
-from service.settings import Settings
 from service.translator import Translator, open_translator
 
 access_log = logging.getLogger("polingo.access")

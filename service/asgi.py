@@ -5,7 +5,7 @@ background at startup. ``polingo serve`` (service/serve.py) adds option parsing,
 logs, the CPU defaults for vLLM and a clean exit when the engine cannot start.
 """
 
+from core.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 app = create_app(Settings.from_env())

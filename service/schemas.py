@@ -9,8 +9,8 @@ from typing import Annotated
 
 import msgspec
 
-MAX_BATCH = 64
-MAX_TEXT_CHARS = 8000
+from core.settings import MAX_BATCH, MAX_TEXT_CHARS
+
 MAX_MSGCTXT_CHARS = 500  # gettext contexts are labels ("menu", "file dialog")
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]

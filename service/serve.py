@@ -1,6 +1,6 @@
 """``polingo serve``: run the translation service under uvicorn.
 
-training/cli.py wires the subcommand to ``add_arguments`` and ``run``; ``python -m
+cli/main.py wires the subcommand to ``add_arguments`` and ``run``; ``python -m
 service.serve`` runs it alone (it imports nothing of training/). Options override
 POLINGO_* environment variables. Without a registry it serves the packaged default
 adapter, as translate-po does.
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from service.settings import ENGINES, Settings
-from service.vllm_env import (
+from core.settings import ENGINES, Settings
+from core.vllm_env import (
     cpu_engine_defaults,
     engine_processes_die_with_us,
     quiet_if_inherited,

@@ -2,7 +2,7 @@
 
 ``open_translator(settings)`` builds the engine and loads the adapters; the HTTP app
 and the CLI client both call ``Translator.translate``. Prompts go through
-service.prompting only (PromptBuilder.prompt -> generate -> markup retry -> finish)
+core.prompting only (PromptBuilder.prompt -> generate -> markup retry -> finish)
 with the PromptContract of the adapter that serves the request.
 """
 
@@ -15,7 +15,11 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from service import contract, prompting
+from core import contract, prompting
+from core.markup import check_translation
+from core.prompting import Prepared, PromptBuilder
+from core.registry import Manifest, Registry, RegistryError, parse_ref
+from core.settings import Settings
 from service.adapters import (
     LoadedAdapter,
     base_weight_shapes,
@@ -26,10 +30,7 @@ from service.adapters import (
 )
 from service.engines import Engine, model_max_len, open_engine
 from service.errors import AdapterLoadError, InvalidRequest, Overloaded, UnknownAdapter
-from service.markup import check_translation
 from service.metrics import Metrics
-from service.prompting import Prepared, PromptBuilder
-from service.registry import Manifest, Registry, RegistryError, parse_ref
 from service.schemas import (
     MAX_MSGCTXT_CHARS,
     AdapterInfo,
@@ -41,7 +42,6 @@ from service.schemas import (
     TranslateResponse,
     Translation,
 )
-from service.settings import Settings
 
 log = logging.getLogger("polingo.service")
 
@@ -433,10 +433,10 @@ def _trained_length(manifest: Manifest, default: int) -> int:
 
 
 def resolve_base(name: str, cache_dir: Path | None) -> Path:
-    """A base model folder: ``name`` itself when it is one, else service.base_models resolves it."""
+    """A base model folder: ``name`` itself when it is one, else core.base_models resolves it."""
     if Path(name).is_dir():
         return Path(name)
-    from service.base_models import resolve_base_model
+    from core.base_models import resolve_base_model
 
     return Path(resolve_base_model(name, cache_dir=cache_dir))
 

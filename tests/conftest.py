@@ -45,7 +45,7 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer and ChatML template."""
-    from service.testing import build_tiny_model
+    from testkit import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), cache_dir=model_cache_dir)
 

@@ -22,10 +22,10 @@ import msgspec
 import pytest
 from test_service_helpers import REPO, add_version, free_port, running_service
 
-from service.markup import check_translation
-from service.registry import Registry, RegistryError, parse_ref
+from core.markup import check_translation
+from core.registry import Registry, RegistryError, parse_ref
+from core.settings import Settings
 from service.schemas import TranslateRequest
-from service.settings import Settings
 
 EVIL_REFS = ["/tmp/evil@v1", "../evil@v1", "/tmp/./evil@v1", "//tmp/evil@v1", "zh@1", "zh@v1/x"]
 
@@ -118,11 +118,11 @@ def test_translate_po_timeout_must_be_positive(timeout: str, tmp_path: Path, cap
 def test_a_missing_docs_folder_is_named_without_a_traceback(command: str, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-docs"
     if command == "eval":  # with a real adapter: only --data is wrong
-        args = ["eval", "--registry", "service/default_adapter", "--data", str(missing)]
+        args = ["eval", "--registry", "core/default_adapter", "--data", str(missing)]
     else:
         args = ["data", "stats", str(missing)]
     done = subprocess.run(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]

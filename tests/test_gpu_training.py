@@ -43,7 +43,7 @@ def _loss_curve(workdir: Path, model_dir: Path, *flags: str) -> list[float]:
 
     registry = workdir / "registry"
     done = subprocess.run(
-        [sys.executable, "-m", "training.cli", "train", "--data", str(CORPUS / "tutorial"),
+        [sys.executable, "-m", "cli.main", "train", "--data", str(CORPUS / "tutorial"),
          "--base-model", str(model_dir), "--registry", str(registry), "--adapter", "t",
          "--max-steps", "24", "--batch-tokens", "2048", "--learning-rate", "1e-2",
          "--logging-steps", "1", "--save-steps", "1000", *flags],
@@ -59,7 +59,7 @@ def test_trainer_trains_on_the_models_own_loss(tmp_path: Path) -> None:
     TRL's, which re-runs the LM head for entropy and accuracy logs every step."""
     import unsloth  # noqa: F401
 
-    from service.testing import build_tiny_model
+    from testkit import build_tiny_model
     from training.config import TrainConfig
     from training.train import build_trainer, load_model
 
@@ -80,7 +80,7 @@ def _packed_trainer(tmp_path: Path) -> tuple:
     packed batch on CUDA."""
     import unsloth  # noqa: F401
 
-    from service.testing import build_tiny_model
+    from testkit import build_tiny_model
     from training.config import Experimental, TrainConfig
     from training.train import build_trainer, load_model
 
@@ -181,7 +181,7 @@ def test_flash_varlen_packing_matches_unsloths_segments_on_cuda(
 def test_cuda_graph_training_follows_the_eager_loss_curve(tmp_path: Path) -> None:
     """Replayed graphs reuse their memory pool from step to step; a gradient or an
     output read after the pool was overwritten would send the loss elsewhere."""
-    from service.testing import build_tiny_model
+    from testkit import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "model", tokenizer_from=_tokenizer())
     eager = _loss_curve(tmp_path / "eager", model_dir, "--no-cuda-graphs", "--fixed-shapes", "4")
@@ -232,7 +232,7 @@ def test_inplace_swiglu_backward_gives_the_traced_gradients(tmp_path: Path, monk
     import unsloth  # noqa: F401
     from unsloth.kernels import fast_lora, swiglu
 
-    from service.testing import build_tiny_model
+    from testkit import build_tiny_model
     from training.config import Experimental, TrainConfig
     from training.train import build_trainer, load_model
     from training.unsloth_kernels import use_inplace_swiglu_backward

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from test_service_helpers import add_version, running_service
 
-from service.registry import Registry
+from core.registry import Registry
 from training.data import Pair
 
 pytestmark = pytest.mark.slow

@@ -11,16 +11,16 @@ import msgspec
 import pytest
 from transformers import AutoTokenizer
 
-from service import contract as c
-from service.contract import PromptContract
-from service.markup import check_translation, kept_count, markup_keys
-from service.memory import TranslationMemory
-from service.prompting import PromptBuilder, best_for_markup, keeps_markup, messages
-from service.retrieval import ExampleIndex
-from service.terms import TermMatcher, glossary_terms, load_terms, write_terms
+from core import contract as c
+from core.contract import PromptContract
+from core.markup import check_translation, kept_count, markup_keys
+from core.memory import TranslationMemory
+from core.prompting import PromptBuilder, best_for_markup, keeps_markup, messages
+from core.retrieval import ExampleIndex
+from core.terms import TermMatcher, glossary_terms, load_terms, write_terms
 
 ROOT = Path(__file__).resolve().parents[1]
-V1 = ROOT / "service/default_adapter/zh-tw/v1"
+V1 = ROOT / "core/default_adapter/zh-tw/v1"
 V2 = PromptContract(version=2, translate_labels=True, examples=2, terms=True, post_edit=True)
 
 # Real entries of the 2024-10-19 snapshot (faq/design.po, faq/general.po).
@@ -223,7 +223,7 @@ def test_retrieval_keeps_jax_off_the_gpu(tmp_path: Path) -> None:
         "    return np.take_along_axis(np.asarray(x), i, -1), i\n"
     )
     code = (
-        "from service.retrieval import ExampleIndex\n"
+        "from core.retrieval import ExampleIndex\n"
         "import bm25s.selection as s\n"
         "assert s.JAX_IS_AVAILABLE, 'the stand-in jax was not imported'\n"
         "index = ExampleIndex([('Open the file.', '開啟檔案。'), ('Close it.', '關閉它。')])\n"

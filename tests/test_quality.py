@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.chinese import derive_conventions, simplified_characters, to_traditional
-from service.markup import check_translation, chinese_warnings
-from service.postedit import convert_simplified, escape_markup_spaces, post_edit
+from core.chinese import derive_conventions, simplified_characters, to_traditional
+from core.markup import check_translation, chinese_warnings
+from core.postedit import convert_simplified, escape_markup_spaces, post_edit
 from training.quality import label_counts, quality, sphinx_lint_findings
 
 # Human references of the 2024-10-19 snapshot (library/stdtypes.po, faq/general.po,

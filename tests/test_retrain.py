@@ -22,7 +22,7 @@ from conftest import SNAPSHOTS
 from test_service_helpers import running_service
 from test_training import polingo
 
-from service.registry import Registry
+from core.registry import Registry
 
 pytestmark = pytest.mark.slow
 

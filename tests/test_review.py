@@ -18,15 +18,15 @@ import pytest
 from conftest import CORPUS
 from litestar.testing import TestClient
 
+from cli.main import build_parser, main
 from clients.filesafe import CatalogLock
+from core.defaults import packaged_registry
 from review import log
 from review.app import create_app
 from review.cli import catalogs, prepare
+from review.decisions import Reviewer
 from review.entries import MemoryContext, entry_id, entry_rev, needs_review
-from review.service import Reviewer
-from service.defaults import packaged_registry
-from service.testing import free_port
-from training.cli import build_parser, main
+from testkit import free_port
 
 ERRORS = "tutorial/errors.po"  # 14 fuzzy human drafts, none with sphinx-lint findings
 CONTROLFLOW = "tutorial/controlflow.po"  # 10 fuzzy drafts, 7 with markup warnings
@@ -353,7 +353,7 @@ def browser_binaries() -> tuple[str, str] | None:
 def fifty_drafts(tmp_path: Path) -> Path:
     """faq/library.po cut to its first 50 fuzzy drafts that sphinx-lint finds clean (the
     other fuzzy entries removed), written as powrap writes it."""
-    from clients.catalog import run_msgcat
+    from clients.filling import run_msgcat
     from review.entries import lint_text
 
     path = copy(tmp_path, "faq/library.po")

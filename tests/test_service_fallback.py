@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from test_service_helpers import MEMORY_V1, MEMORY_V2, add_version, variant_adapter
 
+from core.registry import Registry
+from core.settings import Settings
 from service.errors import InvalidRequest, UnknownAdapter
-from service.registry import Registry
 from service.schemas import TranslateItem, TranslateRequest
-from service.settings import Settings
 from service.translator import open_translator
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from service.contract import PromptContract
-from service.registry import MEMORY, DataSummary, Manifest, Registry
+from core.contract import PromptContract
+from core.registry import MEMORY, DataSummary, Manifest, Registry
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

@@ -25,7 +25,7 @@ from test_service_helpers import (
     variant_adapter,
 )
 
-from service.registry import Registry
+from core.registry import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -174,8 +174,8 @@ def test_same_output_as_transformers_fallback(server: Server) -> None:
     """vLLM and the fallback render the same prompt and apply the same LoRA."""
     import asyncio
 
+    from core.settings import Settings
     from service.schemas import TranslateItem, TranslateRequest
-    from service.settings import Settings
     from service.translator import open_translator
 
     texts = [SOURCE, "Return a new list."]

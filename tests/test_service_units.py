@@ -10,6 +10,8 @@ import msgspec
 import pytest
 from test_service_helpers import mismatched_adapter
 
+from core.memory import TranslationMemory
+from core.settings import Settings
 from service.adapters import base_weight_shapes, check_adapter_files, check_adapter_shapes
 from service.errors import (
     AdapterLoadError,
@@ -18,9 +20,7 @@ from service.errors import (
     error_body,
     validation_param,
 )
-from service.memory import TranslationMemory
 from service.schemas import TranslateRequest
-from service.settings import Settings
 
 
 def test_settings_from_env_parses_types_and_options_win() -> None:
@@ -48,7 +48,7 @@ def test_settings_from_env_parses_types_and_options_win() -> None:
 
 
 def test_settings_and_training_resolve_models_to_one_folder(monkeypatch, tmp_path) -> None:
-    from service.base_models import default_cache_dir
+    from core.base_models import default_cache_dir
 
     monkeypatch.setenv("POLINGO_CACHE", str(tmp_path))
     assert Settings.from_env().model_cache_dir == default_cache_dir() == tmp_path / "models"
@@ -57,7 +57,7 @@ def test_settings_and_training_resolve_models_to_one_folder(monkeypatch, tmp_pat
 
 
 def test_settings_without_a_registry_serve_the_packaged_adapter() -> None:
-    from service.defaults import DEFAULT_ADAPTER, packaged_registry
+    from core.defaults import DEFAULT_ADAPTER, packaged_registry
 
     registry = Settings.from_env({}).registry
     assert registry == packaged_registry() and (registry / DEFAULT_ADAPTER).is_dir()
@@ -67,7 +67,8 @@ def test_one_vllm_defaults_function() -> None:
     import inspect
 
     from clients import backends
-    from service import serve, vllm_env
+    from core import vllm_env
+    from service import serve
 
     assert serve.cpu_engine_defaults is vllm_env.cpu_engine_defaults
     assert "vllm_env import cpu_engine_defaults" in inspect.getsource(backends)
@@ -247,7 +248,7 @@ def test_exact_length_generates_every_budget_token(tiny_model_dir: Path) -> None
 
 def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
     from service import serve
-    from service.testing import free_port
+    from testkit import free_port
 
     port = free_port()
     argv = ["--registry", str(tmp_path), "--port", str(port), "--engine", "transformers"]
@@ -286,15 +287,15 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     from transformers import AutoTokenizer
 
-    from service.contract import RETRY_TEMPERATURE, PromptContract
-    from service.registry import Registry
+    from core.contract import RETRY_TEMPERATURE, PromptContract
+    from core.registry import Registry
     from service.translator import Translator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     texts = ["Call :func:`len` on ``x``.", "Plain text."]
     greedy = ["呼叫 ⟦1⟧。", "純文字。"]  # the first lost ⟦2⟧; the second has no markup
     samples = {0: "呼叫 ⟦1⟧ ⟦1⟧ ⟦2⟧。", 1: "對 ⟦2⟧ 呼叫 ⟦1⟧。", 2: "呼叫 ⟦1⟧ ⟦2⟧。", 3: "x"}
-    from service.prompting import PromptBuilder
+    from core.prompting import PromptBuilder
 
     adapter = SimpleNamespace(
         key="zh@v1",

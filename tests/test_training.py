@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, packed_logit_gaps
 
-from service.contract import (
+from core.contract import (
     PromptContract,
     encode_example,
     encode_prompt,
@@ -26,7 +26,7 @@ from service.contract import (
     protect,
     restore,
 )
-from service.registry import Registry
+from core.registry import Registry
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, bucket_lengths
 from training.data import (
     CatalogError,
@@ -50,7 +50,7 @@ def write_po(path: Path, body: str) -> Path:
 
 def polingo(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         timeout=kwargs.pop("timeout", 900),
@@ -375,7 +375,7 @@ def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
     import subprocess
     import sys
 
-    from training.cli import build_parser, config_from_args
+    from cli.main import build_parser, config_from_args
 
     code = (
         "from training.unsloth_loader import import_unsloth\n"
@@ -507,7 +507,7 @@ def test_killed_training_leaves_registry_untouched_and_resumes(
         "--batch-tokens", "1024", "--save-steps", "3", "--logging-steps", "1",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -544,7 +544,7 @@ def test_unknown_optimizer_is_refused_before_any_work(tmp_path: Path) -> None:
 
 
 def _train_parser():  # noqa: ANN202
-    from training.cli import build_parser
+    from cli.main import build_parser
 
     (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
     return sub.choices["train"]
@@ -555,7 +555,7 @@ def test_train_options_are_generated_from_the_config() -> None:
     a help text, and a value given there arrives in that field."""
     import dataclasses
 
-    from training.cli import config_from_args
+    from cli.main import config_from_args
     from training.config import Experimental, TrainConfig, flag
 
     parser = _train_parser()
@@ -616,7 +616,7 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
     gone (older manifests) are ignored."""
     import argparse
 
-    from service.registry import DataSummary, Manifest
+    from core.registry import DataSummary, Manifest
     from training.config import Experimental, TrainConfig, recorded_settings
     from training.retrain import candidate_config
 
@@ -673,7 +673,7 @@ def test_bad_settings_exit_2_with_a_message_before_any_model_loads(
     message: str,  # noqa: ANN001
 ) -> None:
     import training.train
-    from training.cli import main
+    from cli.main import main
     from training.config import ConfigError, validate
 
     def must_not_run(*args: object, **kwargs: object) -> None:
@@ -687,7 +687,7 @@ def test_bad_settings_exit_2_with_a_message_before_any_model_loads(
     assert code == 2 and err.startswith("error: ") and message in err, err
     assert not (tmp_path / "reg").exists()
     # as a library: a ValueError that names the field, never SystemExit
-    from training.cli import config_from_args
+    from cli.main import config_from_args
 
     config = config_from_args(_train_parser().parse_args(["--data", str(docs), *argv]))
     with pytest.raises(ConfigError, match=message.split(":")[0]) as raised:

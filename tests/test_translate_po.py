@@ -26,7 +26,7 @@ import pytest
 from conftest import CORPUS
 
 from clients.translate_po import main
-from service.markup import check_translation, markup_items
+from core.markup import check_translation, markup_items
 from service.schemas import MAX_BATCH, TranslateRequest
 
 DATA = CORPUS
@@ -41,7 +41,7 @@ def fake_translate(text: str, msgctxt: str | None) -> str:
     if "BREAKME" in text:  # drop the markup, like a bad model
         for item in markup_items(text):
             text = text.replace(item, "")
-    if "DROPFMT" in text:  # lose a C placeholder that service.markup does not know
+    if "DROPFMT" in text:  # lose a C placeholder that core.markup does not know
         text = text.replace("%lu", "")
     if "GLUE" in text:  # glue Chinese to an inline literal: only sphinx-lint notices
         text = text.replace("`` ", "``")

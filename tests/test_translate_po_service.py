@@ -20,7 +20,7 @@ from test_service_helpers import add_version, running_service
 from test_translate_po import DATA, REPO, check_tools, copy_catalog, entry_state, needs
 
 from clients.translate_po import main
-from service.registry import Registry
+from core.registry import Registry
 
 pytestmark = pytest.mark.slow
 

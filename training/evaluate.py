@@ -20,10 +20,10 @@ from pathlib import Path
 
 import sacrebleu
 
-from service.markup import kept_count
-from service.registry import Registry
+from core.markup import kept_count
+from core.registry import Registry
+from core.settings import Settings
 from service.schemas import TranslateItem
-from service.settings import Settings
 from service.translator import Outcome, open_translator, translate_all
 from training.data import Pair, load_corpus
 from training.quality import quality

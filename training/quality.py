@@ -22,8 +22,8 @@ from pathlib import Path
 import polib
 from sacrebleu.metrics import CHRF
 
-from service.chinese import simplified_characters
-from service.markup import prose, titled_labels
+from core.chinese import simplified_characters
+from core.markup import prose, titled_labels
 
 
 def chrf_prose(sources: list[str], references: list[str], outputs: list[str]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.registry import Manifest
+from core.registry import Manifest
 
 REPORT_DIR = "report"
 

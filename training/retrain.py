@@ -23,9 +23,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from service.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
-from service.fsutil import atomic_write
-from service.registry import DATA_INDEX, Registry
+from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
+from core.fsutil import atomic_write
+from core.registry import DATA_INDEX, Registry
 from training.config import CONTRACT_PRESETS, TrainConfig, contract_preset
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
@@ -207,7 +207,7 @@ def gate(
 
 def notify_service(url: str, api_key: str | None) -> int:
     """Ask a running service to load the registry's current versions."""
-    from service.reload_client import ReloadError, reload_service
+    from clients.reload import ReloadError, reload_service
 
     try:
         answer = reload_service(url, api_key)

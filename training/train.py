@@ -23,11 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from service.base_models import resolve_base_model
-from service.memory import TranslationMemory
-from service.prompting import PromptBuilder
-from service.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
-from service.terms import Term, read_glossary, write_terms
+from core.base_models import resolve_base_model
+from core.memory import TranslationMemory
+from core.prompting import PromptBuilder
+from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
+from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
@@ -190,6 +190,7 @@ def cpu_dtype() -> Any:
 def _load_unsloth(
     base_dir: Path, config: TrainConfig, *, cuda: bool, four_bit: bool
 ) -> tuple[Any, Any]:
+    import_unsloth()  # safe on an AVX2-only CPU (training/unsloth_loader.py)
     from unsloth import FastLanguageModel
 
     if cuda and config.experimental.inplace_swiglu:

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import polib
 
-from service.testing import free_port, wait_until_ready
+from testkit import free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
@@ -97,7 +97,7 @@ class Sampler:
 def engine_settings(env: dict[str, str]) -> dict[str, object]:
     """The engine settings the service resolves from ``env`` (defaults included), for the
     record: a run at the defaults then says what the defaults were."""
-    from service.settings import Settings
+    from core.settings import Settings
 
     settings = Settings.from_env(env)
     return {

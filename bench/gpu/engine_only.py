@@ -32,7 +32,7 @@ async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[di
     sys.path.insert(0, str(REPO / "bench"))
     from profile_service import service_jobs, untranslated_items
 
-    from service.settings import Settings
+    from core.settings import Settings
     from service.translator import open_translator, translate_all
 
     settings = Settings.from_env(max_queue=1 << 20)

@@ -6,8 +6,8 @@ import hashlib
 import sys
 from pathlib import Path
 
-from service.base_models import ALIASES, _write_marker, default_cache_dir
-from service.gguf_import import convert
+from core.base_models import ALIASES, _write_marker, default_cache_dir
+from core.gguf_import import convert
 
 EXPECTED = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 if len(sys.argv) > 1:

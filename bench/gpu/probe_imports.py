@@ -38,7 +38,7 @@ import vllm.v1.attention.backends.flash_attn, vllm.v1.sample.sampler
 import vllm.v1.structured_output, vllm.v1.core.sched.scheduler
 import vllm.model_executor.model_loader.default_loader
 import service.serve, service.app, clients.translate_po, service.engines.vllm_engine
-import service.engines.hf_engine, service.gguf_import, service.translator
+import service.engines.hf_engine, core.gguf_import, service.translator
 from service.app import create_app
 """
 

@@ -44,7 +44,7 @@ import torch
 import unsloth  # noqa: F401  (before transformers)
 from unsloth import FastLanguageModel
 
-from service.testing import build_random_model
+from testkit import build_random_model
 from training.batching import TokenBudgetBatchSampler
 from training.config import Experimental, TrainConfig
 from training.data import load_corpus

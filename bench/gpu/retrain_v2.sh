@@ -8,9 +8,9 @@
 set -euo pipefail
 source bench/gpu/env.sh
 [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
-rm -rf /tmp/reg && mkdir -p /tmp/reg && cp -r service/default_adapter/zh-tw /tmp/reg/zh-tw
+rm -rf /tmp/reg && mkdir -p /tmp/reg && cp -r core/default_adapter/zh-tw /tmp/reg/zh-tw
 set +e
-python3 -m training.cli retrain --docs /tmp/data/2024-10-19 --registry /tmp/reg --adapter zh-tw \
+python3 -m cli.main retrain --docs /tmp/data/2024-10-19 --registry /tmp/reg --adapter zh-tw \
   --from base --contract v2 --min-changes 0 --eval-limit 0 --engine transformers "$@" 2>&1 \
   | tee "$OUT/retrain-v2.log"
 status=${PIPESTATUS[0]}

@@ -36,5 +36,5 @@ if [ ! -f /tmp/serve-site/.done ]; then
   touch /tmp/serve-site/.done
   echo "serve_env: installed in $(( $(date +%s) - t0 )) s" >&2
 fi
-[ -f service/default_adapter/zh-tw/CURRENT ] \
-  || { echo "serve_env: service/default_adapter is not in this call's tree" >&2; exit 1; }
+[ -f core/default_adapter/zh-tw/CURRENT ] \
+  || { echo "serve_env: core/default_adapter is not in this call's tree" >&2; exit 1; }

@@ -5,7 +5,7 @@ set -euo pipefail
 source bench/gpu/env.sh
 name=$1; shift
 [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
-python3 -m training.cli train --data /tmp/data/2024-10-19 --base-model gemma3-270m --adapter "$name" \
+python3 -m cli.main train --data /tmp/data/2024-10-19 --base-model gemma3-270m --adapter "$name" \
   --registry /tmp/reg --no-4bit --max-length 768 --batch-tokens 16384 --logging-steps 25 \
   --save-steps 100000 --promote "$@" 2>&1 | grep --line-buffered -v -E "_pytree|Warning:|Loading weights" \
   | tee "$OUT/train-$name.log"

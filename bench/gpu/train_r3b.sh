@@ -13,7 +13,7 @@ model=$work/llama-3.2-3b-random
 rm -rf var/r3b && mkdir -p var/r3b/tokenizer
 [ -f "$model/model.safetensors" ] || [ -f "$model/model.safetensors.index.json" ] || .venv/bin/python -c "
 from pathlib import Path
-from service.testing import build_random_model
+from testkit import build_random_model
 build_random_model(Path('$model'), 'llama-3.2-3b', weights=True, dtype='float32')"
 .venv/bin/polingo train --data tests/data/python-docs-zh-tw/2024-10-19 --base-model "$model" \
   --adapter r3b --registry var/r3b/reg --rank 16 --contract v2 --max-length 192 \

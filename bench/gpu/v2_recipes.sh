@@ -6,7 +6,7 @@
 #                    the v2 contract with 2 memory examples; with 4; with 2 at lr 4e-4
 #   noterms          v2's recipe (2 epochs) without glossary terms
 # Usage (after the carry calls: .whl, .carry/d, .carry/g1..g5, then the tree with
-# service/default_adapter): bash bench/gpu/v2_recipes.sh start
+# core/default_adapter): bash bench/gpu/v2_recipes.sh start
 # then, in the calls that follow: bash bench/gpu/v2_recipes.sh wait SECONDS (returns early
 # when every job is done; copies the logs to $OUT/logs.txt and every version's manifest to
 # $OUT/manifests.json; at the end, the promoted retrain with the best prose chrF comes back
@@ -20,7 +20,7 @@ recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384
 
 job() {  # job NAME COMMAND...: run in its own session and folder, log to NAME.log
   local name=$1; shift
-  mkdir -p "$runs/$name/reg" && cp -r /tmp/repo/service/default_adapter/zh-tw "$runs/$name/reg/zh-tw"
+  mkdir -p "$runs/$name/reg" && cp -r /tmp/repo/core/default_adapter/zh-tw "$runs/$name/reg/zh-tw"
   (cd "$runs/$name" && setsid nohup bash -c "$* ; echo \"exit status: \$?\"; touch done" \
      >"$runs/$name.log" 2>&1 < /dev/null &)
 }
@@ -31,7 +31,7 @@ start() {
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
   rm -rf /tmp/repo "$runs" && mkdir -p "$runs" && cp -r "$PWD" /tmp/repo
   export PYTHONPATH=/tmp/site:/tmp/repo
-  local cli="python3 -m training.cli"
+  local cli="python3 -m cli.main"
   local retrain="$cli retrain --docs $data --registry reg --adapter zh-tw --from base \
 --min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
   # the v2 preset had 2 examples when these ran; it has 4 (x4e3's) since

@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from service.registry import Registry
-from service.reload_client import ReloadError, reload_service
+from clients.reload import ReloadError, reload_service
+from core.registry import Registry
 
 
 def build_parser() -> argparse.ArgumentParser:

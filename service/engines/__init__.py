@@ -1,6 +1,6 @@
 """Generation engines behind the translator: vLLM (the real one) and a
 transformers+PEFT fallback. Both take prompt token ids and return generated token
-ids; prompts are built by service.contract only, in the translator.
+ids; prompts are built by core.contract only, in the translator.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from core.settings import Settings
 from service.engines.base import Engine, Generation, model_max_len
-from service.settings import Settings
 
 __all__ = ["Engine", "Generation", "model_max_len", "open_engine"]
 

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from service.engines.base import Generation
-from service.settings import Settings
 
 
 def sampling_kwargs(temperature: float) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from service.engines.base import Generation, model_max_len
-from service.settings import Settings
 
 
 class VllmEngine:

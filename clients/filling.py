@@ -18,7 +18,7 @@ from pathlib import Path
 import polib
 
 from clients.filesafe import Fingerprint
-from service.catalogs import CatalogError, nplurals, plural_source, read_checked
+from core.catalogs import CatalogError, nplurals, plural_source, read_checked
 
 NOTE_PREFIX = "polingo: "  # translator comments this tool writes (and replaces on a redo)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -2,7 +2,7 @@
 (a 2-layer Llama with a real tokenizer: transformers, PEFT and vLLM tests) and
 ``build_random_model`` (a real model's exact shape: the GPU benchmarks).
 
-Like service/base_models.py, this module needs only the standard library at import
+Like core/base_models.py, this module needs only the standard library at import
 time, so the GPU machine can build models without the CPU-only packages.
 """
 
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from service import gguf_import
-from service.base_models import (
+from core import gguf_import
+from core.base_models import (
     ALIASES,
     BaseModelError,
     _alias_gguf,

@@ -13,8 +13,8 @@ import unicodedata
 
 from docutils.utils import punctuation_chars
 
-from service.chinese import to_traditional
-from service.markup import MARKUP_RE, markup_key, markup_keys, split_titled
+from core.chinese import to_traditional
+from core.markup import MARKUP_RE, markup_key, markup_keys, split_titled
 
 # docutils' own rules (parsers/rst/states.py, Inliner.init_customizations): inline
 # markup starts after whitespace, an opener or a delimiter, and ends before whitespace,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from service.chinese import load_conventions, mainland_phrases, simplified_characters
+from core.chinese import load_conventions, mainland_phrases, simplified_characters
 
 # Order matters: the longer constructs are matched first so that a role's backquoted
 # body is not also counted as interpreted text.

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import msgspec
 
-from service.contract import PromptContract
-from service.fsutil import atomic_write, make_readable
+from core.contract import PromptContract
+from core.fsutil import atomic_write, make_readable
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"

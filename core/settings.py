@@ -16,11 +16,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from service import contract
-from service.defaults import ENGINES, packaged_registry
-from service.schemas import MAX_BATCH, MAX_TEXT_CHARS
+from core import contract
+from core.defaults import ENGINES, packaged_registry
 
-__all__ = ["ENGINES", "EngineKind", "Settings", "env_name"]
+__all__ = ["ENGINES", "MAX_BATCH", "MAX_TEXT_CHARS", "EngineKind", "Settings", "env_name"]
+
+# Hard caps of the HTTP API (service/schemas.py); the settings may lower them.
+MAX_BATCH = 64
+MAX_TEXT_CHARS = 8000
 
 EngineKind = Literal["vllm", "transformers"]
 
@@ -43,7 +46,7 @@ class Settings:
     # --- adapters ---
     registry: Path | None = None
     """Adapter registry folder (POLINGO_REGISTRY); unset: the registry shipped in the
-    package (service/default_adapter, the project's default adapter), as translate-po."""
+    package (core/default_adapter, the project's default adapter), as translate-po."""
     adapter: str | None = None
     """Default adapter NAME for requests that name none (POLINGO_ADAPTER); unset: the
     registry's only adapter name (an error if it holds several)."""
@@ -57,7 +60,7 @@ class Settings:
     adapter's manifest says. Adapters trained on another base are refused."""
     cache: Path = Path("~/.cache/polingo")
     """polingo's cache root (POLINGO_CACHE); base-model aliases are converted into its
-    models/ folder, the one training uses too (service.base_models.default_cache_dir)."""
+    models/ folder, the one training uses too (core.base_models.default_cache_dir)."""
     engine: EngineKind = "vllm"
     """'vllm' (AsyncLLM, continuous batching) or 'transformers' (fallback) (POLINGO_ENGINE)."""
     tensor_parallel_size: int = 1
@@ -174,7 +177,7 @@ class Settings:
         if self.registry is None:
             raise ValueError(
                 f"{env_name('registry')} is unset and this installation ships no default "
-                "adapter (service/default_adapter): name a registry"
+                "adapter (core/default_adapter): name a registry"
             )
         if self.markup_retries < 0:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")

@@ -9,7 +9,7 @@
   the hub, failing within seconds when no hub can be reached.
 
 The randomly initialised models of the tests and benchmarks are built by
-``service/testing.py``. This module needs only the standard library at import time;
+``testkit/__init__.py``. This module needs only the standard library at import time;
 torch/transformers (and gguf for conversions) are imported where used, so the GPU side
 can use it without the CPU-only packages.
 """
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service import gguf_import
-from service.fsutil import make_readable
-from service.gguf_import import CHATML_TEMPLATE, GEMMA_TEMPLATE, TokenizerRecipe
+from core import gguf_import
+from core.fsutil import make_readable
+from core.gguf_import import CHATML_TEMPLATE, GEMMA_TEMPLATE, TokenizerRecipe
 
 DEFAULT_OFFLINE_MODEL = "gemma3-270m"
 PRODUCTION_MODEL = "unsloth/Llama-3.2-3B-Instruct"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polib
 
-from clients.catalog import Catalog, CatalogError, clean_output, load_catalog
 from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError
+from clients.filling import Catalog, CatalogError, clean_output, load_catalog
 from clients.writer import InvalidCatalogText, write_catalog
 from review import log
 from review.entries import (

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from service.markup import MARKUP_RE, markup_items, markup_key, missing_and_added, split_titled
+from core.markup import MARKUP_RE, markup_items, markup_key, missing_and_added, split_titled
 
 # Version 1: the prompt of zh-tw@v1 (placeholders for whole markup items). Version 2
 # adds the switches below; every switch off is version 1's behaviour, exactly.
@@ -48,7 +48,7 @@ class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
     version: int = LEGACY_VERSION
     # Replace markup items by numbered placeholders so the model cannot garble them.
     protect_markup: bool = True
-    # Version 2 switches (service/prompting.py applies them).
+    # Version 2 switches (core/prompting.py applies them).
     # Titled roles and links: placeholders around the label (⟦1⟧label⟦2⟧), so the model
     # translates it; role and target stay protected.
     translate_labels: bool = False

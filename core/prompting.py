@@ -3,7 +3,7 @@
 ``PromptBuilder(contract, tokenizer, memory, terms)`` applies every switch of the
 contract: placeholders (whole items, or around link labels), memory examples, matched
 terms, and after generation the post-editing. With a version-1 contract it produces
-exactly the tokens of ``service.contract``'s functions (tests/test_prompting.py checks).
+exactly the tokens of ``core.contract``'s functions (tests/test_prompting.py checks).
 
 Examples are shown as the catalog has them (raw markup, the human label of a link):
 placeholders appear only in the text to translate, so their numbers are unambiguous.
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import msgspec
 
-from service import contract as c
-from service.contract import PromptContract, Tokenizer
-from service.memory import TranslationMemory
-from service.postedit import post_edit
-from service.retrieval import Example, ExampleIndex
-from service.terms import Term, TermMatcher
+from core import contract as c
+from core.contract import PromptContract, Tokenizer
+from core.memory import TranslationMemory
+from core.postedit import post_edit
+from core.retrieval import Example, ExampleIndex
+from core.terms import Term, TermMatcher
 
 _PLACEHOLDER_RE = re.compile("\u27e6(\\d+)\u27e7")
 

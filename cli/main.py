@@ -13,10 +13,10 @@ import sys
 import typing
 from pathlib import Path
 
-from service import defaults
-from service.contract import MARKUP_RETRIES
-from service.defaults import ENGINES
-from service.vllm_env import quiet_if_inherited
+from core import defaults
+from core.contract import MARKUP_RETRIES
+from core.defaults import ENGINES
+from core.vllm_env import quiet_if_inherited
 from training.config import CONTRACT_PRESETS, TrainConfig
 
 quiet_if_inherited()  # vLLM's engine processes import the main module again (spawn)
@@ -202,8 +202,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _train(args: argparse.Namespace) -> int:
     """`polingo train`: bad settings or data raise ValueError, which main reports."""
-    from service.base_models import BaseModelError
-    from service.registry import Registry
+    from core.base_models import BaseModelError
+    from core.registry import Registry
     from training.data import CatalogError
     from training.train import train
 
@@ -230,7 +230,7 @@ def _train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "serve":  # serve sets its own from --log-level
-        from service.vllm_env import quiet_third_party
+        from core.vllm_env import quiet_third_party
 
         quiet_third_party(verbose=args.verbose)
     try:
@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from service.catalogs import CatalogError
-    from service.registry import RegistryError
+    from core.catalogs import CatalogError
+    from core.registry import RegistryError
 
     try:
         if args.command == "data":
@@ -278,7 +278,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from service.registry import Registry
+    from core.registry import Registry
     from training.evaluate import evaluate, review_metrics
 
     if args.data is None and args.review_log is None:
@@ -307,7 +307,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from service.base_models import BaseModelError, list_aliases, resolve_base_model
+    from core.base_models import BaseModelError, list_aliases, resolve_base_model
 
     if args.action == "list":
         for alias in list_aliases():
@@ -322,7 +322,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _adapters(args: argparse.Namespace) -> int:
-    from service.registry import Registry
+    from core.registry import Registry
 
     registry = Registry(args.registry)
     if args.action == "list":
