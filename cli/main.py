@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     stats = data.add_parser("stats", help="pairs, duplicates, split and problems of a .po tree")
     stats.add_argument("dir", type=Path, help="a .po file or a folder of them")
     stats.add_argument("--strict", action="store_true", help="fail on the first unreadable catalog")
-    stats.add_argument("--heldout-percent", type=float, default=3.0)
+    stats.add_argument("--heldout-percent", type=float, default=3.0, help="the pair split")
+    stats.add_argument(
+        "--document-percent",
+        type=float,
+        default=7.0,
+        help="the document split: percent of the catalogs held out whole",
+    )
 
     models = sub.add_parser("models", help="base models").add_subparsers(
         dest="action", required=True
@@ -92,8 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_eval_options(ev: argparse.ArgumentParser) -> None:
-    ev.add_argument("--adapter", default=DEFAULT_ADAPTER, help="NAME[@VERSION] (default: current)")
-    ev.add_argument("--data", type=Path, help=".po tree whose held-out split is scored")
+    ev.add_argument(
+        "--adapter",
+        nargs="+",
+        default=[DEFAULT_ADAPTER],
+        metavar="NAME[@VERSION]",
+        help="the version to score (default: the current one); several of one base model "
+        "are scored in one engine run on the splits of the first",
+    )
+    ev.add_argument("--data", type=Path, help=".po tree whose held-out splits are scored")
+    ev.add_argument(
+        "--split",
+        choices=["both", "pair", "document"],
+        default="both",
+        help="the pair split (msgids of partly translated pages), the document split (whole "
+        "catalogs no version trained on) or both (default)",
+    )
+    ev.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="print the scores only; by default they go into each version's manifest and report/",
+    )
     ev.add_argument(
         "--review-log",
         type=Path,
@@ -103,7 +129,9 @@ def _add_eval_options(ev: argparse.ArgumentParser) -> None:
         "polingo review's log; without --data, only that",
     )
     ev.add_argument("--registry", type=Path, default=Path(DEFAULT_REGISTRY))
-    ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
+    ev.add_argument(
+        "--limit", type=int, default=None, help="score N pairs of each split (the same N each time)"
+    )
     ev.add_argument(
         "--engine",
         choices=ENGINES,
@@ -217,8 +245,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.eval_limit:
         from training.evaluate import evaluate
 
-        ev = evaluate(registry, ref, args.data, limit=args.eval_limit)
-        print(f"{ref}: {ev.metrics}  (copy source: {ev.baseline})")
+        for result in evaluate(registry, ref, args.data, limit=args.eval_limit).values():
+            print(f"{ref} {result.label}: {result.metrics}  (copy source: {result.baseline})")
     if args.promote or registry.current(args.adapter) is None:
         registry.promote(
             ref, reason="first version" if not args.promote else "polingo train --promote"
@@ -249,7 +277,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from training.data import load_corpus, stats_lines
 
             corpus = load_corpus(args.dir, strict=args.strict)
-            print("\n".join(stats_lines(corpus, args.heldout_percent)))
+            print("\n".join(stats_lines(corpus, args.heldout_percent, args.document_percent)))
             return 1 if corpus.problems else 0
         if args.command == "models":
             return _models(args)
@@ -279,7 +307,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from core.registry import Registry
-    from training.evaluate import evaluate, review_metrics
+    from training.evaluate import SPLITS, evaluate_many, review_metrics
 
     if args.data is None and args.review_log is None:
         print("error: polingo eval needs --data, --review-log or both", file=sys.stderr)
@@ -289,21 +317,33 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"{key:18} {value:10.4g}")
     if args.data is None:
         return 0
-    ev = evaluate(
+    results = evaluate_many(
         Registry(args.registry),
         args.adapter,
         args.data,
         limit=args.limit,
         engine=args.engine,
         markup_retries=args.markup_retries,
+        record=args.record,
+        splits=SPLITS if args.split == "both" else (args.split,),
     )
-    for key, value in ev.metrics.items():
-        baseline = ev.baseline.get(key)
-        print(
-            f"{key:18} {value:10.4g}"
-            + (f"   copy-source {baseline:10.4g}" if baseline is not None else "")
-        )
+    print_evaluations(results)
     return 0
+
+
+def print_evaluations(results: list[dict[str, typing.Any]]) -> None:
+    """One table a split, labelled, a column a version, then copy-the-source."""
+    for split in results[0]:
+        rows = [r[split] for r in results]
+        first = rows[0]
+        print(f"{first.label} ({len(first.outcomes)} pairs)")
+        print(f"{'':26}" + "".join(f"{r.ref:>16}" for r in rows) + f"{'copy-source':>14}")
+        for key, value in first.metrics.items():
+            cells = "".join(f"{r.metrics.get(key, float('nan')):16.4g}" for r in rows[1:])
+            baseline = first.baseline.get(key)
+            tail = f"{baseline:14.4g}" if baseline is not None else ""
+            print(f"  {key:24}{value:16.4g}{cells}{tail}")
+        print()
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -35,6 +35,16 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(text.lower())
 
 
+def similarity(a: str, b: str) -> float:
+    """How alike two English texts are, 0 to 1: the Jaccard overlap of their word sets
+    (the words BM25 ranks by). Unlike a BM25 score it does not grow with the memory's
+    size, so one threshold (or one failure report band) means the same everywhere."""
+    left, right = set(words(a)), set(words(b))
+    if not left or not right:
+        return 0.0
+    return len(left & right) / len(left | right)
+
+
 class ExampleIndex:
     """BM25 over the English side of (msgid, msgstr) pairs."""
 

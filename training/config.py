@@ -174,6 +174,11 @@ class TrainConfig:
     heldout_percent: float = knob(
         3.0, "percent of the msgids held out for evaluation (a stable hash of each msgid)"
     )
+    document_percent: float = knob(
+        7.0,
+        "percent of the catalogs held out whole for evaluation, the document split (a "
+        "stable hash of each path; 7 is about 5% of the pairs); 0: none",
+    )
     max_pairs: int | None = knob(None, "train on a deterministic subset of N pairs")
     load_in_4bit: bool | None = knob(None, "QLoRA nf4 (default: on CUDA only)", flag="4bit")
     gradient_checkpointing: bool = knob(
@@ -280,6 +285,11 @@ def _check_numbers(c: TrainConfig) -> None:
         (
             "heldout_percent",
             0.0 <= c.heldout_percent < 100.0,
+            "give a percent from 0 up to (not including) 100",
+        ),
+        (
+            "document_percent",
+            0.0 <= c.document_percent < 100.0,
             "give a percent from 0 up to (not including) 100",
         ),
         ("max_pairs", c.max_pairs is None or c.max_pairs >= 1, "give 1 or more"),

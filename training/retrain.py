@@ -6,9 +6,14 @@ Policy, stated once:
   the default: cheaper than from scratch) and trains on ALL pairs of the new docs,
   old ones included, so it does not forget them. ``--from base`` retrains from the
   base model with the same settings (use it when the prompt contract or base changes).
-- Both versions are scored on the same held-out split of the new docs (the split is
-  a hash of the msgid, so no held-out msgid ever trained); the candidate is promoted
-  unless its chrF is worse than the current one's by more than ``--margin`` points.
+- Both versions are scored on the same two held-out splits of the new docs
+  (training/data.py: whole catalogs chosen by a hash of their path, and msgids chosen
+  by a hash of the msgid, so no held-out text ever trained). The gate decides on the
+  document split, pages no version saw: the candidate is refused when its chrF there is
+  worse than the current one's by more than ``--margin`` points, and when it is on the
+  pair split either. A tree with no document split (a few catalogs) is decided on the
+  pair split alone, and says so. Both splits' figures go to the candidate's
+  report/gate.json.
 - An interrupted retrain leaves CURRENT untouched (a version folder appears whole or
   not at all); a rerun resumes from the run's last checkpoint.
 """
@@ -22,6 +27,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from core.fsutil import atomic_write
@@ -39,12 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
     )
-    p.add_argument("--margin", type=float, default=0.5, help="chrF points the candidate may lose")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.5,
+        help="chrF points the candidate may lose on each split (the document split "
+        "decides; the pair split must not lose more either)",
+    )
     p.add_argument(
         "--eval-limit",
         type=int,
         default=200,
-        help="held-out pairs scored for each version (0: all)",
+        help="pairs of each held-out split scored for each version (0: all)",
     )
     p.add_argument(
         "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
@@ -111,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in changes.items():
         setattr(manifest.data, key, value)
     registry.update_manifest(candidate, manifest)
-    if not gate(registry, candidate, ref, corpus, config.heldout_percent, args):
+    if not gate(registry, candidate, ref, corpus, config, args):
         return 3
     registry.promote(candidate, reason=f"retrain: passed the gate against {ref}")
     print(f"promoted {candidate}")
@@ -169,40 +181,83 @@ def gate(
     candidate: str,
     ref: str,
     corpus: Corpus,
-    heldout_percent: float,
+    config: TrainConfig,
     args: argparse.Namespace,
 ) -> bool:
-    """Score both versions on one held-out subset, through the service's translator;
-    True when the candidate is not worse than ``ref`` by more than ``--margin`` chrF."""
-    from training.evaluate import evaluate_versions, heldout_subset, record_evaluation
-
-    _, heldout = corpus.split(heldout_percent)
-    pairs = heldout_subset(heldout, args.eval_limit)
-    new, old = evaluate_versions(registry, [candidate, ref], pairs, engine=args.engine)
-    record_evaluation(registry, new, pairs, args.eval_limit)
-    delta = new.metrics["chrf"] - old.metrics["chrf"]
-    print(
-        f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
-        f"{old.metrics['chrf']:.2f} ({delta:+.2f})"
+    """Score both versions on the same held-out subsets of both splits, through the
+    service's translator; True when the candidate loses no more than ``--margin`` chrF
+    on either (the module docstring). The decision goes to report/gate.json."""
+    from training.evaluate import (
+        DOCUMENT,
+        LABELS,
+        PAIR,
+        evaluate_splits,
+        heldout_sets,
+        mark_trained_on,
+        record_evaluations,
+        warn_trained_on,
     )
-    passed = delta >= -args.margin
+
+    held = heldout_sets(
+        corpus, config.heldout_percent, config.document_percent, limit=args.eval_limit
+    )
+    for version in (candidate, ref):
+        warn_trained_on(registry, version, held.document_files)
+    new, old = evaluate_splits(registry, [candidate, ref], held.sets, engine=args.engine)
+    for version, result in ((candidate, new), (ref, old)):
+        mark_trained_on(registry, version, result, held.document_files)
+    record_evaluations(registry, new, args.eval_limit)
+    verdicts = {}
+    for split in new:
+        delta = round(new[split].metrics["chrf"] - old[split].metrics["chrf"], 2)
+        verdicts[LABELS[split]] = {
+            "pairs": len(held.sets[split]),
+            "candidate_chrf": new[split].metrics["chrf"],
+            "reference_chrf": old[split].metrics["chrf"],
+            "delta": delta,
+            "passed": delta >= -args.margin,
+        }
+        print(
+            f"{LABELS[split]}: chrF {candidate} {new[split].metrics['chrf']:.2f} vs {ref} "
+            f"{old[split].metrics['chrf']:.2f} ({delta:+.2f})"
+        )
+    decided_on = LABELS[DOCUMENT] if DOCUMENT in new else LABELS[PAIR]
+    if DOCUMENT not in new:
+        print(f"no document split in {args.docs}: the gate decides on the pair split alone")
+    passed = all(v["passed"] for v in verdicts.values())
     decision = {
-        "candidate": {"ref": candidate, "metrics": new.metrics},
-        "reference": {"ref": ref, "metrics": old.metrics},
-        "pairs": len(pairs),
+        "candidate": _side(candidate, new),
+        "reference": _side(ref, old),
+        "pairs": len(held.sets[PAIR]),
+        "document_pairs": len(held.sets[DOCUMENT]),
+        "document_files": held.document_files,
         "margin": args.margin,
+        "metric": "chrf",
+        "decided_on": decided_on,
+        "splits": verdicts,
         "promoted": passed,
     }
     report = registry.path(candidate) / "report"
     report.mkdir(exist_ok=True)  # the decision beside the candidate's own figures
     atomic_write(report / "gate.json", json.dumps(decision, indent=1).encode())
     if not passed:
+        worse = [label for label, v in verdicts.items() if not v["passed"]]
         print(
-            f"not promoted: {candidate} is worse by more than --margin {args.margin}; "
-            f"{ref} stays current"
+            f"not promoted: {candidate} is worse on the {' and the '.join(worse)} by more "
+            f"than --margin {args.margin}; {ref} stays current"
         )
         return False
     return True
+
+
+def _side(ref: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One version's figures in gate.json: ``metrics`` (pair split), ``document_metrics``."""
+    side: dict[str, Any] = {"ref": ref}
+    if "pair" in result:
+        side["metrics"] = result["pair"].metrics
+    if "document" in result:
+        side["document_metrics"] = result["document"].metrics
+    return side
 
 
 def notify_service(url: str, api_key: str | None) -> int:

@@ -60,7 +60,9 @@ class Pairs:
 
     corpus: Corpus
     train: list[Pair]
-    heldout: list[Pair]
+    heldout: list[Pair]  # the pair split
+    documents: list[Pair]  # the document split: never in train, nor in the memory
+    document_files: list[str]
     terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
 
 
@@ -140,19 +142,28 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         corpus = load_corpus(config.data)
     for problem in corpus.problems:
         log(f"warning: skipped {problem}")
-    train_pairs, heldout = corpus.split(config.heldout_percent)
+    splits = corpus.splits(config.heldout_percent, config.document_percent)
+    train_pairs, heldout = splits.train, splits.pairs
     if config.max_pairs:
         train_pairs = sorted(train_pairs, key=lambda p: _hash(p.key))[: config.max_pairs]
     if not train_pairs:
         raise TrainingDataError(f"no translated pairs found under {config.data}")
     log(
-        f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, "
-        f"from {corpus.files} catalogs"
+        f"data: {len(train_pairs)} training pairs, held out: {len(heldout)} (pair split), "
+        f"{len(splits.documents)} in {len(splits.document_files)} whole catalogs "
+        f"(document split), from {corpus.files} catalogs"
     )
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
-    return Pairs(corpus=corpus, train=train_pairs, heldout=heldout, terms=terms)
+    return Pairs(
+        corpus=corpus,
+        train=train_pairs,
+        heldout=heldout,
+        documents=splits.documents,
+        document_files=splits.document_files,
+        terms=terms,
+    )
 
 
 def corpus_terms(data: Path) -> list[Term]:
@@ -454,6 +465,8 @@ def build_manifest(
             pairs=len(pairs.corpus.pairs),
             train_pairs=len(examples),
             heldout_pairs=len(pairs.heldout),
+            document_pairs=len(pairs.documents),
+            document_files=pairs.document_files,
             dropped_too_long=pairs.corpus.dropped_too_long + too_long,
         ),
         training={

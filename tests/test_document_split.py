@@ -1,0 +1,231 @@
+"""Issue 42: the document split (whole catalogs held out by a hash of their path), the
+memory it is hidden from, the failure report of a split, and (slow) `polingo eval`
+reporting both splits, labelled, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+from test_training import polingo, write_po
+
+from core.memory import TranslationMemory
+from core.registry import Registry
+from core.retrieval import similarity
+from training.data import is_document_heldout, is_heldout, load_corpus, stats_lines
+from training.failures import failure_kinds, failure_report, repeated_run
+
+SHIPPED = Path(__file__).resolve().parent.parent / "core" / "default_adapter"
+
+
+def names(held: bool, count: int, percent: float = 30.0) -> list[str]:
+    """``count`` catalog names that the document split at ``percent`` holds out (or not)."""
+    found = [f"doc{i}.po" for i in range(400) if is_document_heldout(f"doc{i}.po", percent) == held]
+    return found[:count]
+
+
+def test_document_split_holds_out_whole_catalogs_but_not_shared_texts(tmp_path: Path) -> None:
+    (held,) = names(True, 1)
+    kept_a, kept_b = names(False, 2)
+    write_po(
+        tmp_path / held,
+        'msgid "Only here."\nmsgstr "只在這裡。"\n\nmsgid "Shared."\nmsgstr "共用。"\n',
+    )
+    write_po(
+        tmp_path / kept_a,
+        'msgid "Shared."\nmsgstr "共用。"\n\nmsgid "Elsewhere."\nmsgstr "別處。"\n',
+    )
+    write_po(tmp_path / kept_b, 'msgid "Again."\nmsgstr "再一次。"\n')
+
+    splits = load_corpus(tmp_path).splits(heldout_percent=0, document_percent=30)
+    assert splits.document_files == [held]
+    # the held-out page's own text is out; the text another catalog translates trains
+    assert [p.msgid for p in splits.documents] == ["Only here."]
+    assert sorted(p.msgid for p in splits.train) == ["Again.", "Elsewhere.", "Shared."]
+    assert splits.pairs == []
+    # split() (what training and the pair-split callers use) leaves the page out too
+    train, pair_split = load_corpus(tmp_path).split(0, 30)
+    assert "Only here." not in {p.msgid for p in train + pair_split}
+    # no document split at 0%
+    assert load_corpus(tmp_path).splits(0, 0).documents == []
+
+
+def test_document_split_is_stable_across_trees_and_snapshots(tmp_path: Path) -> None:
+    corpus = load_corpus(CORPUS)
+    splits = corpus.splits(3.0, 20.0)
+    # paths relative to the tree root, the same wherever the tree lies
+    assert splits.document_files == [
+        "faq/programming.po", "howto/enum.po", "howto/index.po", "howto/ipaddress.po",
+        "library/copy.po", "tutorial/floatingpoint.po", "tutorial/inputoutput.po",
+    ]  # fmt: skip
+    docs = {p.msgid for p in splits.documents}
+    assert docs and not docs & {p.msgid for p in splits.train + splits.pairs}
+    assert not docs & {p.msgid for p in splits.pairs}
+    for pair in splits.documents:  # only held-out catalogs translate it
+        assert corpus.origins[pair.msgid] <= set(splits.document_files)
+    assert all(is_heldout(p.msgid, 3.0) for p in splits.pairs)
+
+    # another snapshot of the tree, with a catalog more, copied elsewhere: same choice
+    for rel in ("tutorial", "howto"):
+        shutil.copytree(CORPUS / rel, tmp_path / "later" / rel)
+    write_po(tmp_path / "later" / "0-new" / "page.po", 'msgid "New page."\nmsgstr "新頁。"\n')
+    later = load_corpus(tmp_path / "later").splits(3.0, 20.0)
+    assert set(later.document_files) == {
+        f for f in splits.document_files if f.startswith(("tutorial/", "howto/"))
+    }
+
+    lines = "\n".join(stats_lines(corpus, 3.0, 20.0))
+    assert "pair split          " in lines and "(3% by msgid hash)" in lines
+    assert f"document split      {len(docs)} in 7 catalogs (20% by path hash)" in lines
+    assert "  tutorial/floatingpoint.po" in lines
+
+
+def test_memory_without_held_out_texts() -> None:
+    memory = TranslationMemory()
+    memory.add("Open", "開啟", "menu")
+    memory.add("Open", "打開")
+    memory.add("Close", "關閉")
+    kept = memory.without({"Open"})
+    assert len(kept) == 1 and kept.lookup("Open", "menu") is None and kept.lookup("Close")
+    assert len(memory) == 3  # the original is untouched
+
+
+def test_shipped_adapters_still_load_and_predate_the_document_split() -> None:
+    from training.evaluate import catalogs_trained_on, split_percents
+
+    registry = Registry(SHIPPED)
+    for ref in ("zh-tw@v1", "zh-tw@v3"):
+        manifest = registry.manifest(ref)
+        assert manifest.data.document_files is None and manifest.document_metrics == {}
+        assert manifest.metrics["chrf"] > 0  # the pair split's figures are kept
+        assert split_percents(registry, ref) == (3.0, 7.0)
+        # trained on every catalog: every document-split catalog counts as seen
+        assert catalogs_trained_on(registry, ref, ["a.po", "b.po"]) == ["a.po", "b.po"]
+
+
+def test_similarity_is_word_overlap() -> None:
+    assert similarity("Return the value.", "return the VALUE") == 1.0
+    assert similarity("Return the value.", "Open a file.") == 0.0
+    assert similarity("a b c d", "a b") == 0.5
+    assert similarity("", "anything") == 0.0
+
+
+# ---- the failure report ------------------------------------------------------------------
+
+SOURCE = "Use :func:`open` to read the file, then close it when you are done."
+REFERENCE = "使用 :func:`open` 讀取檔案，並在完成後關閉它。"
+
+
+def test_failure_kinds_each_catch_their_failure() -> None:
+    assert failure_kinds(SOURCE, REFERENCE, REFERENCE) == []
+    assert failure_kinds(SOURCE, REFERENCE, "使用 open 讀取檔案，並在完成後關閉它。") == [
+        "dropped_markup"
+    ]
+    assert failure_kinds(SOURCE, REFERENCE, "使用 :func:`open` 讀取。") == ["short"]
+    repeated = "使用 :func:`open` 讀取這個檔案的內容，使用 :func:`open` 讀取這個檔案的內容。"
+    assert failure_kinds(SOURCE, REFERENCE, repeated) == ["repeated"]
+    assert repeated_run(repeated, REFERENCE) == "使用讀取這個檔案"
+    assert failure_kinds(SOURCE, REFERENCE, "使用 :func:`open` to read the file，並關閉它。") == [
+        "english_left"
+    ]
+    assert "copied_source" in failure_kinds(SOURCE, REFERENCE, SOURCE)
+    assert failure_kinds(SOURCE, REFERENCE, "") == ["empty"]
+    # code copied as the reference copies it is no failure
+    assert failure_kinds("``x = 1``", "``x = 1``", "``x = 1``") == []
+
+
+def test_failure_report_counts_kinds_ratios_and_example_bands() -> None:
+    sources = [SOURCE, SOURCE, SOURCE, SOURCE]
+    refs = [REFERENCE] * 4
+    outputs = [REFERENCE, "使用 :func:`open` 讀取。", "", REFERENCE]
+    report = failure_report(sources, refs, outputs, [0.7, 0.1, None, 0.65])
+    assert report["entries"] == 4 and report["failing"] == 2
+    assert report["counts"]["short"] == 1 and report["counts"]["empty"] == 1
+    assert report["counts"]["dropped_markup"] == 0
+    assert report["length_ratio_to_reference"]["median"] == 1.0
+    bands = {b["band"]: b for b in report["examples"]["bands"]}
+    assert bands["best example 0.6-1.0"]["entries"] == 2
+    assert bands["best example 0.6-1.0"]["failing"] == 0
+    assert bands["best example 0.6-1.0"]["chrf_prose"] == 100.0
+    assert bands["best example 0.0-0.2"]["failing"] == 1
+    assert bands["no examples"]["entries"] == 1
+    assert report["examples"]["entries_with_examples"] == 3
+    assert report["cases"]["short"][0]["example_similarity"] == 0.1
+
+
+# ---- `polingo eval` on both splits (slow: the tiny model through the service's path) ----
+
+
+@pytest.mark.slow
+def test_eval_reports_both_splits_labelled_and_hides_the_documents_from_memory(
+    tmp_path: Path, tiny_model_dir: Path, tiny_adapter: Path
+) -> None:
+    from test_service_helpers import add_version
+
+    docs = tmp_path / "docs"
+    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    splits = load_corpus(docs).splits(20.0, 20.0)
+    assert splits.document_files == ["tutorial/floatingpoint.po", "tutorial/inputoutput.po"]
+    row = lambda p: {"msgid": p.msgid, "msgctxt": p.msgctxt, "msgstr": p.msgstr}  # noqa: E731
+    registry = Registry(tmp_path / "registry")
+    # v1 predates the split: it trained on every catalog, and its memory holds the pages
+    old = [row(p) for p in splits.train + splits.documents]
+    # v2 held them out: its manifest says so
+    new = [row(p) for p in splits.train]
+    for memory in (old, new):
+        add_version(registry, "zh", tiny_adapter, base_model=str(tiny_model_dir), memory=memory)
+    for ref, files in (("zh@v1", None), ("zh@v2", splits.document_files)):
+        manifest = registry.manifest(ref)
+        manifest.training = {"heldout_percent": 20.0, "document_percent": 20.0}
+        manifest.data.document_files = files
+        registry.update_manifest(ref, manifest)
+
+    done = polingo(
+        "eval", "--registry", str(registry.root), "--adapter", "zh@v2", "zh@v1",
+        "--data", str(docs), "--limit", "3", "--engine", "transformers",
+        "--markup-retries", "0",
+        env={**os.environ, "POLINGO_MAX_NEW_TOKENS": "16"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "pair split (3 pairs)" in out and "document split (3 pairs)" in out
+    assert out.index("pair split") < out.index("document split")
+    assert "zh@v1 trained on 2 of the document split's 2 catalogs" in done.stderr
+    assert "zh@v2 trained on" not in done.stderr
+
+    for ref, trained in (("zh@v1", 2.0), ("zh@v2", 0.0)):
+        manifest = registry.manifest(ref)
+        document = manifest.document_metrics
+        assert document["pairs"] == 3 and document["catalogs"] == 2
+        assert document["catalogs_trained_on"] == trained
+        # v1's memory holds the documents' translations: hidden, so nothing is looked up
+        assert document["from_memory"] == 0
+        assert manifest.metrics["pairs"] == 3 and "catalogs" not in manifest.metrics
+        assert "failures_short" in document and "failures_dropped_markup" in manifest.metrics
+        report = registry.path(ref) / "report"
+        failures = json.loads((report / "failures.json").read_text())
+        assert set(failures) == {"pair split", "document split"}
+        assert failures["document split"]["entries"] == 3
+        rows = [json.loads(x) for x in (report / "predictions.jsonl").read_text().splitlines()]
+        assert [r["split"] for r in rows] == ["pair"] * 3 + ["document"] * 3
+        assert {r["msgid"] for r in rows if r["split"] == "document"} <= {
+            p.msgid for p in splits.documents
+        }
+        readme = (report / "README.md").read_text()
+        assert "## pair split" in readme and "## document split" in readme
+        assert "## failures" in readme
+
+    # --split document --no-record: that split alone, nothing written
+    before = (registry.path("zh@v2") / "manifest.json").read_bytes()
+    only = polingo(
+        "eval", "--registry", str(registry.root), "--adapter", "zh@v2", "--data", str(docs),
+        "--limit", "2", "--engine", "transformers", "--split", "document", "--no-record",
+        env={**os.environ, "POLINGO_MAX_NEW_TOKENS": "16"},
+    )  # fmt: skip
+    assert only.returncode == 0, only.stderr[-3000:]
+    assert "document split (2 pairs)" in only.stdout and "pair split" not in only.stdout
+    assert (registry.path("zh@v2") / "manifest.json").read_bytes() == before
