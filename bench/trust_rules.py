@@ -6,6 +6,10 @@ corpus's human translations (they must not be flagged). CPU only, seconds.
 Code (core/code.py): code entries of the 567 predictions whose code (lines without
 their comments) differs from the source, before and after ``keep_code``; with
 ``--corpus``, the human translations of code entries that ``keep_code`` would change.
+
+Simplified characters (core/chinese.py): outputs whose prose has simplified characters
+(per character, as before) or simplified phrases (那么), before and after the post-edit's
+conversion; with ``--corpus``, the human translations either rule flags.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.chinese import (  # noqa: E402
+    simplified_characters,
+    simplified_phrases,
+    simplified_usage,
+)
 from core.code import code_kind, code_lines, keep_code  # noqa: E402
+from core.markup import prose  # noqa: E402
+from core.postedit import convert_simplified  # noqa: E402
 
 PREDICTIONS = REPO / "core/default_adapter/zh-tw/v3/report/predictions.jsonl"
 
@@ -46,6 +57,34 @@ def code_figures(rows: list[dict]) -> dict:
         ),
         "code drafts equal to the reference, after": sum(
             t == r["reference"] for r, t in zip(code, fixed, strict=True)
+        ),
+    }
+
+
+def chinese_figures(rows: list[dict]) -> dict:
+    outputs = [r["output"] for r in rows]
+    converted = [convert_simplified(o) for o in outputs]
+    return {
+        "outputs with simplified characters (per character)": sum(
+            bool(simplified_characters(prose(o))) for o in outputs
+        ),
+        "outputs with simplified phrases": [
+            p for o in outputs for p in simplified_phrases(prose(o))
+        ],
+        "outputs with either, after conversion": sum(
+            bool(simplified_usage(prose(o))) for o in converted
+        ),
+        "references flagged": sum(bool(simplified_usage(prose(r["reference"]))) for r in rows),
+    }
+
+
+def corpus_chinese_figures(pairs: list[tuple[str, int, str, str]]) -> dict:
+    return {
+        "flagged by simplified phrases": [
+            f"{p[0]}:{p[1]}" for p in pairs if simplified_phrases(prose(p[3]))
+        ],
+        "flagged by simplified characters": len(
+            [p for p in pairs if simplified_characters(prose(p[3]))]
         ),
     }
 
@@ -81,10 +120,14 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, nargs="*", default=[])
     args = parser.parse_args()
     rows = [json.loads(line) for line in PREDICTIONS.read_text(encoding="utf-8").splitlines()]
-    report: dict = {"held-out predictions (zh-tw@v3)": {"code": code_figures(rows)}}
+    held_out = {"code": code_figures(rows), "chinese": chinese_figures(rows)}
+    report: dict = {"held-out predictions (zh-tw@v3)": held_out}
     for folder in args.corpus:
         pairs = corpus_pairs(folder)
-        report[str(folder)] = {"code": corpus_code_figures(pairs)}
+        report[str(folder)] = {
+            "code": corpus_code_figures(pairs),
+            "chinese": corpus_chinese_figures(pairs),
+        }
     print(json.dumps(report, ensure_ascii=False, indent=2))
 
 
