@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core import contract, prompting
+from core.code import keep_code
 from core.markup import check_translation
 from core.prompting import Prepared, PromptBuilder
 from core.registry import Manifest, Registry, RegistryError, parse_ref
@@ -131,8 +132,9 @@ class Translator:
             generated = await self._retry_lost_markup(adapter, jobs, greedy)
             terms, finish = adapter.manifest.contract, adapter.prompts.finish
             for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
-                output = finish(text, job.prepared)
-                warnings = check_translation(items[i].text, output)
+                # code comes back as the source has it (only its comments translated)
+                output, warnings = keep_code(items[i].text, finish(text, job.prepared))
+                warnings += check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {contract.placeholder(int(n))}"
                     for n in contract.unknown_placeholders(output)
