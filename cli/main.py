@@ -146,6 +146,22 @@ def _add_eval_options(ev: argparse.ArgumentParser) -> None:
         help="candidates sampled when a greedy translation loses markup; 0: greedy only "
         f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
     )
+    ev.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        metavar="X",
+        help="repetition control at decoding: >1 penalises tokens the prompt or the "
+        "translation has (POLINGO_REPETITION_PENALTY, default 1: off)",
+    )
+    ev.add_argument(
+        "--frequency-penalty",
+        type=float,
+        default=None,
+        metavar="X",
+        help="repetition control of the translation alone: a logit loses X a time the "
+        "token was generated (POLINGO_FREQUENCY_PENALTY, default 0: off)",
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -326,6 +342,11 @@ def _eval(args: argparse.Namespace) -> int:
         markup_retries=args.markup_retries,
         record=args.record,
         splits=SPLITS if args.split == "both" else (args.split,),
+        decoding={
+            k: getattr(args, k)
+            for k in ("repetition_penalty", "frequency_penalty")
+            if getattr(args, k) is not None
+        },
     )
     print_evaluations(results)
     return 0

@@ -229,3 +229,69 @@ def test_eval_reports_both_splits_labelled_and_hides_the_documents_from_memory(
     assert only.returncode == 0, only.stderr[-3000:]
     assert "document split (2 pairs)" in only.stdout and "pair split" not in only.stdout
     assert (registry.path("zh@v2") / "manifest.json").read_bytes() == before
+
+
+# ---- repetition control at decoding (a setting, off by default) ---------------------------
+
+
+def test_frequency_penalty_counts_the_generated_tokens_only() -> None:
+    import torch
+
+    from service.engines.hf_engine import frequency_penalty
+
+    processor = frequency_penalty(0.5, width=2)
+    ids = torch.tensor([[7, 7, 5, 7, 5, 5]])  # prompt 7 7, then 5 7 5 5
+    scores = processor(ids, torch.zeros(1, 10))
+    assert scores[0, 5] == -1.5 and scores[0, 7] == -0.5 and scores[0, 1] == 0
+    assert torch.equal(processor(ids[:, :2], torch.zeros(1, 10)), torch.zeros(1, 10))
+
+
+def test_penalty_settings_are_checked() -> None:
+    from core.settings import Settings
+
+    assert Settings.from_env({}).repetition_penalty == 1.0  # off by default
+    assert Settings.from_env({}).frequency_penalty == 0.0
+    with pytest.raises(ValueError, match="POLINGO_FREQUENCY_PENALTY"):
+        Settings.from_env({"POLINGO_FREQUENCY_PENALTY": "3"})
+    with pytest.raises(ValueError, match="POLINGO_REPETITION_PENALTY"):
+        Settings.from_env({"POLINGO_REPETITION_PENALTY": "0"})
+
+
+def test_penalties_change_what_the_transformers_engine_repeats(tiny_model_dir: Path) -> None:
+    import asyncio
+    from collections import Counter
+
+    from core.settings import Settings
+    from service.engines.hf_engine import open_hf_engine
+
+    async def most_repeated(**penalty: float) -> int:
+        settings = Settings(engine="transformers", **penalty)
+        async with open_hf_engine(settings, tiny_model_dir) as engine:
+            (out,) = await engine.generate(
+                [[1, 2, 3, 4]], max_tokens=[24], stop_token_ids=[], adapter=None,
+                ignore_stop=True,
+            )  # fmt: skip
+        return max(Counter(out.token_ids).values())
+
+    plain = asyncio.run(most_repeated())
+    assert plain >= 4  # random weights repeat themselves
+    assert asyncio.run(most_repeated(frequency_penalty=2.0)) < plain
+    assert asyncio.run(most_repeated(repetition_penalty=5.0)) < plain
+
+
+def test_vllm_engine_passes_the_penalties_to_every_request() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from service.engines.vllm_engine import VllmEngine
+
+    seen = []
+
+    class RecordingLLM:  # stands in for AsyncLLM: what the engine asks of it
+        async def generate(self, prompt, params, request_id, lora_request):  # noqa: ANN001, ANN202
+            seen.append(params)
+            yield SimpleNamespace(outputs=[SimpleNamespace(token_ids=[5], finish_reason="stop")])
+
+    engine = VllmEngine(RecordingLLM(), repetition_penalty=1.2, frequency_penalty=0.4)
+    asyncio.run(engine.generate([[1, 2], [3]], max_tokens=[4, 4], stop_token_ids=[0], adapter=None))
+    assert [(p.repetition_penalty, p.frequency_penalty) for p in seen] == [(1.2, 0.4)] * 2

@@ -177,9 +177,12 @@ def evaluate_many(
     markup_retries: int | None = None,
     record: bool = True,
     splits: tuple[str, ...] = SPLITS,
+    decoding: dict[str, float] | None = None,
 ) -> list[dict[str, Evaluation]]:
     """Score several versions of one base model in one engine run, on the splits of the
-    first one's settings (the same pairs for all); each version's scores by split."""
+    first one's settings (the same pairs for all); each version's scores by split.
+    ``decoding``: Settings fields that override the service's (repetition_penalty,
+    frequency_penalty)."""
     keys = []
     for ref in refs:
         name, version = registry.resolve(ref)
@@ -194,8 +197,9 @@ def evaluate_many(
         if DOCUMENT in held.sets:
             warn_trained_on(registry, key, held.document_files)
     results = evaluate_splits(
-        registry, keys, held.sets, engine=engine, markup_retries=markup_retries
-    )
+        registry, keys, held.sets, engine=engine, markup_retries=markup_retries,
+        decoding=decoding,
+    )  # fmt: skip
     for key, result in zip(keys, results, strict=True):
         mark_trained_on(registry, key, result, held.document_files)
         if record:
@@ -249,10 +253,11 @@ def evaluate_splits(
     *,
     engine: str | None = None,
     markup_retries: int | None = None,
+    decoding: dict[str, float] | None = None,
 ) -> list[dict[str, Evaluation]]:
     """Each version scored on each split (empty ones skipped), one engine for all."""
     settings = Settings.from_env(
-        registry=registry.root, engine=engine, markup_retries=markup_retries
+        registry=registry.root, engine=engine, markup_retries=markup_retries, **(decoding or {})
     )
     sets = {split: pairs for split, pairs in sets.items() if pairs}
     return asyncio.run(_evaluate(settings, refs, sets))
@@ -297,6 +302,10 @@ async def _evaluate_one(
     outcomes = await translate_all(translator, ref, items, on_batch=progress)
     result = _scores(ref, pairs, outcomes, settings.markup_retries)
     result.split, result.pairs = split, pairs
+    result.metrics.update(  # decoding settings, as markup_retries: they change the scores
+        repetition_penalty=settings.repetition_penalty,
+        frequency_penalty=settings.frequency_penalty,
+    )
     similarities = example_similarities(await translator.adapter(ref), pairs, outcomes)
     result.failures = failure_report(
         [p.msgid for p in pairs], [p.msgstr for p in pairs], [o.text for o in outcomes],

@@ -60,8 +60,18 @@ def cut_generation(new_tokens: list[int], budget: int, stop: list[int]) -> Gener
 class HfEngine:
     kind = "transformers (fallback)"
 
-    def __init__(self, model: Any, pad_token_id: int, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: Any,
+        pad_token_id: int,
+        device: str = "cpu",
+        *,
+        repetition_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+    ) -> None:
         self._base = model
+        self._repetition_penalty = repetition_penalty
+        self._frequency_penalty = frequency_penalty
         self._device = device
         self._peft: Any = None
         self._pad = pad_token_id
@@ -171,12 +181,41 @@ class HfEngine:
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                **self._penalty_kwargs(ids.shape[1]),
             )
         width = ids.shape[1]
         return [
             cut_generation(out[row, width:].tolist(), budget, [] if ignore_stop else stop)
             for row, budget in enumerate(max_tokens)
         ]
+
+    def _penalty_kwargs(self, width: int) -> dict[str, Any]:
+        """transformers' repetition_penalty, and vLLM's frequency_penalty rule (generated
+        tokens only) as a logits processor: the same settings decode alike."""
+        out: dict[str, Any] = {}
+        if self._repetition_penalty != 1.0:
+            out["repetition_penalty"] = self._repetition_penalty
+        if self._frequency_penalty:
+            out["logits_processor"] = [frequency_penalty(self._frequency_penalty, width)]
+        return out
+
+
+def frequency_penalty(penalty: float, width: int) -> Any:
+    """A logits processor: each token's logit less ``penalty`` times its count among the
+    tokens generated so far (past the prompt's ``width`` columns)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class FrequencyPenalty(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            generated = input_ids[:, width:]
+            if generated.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores)
+            counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            return scores - penalty * counts
+
+    return FrequencyPenalty()
 
 
 @asynccontextmanager
@@ -194,6 +233,12 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
         pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
         if isinstance(pad, list):
             pad = pad[0]
-        return HfEngine(model, int(pad or 0), device)
+        return HfEngine(
+            model,
+            int(pad or 0),
+            device,
+            repetition_penalty=settings.repetition_penalty,
+            frequency_penalty=settings.frequency_penalty,
+        )
 
     yield await asyncio.to_thread(load)

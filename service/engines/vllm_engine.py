@@ -21,7 +21,9 @@ from service.engines.base import Generation, model_max_len
 class VllmEngine:
     kind = "vllm"
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(
+        self, llm: Any, *, repetition_penalty: float = 1.0, frequency_penalty: float = 0.0
+    ) -> None:
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -31,6 +33,10 @@ class VllmEngine:
         self._lora_request = LoRARequest
         self._loras: dict[str, Any] = {}
         self._ids = itertools.count(1)
+        self._penalties = {
+            "repetition_penalty": repetition_penalty,
+            "frequency_penalty": frequency_penalty,
+        }
 
     async def add_adapter(self, key: str, path: Path) -> None:
         request = self._lora_request(key, next(self._ids), str(path))
@@ -95,6 +101,7 @@ class VllmEngine:
             ignore_eos=ignore_stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer
             output_kind=RequestOutputKind.FINAL_ONLY,
+            **self._penalties,
         )
         final = None
         request_id = uuid.uuid4().hex
@@ -146,7 +153,11 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
     # Start-up blocks for tens of seconds (engine process, weights, KV cache); a thread
     # keeps the event loop answering /health and /ready meanwhile.
     llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-    engine = VllmEngine(llm)
+    engine = VllmEngine(
+        llm,
+        repetition_penalty=settings.repetition_penalty,
+        frequency_penalty=settings.frequency_penalty,
+    )
     try:
         yield engine
     finally:
