@@ -56,6 +56,7 @@ class DataSummary(msgspec.Struct, kw_only=True):
     document_pairs: int | None = None
     document_files: list[str] | None = None
     dropped_too_long: int = 0
+    extra_pairs: int = 0  # extra training text (TrainConfig.extra_data), not in the memory
     new_pairs: int | None = None  # against the parent version's data
     changed_pairs: int | None = None
     removed_pairs: int | None = None

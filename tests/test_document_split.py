@@ -157,6 +157,85 @@ def test_failure_report_counts_kinds_ratios_and_example_bands() -> None:
     assert report["cases"]["short"][0]["example_similarity"] == 0.1
 
 
+# ---- extra training text (older snapshots, update triples) -------------------------------
+
+
+def test_extra_pairs_leave_out_held_out_texts_and_known_keys(tmp_path: Path) -> None:
+    from training.data import extra_pairs
+
+    (held,) = names(True, 1)
+    kept, other = names(False, 2)
+    pair_held = next(f"Text {i}." for i in range(200) if is_heldout(f"Text {i}.", 50.0))
+    trains, new, old = [f"Text {i}." for i in range(200) if not is_heldout(f"Text {i}.", 50.0)][:3]
+    write_po(tmp_path / "now" / kept, 'msgid "Known."\nmsgstr "已知。"\n')
+    write_po(tmp_path / "now" / held, 'msgid "Page text."\nmsgstr "頁面文字。"\n')
+    corpus = load_corpus(tmp_path / "now")
+    # an older snapshot: its held-out page had other sentences then
+    write_po(tmp_path / "old" / held, 'msgid "Page text, older."\nmsgstr "較舊的頁面文字。"\n')
+    write_po(
+        tmp_path / "old" / other,
+        f'msgid "Known."\nmsgstr "舊譯。"\n\nmsgid "{trains}"\nmsgstr "文字。"\n\n'
+        f'msgid "{pair_held}"\nmsgstr "保留。"\n',
+    )
+    triples = tmp_path / "updates.jsonl"
+    rows = [
+        {"file": held, "msgid": "A", "msgstr": "甲", "previous_msgid": "a", "old_msgstr": "甲甲"},
+        {"file": other, "msgid": new, "msgstr": "乙", "previous_msgid": old, "old_msgstr": "乙乙"},
+    ]
+    triples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    extra, counts = extra_pairs(
+        [tmp_path / "old", triples], corpus, heldout_percent=50.0, document_percent=30.0
+    )
+    got = {p.msgid: p.msgstr for p in extra}
+    assert trains in got and "Page text, older." not in got and pair_held not in got
+    assert "Known." not in got  # the data's own translation wins
+    assert (got[new], got[old]) == ("乙", "乙乙")  # both sides of an update triple
+    assert "A" not in got and "a" not in got  # a held-out page's update
+    assert counts["known"] == 1 and counts["document_split"] == 3 and counts["pair_split"] >= 1
+    assert counts["added"] == len(extra)
+
+    triples.write_text('{"msgid": "x"}\n')
+    with pytest.raises(ValueError, match=r"updates.jsonl:1: bad update triple"):
+        extra_pairs([triples], corpus)
+
+
+@pytest.mark.slow
+def test_train_holds_out_the_documents_and_trains_on_extra_text(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from conftest import SNAPSHOTS
+
+    docs = tmp_path / "docs"
+    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    registry = Registry(tmp_path / "registry")
+    done = polingo(
+        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
+        "--registry", str(registry.root), "--max-pairs", "20", "--max-steps", "2",
+        "--batch-tokens", "2048", "--document-percent", "20",
+        "--extra-data", str(SNAPSHOTS / "2024-07-20"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(document split)" in done.stderr and "extra training text: " in done.stderr
+    manifest = registry.manifest("zh@v1")
+    data = manifest.data
+    assert data.document_files == ["tutorial/floatingpoint.po", "tutorial/inputoutput.po"]
+    splits = load_corpus(docs).splits(3.0, 20.0)
+    assert data.document_pairs == len(splits.documents) and data.heldout_pairs == len(splits.pairs)
+    assert data.extra_pairs > 0 and data.train_pairs > 20  # the extra text trained
+    assert manifest.training["extra_data"] == [str(SNAPSHOTS / "2024-07-20")]
+    assert manifest.training["document_percent"] == 20.0
+    memory = (registry.path("zh@v1") / "memory.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(memory) == 20  # the training pairs alone: no extra text, no held-out page
+
+    missing = polingo(
+        "train", "--data", str(docs), "--base-model", str(tiny_model_dir),
+        "--registry", str(registry.root), "--extra-data", str(tmp_path / "nowhere"),
+    )  # fmt: skip
+    assert missing.returncode == 2 and "--extra-data" in missing.stderr
+    assert "nowhere: no such file or folder" in missing.stderr
+
+
 # ---- `polingo eval` on both splits (slow: the tiny model through the service's path) ----
 
 

@@ -180,6 +180,14 @@ class TrainConfig:
         "stable hash of each path; 7 is about 5% of the pairs); 0: none",
     )
     max_pairs: int | None = knob(None, "train on a deterministic subset of N pairs")
+    extra_data: tuple[Path, ...] = knob(
+        (),
+        "extra training text (issue 42): other .po trees (an older snapshot) or update "
+        "triples (.jsonl), less every text of either held-out split (a held-out catalog "
+        "by its path) and every key the data translates; trained on, not put in the "
+        "memory (default: none)",
+        argparse={"nargs": "+", "type": Path, "metavar": "PATH"},
+    )
     load_in_4bit: bool | None = knob(None, "QLoRA nf4 (default: on CUDA only)", flag="4bit")
     gradient_checkpointing: bool = knob(
         True, "recompute activations in the backward (Unsloth offloads them): less memory"
@@ -217,6 +225,7 @@ class TrainConfig:
             setattr(self, name, Path(getattr(self, name)))
         if self.init_adapter is not None:
             self.init_adapter = Path(self.init_adapter)
+        self.extra_data = tuple(Path(p) for p in self.extra_data)
 
 
 def experimental_from(settings: Mapping[str, Any]) -> Experimental:
@@ -240,6 +249,7 @@ def recorded_settings(config: TrainConfig) -> dict[str, Any]:
         for k, v in dataclasses.asdict(config).items()
         if k not in skip
     }
+    out["extra_data"] = [str(p) for p in config.extra_data]
     out["experimental"].pop("stats_file", None)
     return out
 
@@ -252,6 +262,9 @@ def validate(config: TrainConfig) -> None:
     """Raise ConfigError for the first setting that cannot train, before any work."""
     _check_numbers(config)
     _check_experimental(config.experimental)
+    for path in config.extra_data:
+        if not path.exists():
+            raise ConfigError("extra_data", f"--extra-data {path}: no such file or folder")
     if config.optim is not None:
         from transformers.training_args import OptimizerNames
 

@@ -257,6 +257,79 @@ def add_pairs(
     return added
 
 
+def extra_pairs(
+    sources: Iterable[Path],
+    corpus: Corpus,
+    *,
+    heldout_percent: float = HELDOUT_PERCENT_DEFAULT,
+    document_percent: float = DOCUMENT_PERCENT_DEFAULT,
+    max_chars: int = MAX_CHARS_DEFAULT,
+) -> tuple[list[Pair], dict[str, int]]:
+    """Extra training text (issue 42's recipe): the pairs of other .po trees (an older
+    snapshot) and of update triples (.jsonl: ``msgid``/``msgstr`` and
+    ``previous_msgid``/``old_msgstr``, ``file``), minus what would leak into either
+    held-out split: texts of a held-out catalog (by its path, the same hash) or held-out
+    msgids; and minus keys ``corpus`` translates (its translation wins). The pairs, and
+    counts of what was kept and left out."""
+    have = {p.key for p in corpus.pairs}
+    held = {p.msgid for p in corpus.pairs if is_heldout(p.msgid, heldout_percent)}
+    held |= {p.msgid for p in corpus.splits(heldout_percent, document_percent).documents}
+    counts = Counter[str]()
+    out: list[Pair] = []
+    for path in sources:
+        for pair, where in _extra_source(Path(path), max_chars, counts):
+            if pair.key in have:
+                counts["known"] += 1
+            elif any(is_document_heldout(w, document_percent) for w in where):
+                counts["document_split"] += 1
+            elif pair.msgid in held or is_heldout(pair.msgid, heldout_percent):
+                counts["pair_split"] += 1
+            else:
+                have.add(pair.key)
+                out.append(pair)
+    counts["added"] = len(out)
+    return out, dict(counts)
+
+
+def _extra_source(
+    path: Path, max_chars: int, counts: Counter[str]
+) -> Iterable[tuple[Pair, set[str]]]:
+    """(pair, the paths of the catalogs under the source's root that translate it)."""
+    if path.suffix == ".jsonl":
+        yield from _update_triples(path, max_chars, counts)
+        return
+    other = load_corpus(path, max_chars=max_chars)
+    counts["too_long"] += other.dropped_too_long
+    for pair in other.pairs:
+        yield pair, other.origins.get(pair.msgid, set())
+
+
+def _update_triples(
+    path: Path, max_chars: int, counts: Counter[str]
+) -> Iterable[tuple[Pair, set[str]]]:
+    import json
+
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                texts = [(row["msgid"], row["msgstr"]), (row["previous_msgid"], row["old_msgstr"])]
+                ctxt, where = row.get("msgctxt") or None, row.get("file")
+                if not all(isinstance(t, str) for pair in texts for t in pair):
+                    raise TypeError("msgid, msgstr, previous_msgid, old_msgstr must be strings")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}:{number}: bad update triple ({exc})") from None
+            for msgid, msgstr in texts:
+                if not msgid or not msgstr.strip():
+                    continue
+                if len(msgid) > max_chars or len(msgstr) > max_chars:
+                    counts["too_long"] += 1
+                    continue
+                yield Pair(msgid, msgstr, ctxt), {where} if isinstance(where, str) else set()
+
+
 def stats_lines(
     corpus: Corpus,
     heldout_percent: float = HELDOUT_PERCENT_DEFAULT,

@@ -31,7 +31,7 @@ from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
-from training.data import Corpus, Pair, data_index, load_corpus
+from training.data import Corpus, Pair, data_index, extra_pairs, load_corpus
 from training.progress import Progress
 from training.report import write_report
 from training.unsloth_loader import import_unsloth
@@ -63,6 +63,7 @@ class Pairs:
     heldout: list[Pair]  # the pair split
     documents: list[Pair]  # the document split: never in train, nor in the memory
     document_files: list[str]
+    extra: list[Pair]  # extra training text: trained on, not in the memory
     terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
 
 
@@ -75,7 +76,9 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     config = set_process_switches(config)
     pairs = load_pairs(config, corpus)
     model, tokenizer = load_model(resolve_base_model(config.base_model), config)
-    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config, pairs.terms)
+    examples, too_long = tokenize_pairs(
+        tokenizer, pairs.train, config, pairs.terms, extra=pairs.extra
+    )
     if not examples:
         raise TrainingDataError(f"every pair is longer than --max-length {config.max_length}")
     log(
@@ -153,6 +156,21 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         f"{len(splits.documents)} in {len(splits.document_files)} whole catalogs "
         f"(document split), from {corpus.files} catalogs"
     )
+    extra: list[Pair] = []
+    if config.extra_data:
+        extra, counts = extra_pairs(
+            config.extra_data,
+            corpus,
+            heldout_percent=config.heldout_percent,
+            document_percent=config.document_percent,
+        )
+        log(
+            f"extra training text: {len(extra)} pairs from {len(config.extra_data)} sources "
+            f"(left out: {counts.get('known', 0)} the data translates, "
+            f"{counts.get('document_split', 0)} of held-out catalogs, "
+            f"{counts.get('pair_split', 0)} held-out msgids, "
+            f"{counts.get('too_long', 0)} too long)"
+        )
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
@@ -162,6 +180,7 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         heldout=heldout,
         documents=splits.documents,
         document_files=splits.document_files,
+        extra=extra,
         terms=terms,
     )
 
@@ -289,19 +308,26 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
 
 
 def tokenize_pairs(
-    tokenizer: Any, pairs: list[Pair], config: TrainConfig, terms: list[Term] | None = None
+    tokenizer: Any,
+    pairs: list[Pair],
+    config: TrainConfig,
+    terms: list[Term] | None = None,
+    *,
+    extra: list[Pair] | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Training examples through the prompt builder the service uses, and how many were
     too long. Memory examples come from the other training pairs (leave-one-out), as
-    the adapter's memory.jsonl will hold them."""
+    the adapter's memory.jsonl will hold them; ``extra`` pairs train too, with examples
+    from that memory, but are in it for no other pair."""
     memory = TranslationMemory()
     for pair in pairs:
         memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
     builder = PromptBuilder(config.contract, tokenizer, memory, terms, max_length=config.max_length)
-    sources = [p.msgid for p in pairs]
+    every = pairs + (extra or [])
+    sources = [p.msgid for p in every]
     retrieved = builder.examples_for(sources, sources)
     examples, too_long = [], 0
-    for pair, shown in zip(pairs, retrieved, strict=True):
+    for pair, shown in zip(every, retrieved, strict=True):
         input_ids, labels = builder.example(pair.msgid, pair.msgstr, pair.msgctxt, examples=shown)
         if len(input_ids) > config.max_length:
             too_long += 1
@@ -467,6 +493,7 @@ def build_manifest(
             heldout_pairs=len(pairs.heldout),
             document_pairs=len(pairs.documents),
             document_files=pairs.document_files,
+            extra_pairs=len(pairs.extra),
             dropped_too_long=pairs.corpus.dropped_too_long + too_long,
         ),
         training={
