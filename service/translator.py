@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core.code import keep_code
 from core.markup import check_translation
 from core.prompt import (
     RETRY_TEMPERATURE,
@@ -138,8 +139,9 @@ class Translator:
             generated = await self._retry_lost_markup(adapter, jobs, greedy)
             builder = adapter.prompts
             for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
-                output = builder.finish(text, job.prepared)
-                warnings = check_translation(items[i].text, output)
+                # code comes back as the source has it (only its comments translated)
+                output, warnings = keep_code(items[i].text, builder.finish(text, job.prepared))
+                warnings += check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {placeholder(int(n))}"
                     for n in unknown_placeholders(output)
