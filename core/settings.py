@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from core import contract
+from core import prompt
 from core.defaults import ENGINES, packaged_registry
 
 __all__ = ["ENGINES", "MAX_BATCH", "MAX_TEXT_CHARS", "EngineKind", "Settings", "env_name"]
@@ -100,7 +100,7 @@ class Settings:
     max_text_chars: int = 8000
     """Longest text of one item (POLINGO_MAX_TEXT_CHARS); the schema caps it at 8000."""
     max_new_tokens_cap: int = 1024
-    """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
+    """Upper bound of prompt.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
     exact_length: bool = False
     """Every text generates exactly its token budget, no stop token ends it: for
     throughput measurements on models with random weights, so that every engine
@@ -114,7 +114,7 @@ class Settings:
     much for each time the translation already has it, prompt not counted; vLLM's
     frequency_penalty, and the same rule for the transformers engine, -2 to 2
     (POLINGO_FREQUENCY_PENALTY)."""
-    markup_retries: int = contract.MARKUP_RETRIES
+    markup_retries: int = prompt.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
