@@ -3,8 +3,9 @@
 Only pairs worth showing are indexed: translated (msgstr differs from msgid) and short
 enough (MAX_EXAMPLE_CHARS), so examples cannot crowd the source out of the prompt.
 A query never gets back a pair whose msgid equals the query's text or ``exclude``
-(the pair itself in training: leave-one-out). Ties keep the memory's order, so
-prompts are deterministic.
+(the pair itself in training: leave-one-out), nor, with a ``min_similarity``, one
+whose word overlap with it (``similarity``) is lower. Ties keep the memory's order,
+so prompts are deterministic.
 """
 
 from __future__ import annotations
@@ -64,9 +65,15 @@ class ExampleIndex:
         return len(self.examples)
 
     def search(
-        self, queries: Sequence[str], k: int, exclude: Sequence[str | None] | None = None
+        self,
+        queries: Sequence[str],
+        k: int,
+        exclude: Sequence[str | None] | None = None,
+        *,
+        min_similarity: float = 0.0,
     ) -> list[list[Example]]:
-        """For each query, up to ``k`` examples, most similar first."""
+        """For each query, up to ``k`` examples, most similar first; with
+        ``min_similarity``, only those whose ``similarity`` to the query reaches it."""
         if k <= 0 or not self.examples or not queries:
             return [[] for _ in queries]
         vocab = self._bm25.vocab_dict
@@ -90,6 +97,8 @@ class ExampleIndex:
             for score, doc in order:
                 example = self.examples[int(doc)]
                 if -score <= 0 or example.msgid in banned:
+                    continue
+                if min_similarity and similarity(example.msgid, queries[i]) < min_similarity:
                     continue
                 found[i].append(example)
                 if len(found[i]) == k:

@@ -310,6 +310,44 @@ def test_eval_reports_both_splits_labelled_and_hides_the_documents_from_memory(
     assert (registry.path("zh@v2") / "manifest.json").read_bytes() == before
 
 
+# ---- examples only when similar enough (a contract switch, off for the shipped ones) -----
+
+
+def test_examples_below_the_min_similarity_are_not_shown(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from core.prompt import PromptBuilder, contract_preset
+    from core.retrieval import ExampleIndex
+
+    pairs = [
+        ("Return the absolute value of a number.", "回傳一個數的絕對值。"),
+        ("Return the number of items.", "回傳項目的數量。"),
+        ("The value is a number.", "該值是一個數。"),
+    ]
+    query = "Return the absolute value of x."
+    index = ExampleIndex(pairs)
+    every = [e.msgid for e in index.search([query], 3)[0]]
+    assert len(every) == 3
+    close = index.search([query], 3, min_similarity=0.5)[0]
+    assert [e.msgid for e in close] == [pairs[0][0]]  # 5 of 8 words
+    assert all(similarity(e.msgid, query) >= 0.5 for e in close)
+
+    contract = contract_preset("v2:examples=3,min_similarity=0.5")
+    assert contract.min_similarity == 0.5 and contract_preset("v2").min_similarity == 0.0
+    with pytest.raises(ValueError, match="min_similarity"):
+        contract_preset("v2:min_similarity=1.5")
+    memory = TranslationMemory()
+    for msgid, msgstr in pairs:
+        memory.add(msgid, msgstr)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    builder = PromptBuilder(contract, tokenizer, memory, [], max_length=768)
+    assert [e.msgid for e in builder.examples_for([query])[0]] == [pairs[0][0]]
+    # the shipped versions' contracts read back with the switch off: prompts unchanged
+    registry = Registry(SHIPPED)
+    for ref in ("zh-tw@v1", "zh-tw@v3"):
+        assert registry.manifest(ref).contract.min_similarity == 0.0
+
+
 # ---- repetition control at decoding (a setting, off by default) ---------------------------
 
 

@@ -30,7 +30,6 @@ import sacrebleu
 
 from core.markup import kept_count
 from core.registry import Registry
-from core.retrieval import ExampleIndex, similarity
 from core.settings import Settings
 from service.adapters import LoadedAdapter
 from service.schemas import TranslateItem
@@ -323,6 +322,8 @@ def hide_from_memory(adapter: LoadedAdapter, msgids: set[str]) -> int:
     if taken:
         adapter.memory = kept
         if adapter.prompts.index is not None:
+            from core.retrieval import ExampleIndex  # bm25s: only contracts with examples
+
             adapter.prompts.index = ExampleIndex(kept.pairs())
     return taken
 
@@ -334,8 +335,12 @@ def example_similarities(
     similar memory example its prompt showed (the translator's own retrieval, rerun);
     None where the prompt showed none or the memory answered."""
     todo = [i for i, o in enumerate(outcomes) if not o.from_memory]
-    shown = adapter.prompts.examples_for([pairs[i].msgid for i in todo])
     out: list[float | None] = [None] * len(pairs)
+    if adapter.prompts.index is None:
+        return out
+    from core.retrieval import similarity
+
+    shown = adapter.prompts.examples_for([pairs[i].msgid for i in todo])
     for i, examples in zip(todo, shown, strict=True):
         if examples:
             out[i] = max(similarity(e.msgid, pairs[i].msgid) for e in examples)
