@@ -298,6 +298,19 @@ def test_eval_reports_both_splits_labelled_and_hides_the_documents_from_memory(
         assert "## pair split" in readme and "## document split" in readme
         assert "## failures" in readme
 
+    # --split document: that split's rows replaced, the pair split's kept
+    again = polingo(
+        "eval", "--registry", str(registry.root), "--adapter", "zh@v2", "--data", str(docs),
+        "--limit", "2", "--engine", "transformers", "--split", "document",
+        env={**os.environ, "POLINGO_MAX_NEW_TOKENS": "16"},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = registry.path("zh@v2") / "report"
+    rows = [json.loads(x) for x in (report / "predictions.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in rows] == ["pair"] * 3 + ["document"] * 2
+    assert registry.manifest("zh@v2").document_metrics["pairs"] == 2
+    assert registry.manifest("zh@v2").metrics["pairs"] == 3
+
     # --split document --no-record: that split alone, nothing written
     before = (registry.path("zh@v2") / "manifest.json").read_bytes()
     only = polingo(
@@ -412,3 +425,30 @@ def test_vllm_engine_passes_the_penalties_to_every_request() -> None:
     engine = VllmEngine(RecordingLLM(), repetition_penalty=1.2, frequency_penalty=0.4)
     asyncio.run(engine.generate([[1, 2], [3]], max_tokens=[4, 4], stop_token_ids=[0], adapter=None))
     assert [(p.repetition_penalty, p.frequency_penalty) for p in seen] == [(1.2, 0.4)] * 2
+
+
+# ---- the retrain gate's decision -----------------------------------------------------------
+
+
+def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> None:
+    from training.evaluate import Evaluation
+    from training.retrain import decide
+
+    def scored(**chrf: float) -> dict[str, Evaluation]:
+        return {
+            split: Evaluation("zh@v", {"chrf": value, "pairs": 200.0}, {}, [], [], split=split)
+            for split, value in chrf.items()
+        }
+
+    reference = scored(pair=70.0, document=60.0)
+    ok = decide(scored(pair=69.6, document=59.6), reference, 0.5)
+    assert set(ok) == {"pair split", "document split"}
+    assert all(v["passed"] for v in ok.values()) and ok["document split"]["delta"] == -0.4
+    assert ok["document split"]["pairs"] == 200
+    worse_on_documents = decide(scored(pair=75.0, document=59.0), reference, 0.5)
+    assert not worse_on_documents["document split"]["passed"]
+    assert worse_on_documents["pair split"]["passed"]
+    worse_on_pairs = decide(scored(pair=69.0, document=65.0), reference, 0.5)
+    assert not worse_on_pairs["pair split"]["passed"]  # the pair split must not get worse
+    # a tree without a document split: the pair split alone
+    assert set(decide(scored(pair=70.0), scored(pair=70.0), 0.5)) == {"pair split"}

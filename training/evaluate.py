@@ -405,7 +405,7 @@ def record_evaluations(
     examples = results[PAIR].examples if PAIR in results else []
     failures = {r.label: r.failures for r in results.values() if r.failures is not None}
     report = write_report(folder, manifest, losses=None, examples=examples, failures=failures)
-    rows = []
+    rows = _other_splits_rows(report / "predictions.jsonl", set(results))
     for split, result in results.items():
         for pair, outcome in zip(result.pairs or [], result.outcomes, strict=True):
             row = {"split": split, "msgid": pair.msgid, "reference": pair.msgstr}
@@ -416,6 +416,15 @@ def record_evaluations(
                 row["warnings"] = outcome.warnings
             rows.append(json.dumps(row, ensure_ascii=False) + "\n")
     atomic_write(report / "predictions.jsonl", "".join(rows).encode())
+
+
+def _other_splits_rows(path: Path, splits: set[str]) -> list[str]:
+    """The rows of an earlier predictions.jsonl whose split was not scored again (rows
+    from before the document split are the pair split's)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return [x for x in lines if x.strip() and json.loads(x).get("split", PAIR) not in splits]
 
 
 def _markup_warnings(outcome: Outcome) -> list[str]:

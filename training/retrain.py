@@ -208,19 +208,11 @@ def gate(
     for version, result in ((candidate, new), (ref, old)):
         mark_trained_on(registry, version, result, held.document_files)
     record_evaluations(registry, new, args.eval_limit)
-    verdicts = {}
-    for split in new:
-        delta = round(new[split].metrics["chrf"] - old[split].metrics["chrf"], 2)
-        verdicts[LABELS[split]] = {
-            "pairs": len(held.sets[split]),
-            "candidate_chrf": new[split].metrics["chrf"],
-            "reference_chrf": old[split].metrics["chrf"],
-            "delta": delta,
-            "passed": delta >= -args.margin,
-        }
+    verdicts = decide(new, old, args.margin)
+    for label, v in verdicts.items():
         print(
-            f"{LABELS[split]}: chrF {candidate} {new[split].metrics['chrf']:.2f} vs {ref} "
-            f"{old[split].metrics['chrf']:.2f} ({delta:+.2f})"
+            f"{label}: chrF {candidate} {v['candidate_chrf']:.2f} vs {ref} "
+            f"{v['reference_chrf']:.2f} ({v['delta']:+.2f})"
         )
     decided_on = LABELS[DOCUMENT] if DOCUMENT in new else LABELS[PAIR]
     if DOCUMENT not in new:
@@ -249,6 +241,25 @@ def gate(
         )
         return False
     return True
+
+
+def decide(new: dict[str, Any], old: dict[str, Any], margin: float) -> dict[str, dict[str, Any]]:
+    """For each split both versions were scored on (training.evaluate.Evaluation by
+    split), labelled: pairs, both chrF, the delta, and whether the candidate passed
+    (it lost no more than ``margin``)."""
+    from training.evaluate import LABELS
+
+    verdicts = {}
+    for split, result in new.items():
+        delta = round(result.metrics["chrf"] - old[split].metrics["chrf"], 2)
+        verdicts[LABELS[split]] = {
+            "pairs": int(result.metrics["pairs"]),
+            "candidate_chrf": result.metrics["chrf"],
+            "reference_chrf": old[split].metrics["chrf"],
+            "delta": delta,
+            "passed": delta >= -margin,
+        }
+    return verdicts
 
 
 def _side(ref: str, result: dict[str, Any]) -> dict[str, Any]:
