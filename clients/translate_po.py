@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from clients.filling import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
 from core.catalogs import find_catalogs
+from core.settings import environment
 from core.vllm_env import quiet_if_inherited
 from service.schemas import MAX_BATCH
 
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--server",
         metavar="URL",
-        default=os.environ.get("POLINGO_SERVER") or None,
+        default=environment().server,
         help="base URL of a running polingo service (default: $POLINGO_SERVER; "
         "none: translate in this process)",
     )

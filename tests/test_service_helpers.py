@@ -99,11 +99,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """The real `python -m service.serve` on a free loopback port, ready; its URL.
+    """The real `python -m cli.serve` on a free loopback port, ready; its URL.
     Output goes to ``log_path``, whose end is shown if the service dies or never gets
     ready; the service is stopped afterwards."""
     port = free_port()
-    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "cli.serve", "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

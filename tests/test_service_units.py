@@ -79,7 +79,7 @@ def test_serve_imports_no_training(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = "import sys, service.serve, service.asgi; print('training' in sys.modules)"
+    code = "import sys, cli.serve, service.serve, service.asgi; print('training' in sys.modules)"
     env = {"POLINGO_REGISTRY": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -183,7 +183,7 @@ def test_serve_options_override_environment(
 ) -> None:
     import argparse
 
-    from service import serve
+    from cli import serve
 
     monkeypatch.setenv("POLINGO_PORT", "9001")
     monkeypatch.setenv("POLINGO_ENGINE", "transformers")
@@ -200,7 +200,7 @@ def test_serve_options_override_environment(
 def test_gpu_serving_settings_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from service import serve
+    from cli import serve
 
     monkeypatch.setenv("POLINGO_PREFIX_CACHING", "false")
     parser = argparse.ArgumentParser()
@@ -247,7 +247,7 @@ def test_exact_length_generates_every_budget_token(tiny_model_dir: Path) -> None
 
 
 def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
-    from service import serve
+    from cli import serve
     from testkit import free_port
 
     port = free_port()
