@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from cli.options import adapter_default, registry_default
-from core.contract import MARKUP_RETRIES
 from core.defaults import ENGINES
+from core.prompt import MARKUP_RETRIES
 from core.settings import Environment
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from cli.options import adapter_default, add_reload_options, registry_default, reload_key
 from core.defaults import ENGINES
+from core.prompt import CONTRACT_PRESETS
 from core.settings import Environment
-from training.config import CONTRACT_PRESETS, contract_preset
+from training.config import contract_option
 
 
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
     p.add_argument(
         "--contract",
-        type=contract_preset,
+        type=contract_option,
         default=None,
         metavar="{" + ",".join(CONTRACT_PRESETS) + "}",
         help="train the new version with this prompt contract (default: the current "

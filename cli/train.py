@@ -7,8 +7,9 @@ import shlex
 import sys
 
 from cli.options import adapter_default, add_config_options, config_values, registry_default
+from core.prompt import CONTRACT_PRESETS
 from core.settings import Environment
-from training.config import CONTRACT_PRESETS, TrainConfig
+from training.config import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:

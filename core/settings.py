@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from core import contract
+from core import prompt
 from core.defaults import ENGINES, packaged_registry
 
 __all__ = [
@@ -112,12 +112,12 @@ class Settings:
     max_text_chars: int = 8000
     """Longest text of one item (POLINGO_MAX_TEXT_CHARS); the schema caps it at 8000."""
     max_new_tokens_cap: int = 1024
-    """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
+    """Upper bound of prompt.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
     exact_length: bool = False
     """Every text generates exactly its token budget, no stop token ends it: for
     throughput measurements on models with random weights, so that every engine
     generates the same number of tokens (POLINGO_EXACT_LENGTH). Not for translating."""
-    markup_retries: int = contract.MARKUP_RETRIES
+    markup_retries: int = prompt.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""

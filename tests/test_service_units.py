@@ -287,7 +287,7 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     from transformers import AutoTokenizer
 
-    from core.contract import RETRY_TEMPERATURE, PromptContract
+    from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
     from core.registry import Registry
     from service.translator import Translator
 
@@ -295,7 +295,6 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     texts = ["Call :func:`len` on ``x``.", "Plain text."]
     greedy = ["呼叫 ⟦1⟧。", "純文字。"]  # the first lost ⟦2⟧; the second has no markup
     samples = {0: "呼叫 ⟦1⟧ ⟦1⟧ ⟦2⟧。", 1: "對 ⟦2⟧ 呼叫 ⟦1⟧。", 2: "呼叫 ⟦1⟧ ⟦2⟧。", 3: "x"}
-    from core.prompting import PromptBuilder
 
     adapter = SimpleNamespace(
         key="zh@v1",
