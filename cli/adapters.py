@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.options import adapter_default, add_reload_options, registry_default, reload_key
+from cli.options import (
+    adapter_default,
+    add_reload_options,
+    notify_service,
+    registry_default,
+    reload_key,
+)
 from core.registry import Registry
 from core.settings import Environment
 
@@ -38,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
         version = registry.rollback(name)
         print(f"{name}@{version} is current again")
     if args.service_url:
-        from training.retrain import notify_service
-
         return notify_service(args.service_url, reload_key(args))
     return 0
 

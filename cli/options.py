@@ -8,6 +8,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import sys
 import textwrap
 import types
 import typing
@@ -146,6 +147,20 @@ def add_reload_options(p: Parser, env: Environment) -> None:
         default=None,
         help="the service's reload key (default: POLINGO_API_KEY or POLINGO_API_KEY_FILE)",
     )
+
+
+def notify_service(url: str, api_key: str | None) -> int:
+    """Ask a running service to load the registry's current versions: 0, or 1 (printed)."""
+    from clients.reload import ReloadError, reload_service
+
+    try:
+        answer = reload_service(url, api_key)
+    except ReloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    refused = f", refused: {answer.errors}" if answer.errors else ""
+    print(f"service reloaded: {answer.loaded}{refused}")
+    return 0
 
 
 def reload_key(args: argparse.Namespace) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.options import adapter_default, add_reload_options, registry_default, reload_key
+from cli import options
 from core.defaults import ENGINES
 from core.prompt import CONTRACT_PRESETS
 from core.settings import Environment
@@ -16,8 +16,8 @@ from training.config import contract_option
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     p = sub.add_parser("retrain", help="train a new version when new translations land")
     p.add_argument("--docs", type=Path, required=True, help="the updated .po tree")
-    p.add_argument("--adapter", default=adapter_default(env))
-    p.add_argument("--registry", type=Path, default=registry_default(env))
+    p.add_argument("--adapter", default=options.adapter_default(env))
+    p.add_argument("--registry", type=Path, default=options.registry_default(env))
     p.add_argument(
         "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
     )
@@ -54,13 +54,14 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
-    add_reload_options(p, env)
+    options.add_reload_options(p, env)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from training.retrain import run as retrain
 
-    if args.service_url:
-        args.api_key = reload_key(args)
-    return retrain(args)
+    if not args.service_url:
+        return retrain(args)
+    key = options.reload_key(args)
+    return retrain(args, on_promoted=lambda: options.notify_service(args.service_url, key))

@@ -15,14 +15,14 @@ import ipaddress
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from core.errors import Unauthorized, UnsupportedMediaType
+
+__all__ = ["COOKIE", "JsonOnly", "Unauthorized", "json_bodies_only", "require_key"]
+
 COOKIE = "polingo_review"
 
 
-class Unauthorized(Exception):
-    """The request lacks the API key (or its session cookie)."""
-
-
-class JsonOnly(Exception):
+class JsonOnly(UnsupportedMediaType):
     """A POST to the API whose body is not application/json."""
 
 

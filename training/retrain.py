@@ -21,6 +21,7 @@ import dataclasses
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from core.fsutil import atomic_write
@@ -29,9 +30,10 @@ from training.config import TrainConfig
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, on_promoted: Callable[[], int] | None = None) -> int:
     """Retrain ``args.adapter`` on ``args.docs`` (the options of `polingo retrain`,
-    cli/retrain.py); 0 done or nothing to do, 3 the candidate failed the gate."""
+    cli/retrain.py); 0 done or nothing to do, 3 the candidate failed the gate, else
+    what ``on_promoted`` (telling a running service) returns after a promotion."""
     from training.train import train
 
     registry = Registry(args.registry)
@@ -66,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     registry.promote(candidate, reason=f"retrain: passed the gate against {ref}")
     print(f"promoted {candidate}")
-    if args.service_url:
-        return notify_service(args.service_url, args.api_key)
-    return 0
+    return on_promoted() if on_promoted else 0
 
 
 def load_docs(docs: Path, review_log: Path | None = None) -> Corpus:
@@ -154,19 +154,3 @@ def gate(
         )
         return False
     return True
-
-
-def notify_service(url: str, api_key: str | None) -> int:
-    """Ask a running service to load the registry's current versions."""
-    from clients.reload import ReloadError, reload_service
-
-    try:
-        answer = reload_service(url, api_key)
-    except ReloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"service reloaded: {answer.loaded}"
-        + (f", refused: {answer.errors}" if answer.errors else "")
-    )
-    return 0
