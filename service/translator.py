@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from core import contract, prompting
 from core.code import keep_code
+from core.confidence import combine, consensus, token_confidence
 from core.markup import check_translation
 from core.prompting import Prepared, PromptBuilder
 from core.registry import Manifest, Registry, RegistryError, parse_ref
@@ -58,6 +59,14 @@ class Outcome(NamedTuple):
     from_memory: bool
     warnings: list[str]
     retried: bool  # the greedy translation lost markup, so candidates were sampled
+    confidence: float | None = None  # in [0, 1] (core.confidence); 1 for memory answers
+
+
+class _Draft(NamedTuple):  # one generated text, decoded
+    text: str
+    finish_reason: str
+    token_confidence: float | None  # core.confidence.token_confidence of its tokens
+    agreement: float | None = None  # mean chrF/100 with the other candidates, if drawn
 
 
 class _Job(NamedTuple):  # one text on its way to the engine
@@ -103,7 +112,10 @@ class Translator:
         adapter = await self._adapter_for(request.adapter)
         outcomes = await self.translate_items(adapter, request.items)
         return TranslateResponse(
-            [Translation(o.text, adapter.key, o.from_memory, o.warnings) for o in outcomes]
+            [
+                Translation(o.text, adapter.key, o.from_memory, o.warnings, o.confidence)
+                for o in outcomes
+            ]
         )
 
     async def translate_items(
@@ -117,7 +129,7 @@ class Translator:
             human = adapter.memory.lookup(item.text, item.msgctxt)
             if human is not None:
                 warnings = check_translation(item.text, human)
-                results[i] = Outcome(human, human, True, warnings, False)
+                results[i] = Outcome(human, human, True, warnings, False, 1.0)
             else:
                 todo.append(i)
         texts = [items[i].text for i in todo]
@@ -129,25 +141,27 @@ class Translator:
         self.metrics.items.labels("memory").inc(hits)
         if todo:
             greedy = await self._generate(adapter, jobs)
-            generated = await self._retry_lost_markup(adapter, jobs, greedy)
+            chosen = await self._consensus(adapter, jobs, greedy)
+            generated = await self._retry_lost_markup(adapter, jobs, chosen)
             terms, finish = adapter.manifest.contract, adapter.prompts.finish
-            for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
+            for i, job, first, draft in zip(todo, jobs, greedy, generated, strict=True):
                 # code comes back as the source has it (only its comments translated)
-                output, warnings = keep_code(items[i].text, finish(text, job.prepared))
+                output, warnings = keep_code(items[i].text, finish(draft.text, job.prepared))
                 warnings += check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {contract.placeholder(int(n))}"
                     for n in contract.unknown_placeholders(output)
                 ]
-                if reason == "length":
+                if draft.finish_reason == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    finish(first[0], job.prepared),
+                    finish(first.text, job.prepared),
                     False,
                     warnings,
                     self.settings.markup_retries > 0
-                    and not prompting.keeps_markup(terms, job.prepared, first[0]),
+                    and not prompting.keeps_markup(terms, job.prepared, first.text),
+                    combine(draft.token_confidence, draft.agreement),
                 )
             self.metrics.items.labels("model").inc(len(todo))
         return [r for r in results if r is not None]
@@ -183,16 +197,40 @@ class Translator:
                     param=f"items[{i}].msgctxt",
                 )
 
+    async def _consensus(
+        self, adapter: LoadedAdapter, jobs: list[_Job], greedy: list[_Draft]
+    ) -> list[_Draft]:
+        """With Settings.candidates = N > 1: N-1 samples besides each greedy draft, and
+        the candidate that agrees most with the others (core.confidence.consensus)."""
+        n = self.settings.candidates
+        if n <= 1:
+            return greedy
+        try:
+            samples = await self._generate(
+                adapter,
+                [job for job in jobs for _ in range(n - 1)],
+                temperature=contract.RETRY_TEMPERATURE,
+                seeds=list(range(1, n)) * len(jobs),
+            )
+        except Overloaded:  # a full queue: the greedy drafts, without agreement
+            return greedy
+        out = []
+        for k, first in enumerate(greedy):
+            candidates = [first, *samples[k * (n - 1) : (k + 1) * (n - 1)]]
+            best, agreement = consensus([c.text for c in candidates])
+            out.append(candidates[best]._replace(agreement=agreement))
+        return out
+
     async def _retry_lost_markup(
-        self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[tuple[str, str]]
-    ) -> list[tuple[str, str]]:
+        self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[_Draft]
+    ) -> list[_Draft]:
         """Sample candidates for the translations that lost markup; keep the best of all."""
         n = self.settings.markup_retries
         terms = adapter.manifest.contract
         failed = [
             k
-            for k, (text, _) in enumerate(generated)
-            if not prompting.keeps_markup(terms, jobs[k].prepared, text)
+            for k, draft in enumerate(generated)
+            if not prompting.keeps_markup(terms, jobs[k].prepared, draft.text)
         ]
         if not failed or n <= 0:
             return generated
@@ -209,8 +247,8 @@ class Translator:
         out = list(generated)
         for m, k in enumerate(failed):
             candidates = [generated[k], *samples[m * n : (m + 1) * n]]
-            pick = prompting.best_for_markup(terms, jobs[k].prepared, [t for t, _ in candidates])
-            out[k] = next(c for c in candidates if c[0] == pick)
+            pick = prompting.best_for_markup(terms, jobs[k].prepared, [c.text for c in candidates])
+            out[k] = next(c for c in candidates if c.text == pick)
             if prompting.keeps_markup(terms, jobs[k].prepared, pick):
                 self.metrics.markup_repaired.inc()
         return out
@@ -236,7 +274,7 @@ class Translator:
         *,
         temperature: float = 0.0,
         seeds: list[int] | None = None,
-    ) -> list[tuple[str, str]]:
+    ) -> list[_Draft]:
         if self.in_flight + len(jobs) > self.settings.max_queue:
             self.metrics.rejected.inc()
             raise Overloaded(
@@ -264,7 +302,11 @@ class Translator:
         self.metrics.tokens.labels("prompt").inc(sum(len(job.prompt) for job in jobs))
         self.metrics.tokens.labels("generated").inc(sum(len(g.token_ids) for g in generations))
         return [
-            (self.tokenizer.decode(g.token_ids, skip_special_tokens=True), g.finish_reason)
+            _Draft(
+                self.tokenizer.decode(g.token_ids, skip_special_tokens=True),
+                g.finish_reason,
+                token_confidence(g.logprobs),
+            )
             for g in generations
         ]
 
@@ -525,7 +567,7 @@ async def translate_all(
     order = sorted(range(len(items)), key=lambda i: len(items[i].text))
     batches = [order[k : k + size] for k in range(0, len(order), size)]
     # room in the queue for each batch's greedy pass and its markup retry
-    per_batch = size * (1 + translator.settings.markup_retries)
+    per_batch = size * (translator.settings.candidates + translator.settings.markup_retries)
     gate = asyncio.Semaphore(max(1, translator.settings.max_queue // per_batch))
     results: list[Outcome | None] = [None] * len(items)
 

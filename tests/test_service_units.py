@@ -318,11 +318,11 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
         prepared = [adapter.prompts.prompt(t) for t in texts]
         jobs = [translator._encode(p, f"items[{i}]") for i, p in enumerate(prepared)]
 
-        async def go() -> list[tuple[str, str]]:
+        async def go() -> list:
             generated = await translator._generate(adapter, jobs)
             return await translator._retry_lost_markup(adapter, jobs, generated)
 
-        return [text for text, _ in asyncio.run(go())], engine, translator
+        return [draft.text for draft in asyncio.run(go())], engine, translator
 
     outputs, engine, translator = run(4)
     # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken
