@@ -85,9 +85,8 @@ def test_the_translator_returns_code_as_the_source_has_it(tiny_model_dir: Path) 
     from test_service_units import ScriptedEngine
     from transformers import AutoTokenizer
 
-    from core.contract import PromptContract
     from core.memory import TranslationMemory
-    from core.prompting import PromptBuilder
+    from core.prompt import PromptBuilder, PromptContract
     from core.registry import Registry
     from core.settings import Settings
     from service.schemas import TranslateItem

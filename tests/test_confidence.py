@@ -83,9 +83,8 @@ class SeededEngine:
 def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candidates) -> None:
     from transformers import AutoTokenizer
 
-    from core.contract import RETRY_TEMPERATURE, PromptContract
     from core.memory import TranslationMemory
-    from core.prompting import PromptBuilder
+    from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
     from core.registry import Registry
     from service.schemas import TranslateItem, TranslateRequest
     from service.translator import Translator

@@ -134,7 +134,7 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
     args = AsyncEngineArgs(
         model=str(model_path),
         tokenizer=str(model_path),
-        dtype=settings.dtype,
+        dtype=settings.engine_dtype(),
         seed=0,
         max_model_len=model_max_len(model_path, settings.max_model_len),
         max_num_seqs=settings.engine_max_num_seqs(),
