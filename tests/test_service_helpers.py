@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -128,3 +129,19 @@ def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stub_translator(engine: Any, tokenizer: Any, model_dir: Path, settings: Any) -> Any:
+    """A Translator over a fake engine and the tiny model's tokenizer, with no registry:
+    the unit tests hand it an adapter themselves."""
+    from service.translator import Translator
+
+    return Translator(
+        settings=settings,
+        registry=Registry(model_dir / "no-registry"),
+        engine=engine,
+        tokenizer=tokenizer,
+        base_model="tiny",
+        base_path=model_dir,
+        default_adapter="zh",
+    )
