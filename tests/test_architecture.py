@@ -207,3 +207,33 @@ def test_no_function_over_80_lines() -> None:
                 if lines > 80 and node.name not in ARGPARSE_BUILDERS:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
     assert not long, long
+
+
+ALLOWED_IMPORTS = {  # README's dependency direction; docs/architecture.json draws it
+    "core": set(),
+    "service": {"core"},
+    "clients": {"core", "service"},
+    "review": {"core", "clients"},
+    "training": {"core", "service", "review"},
+    "cli": {"core", "service", "clients", "review", "training"},
+    "testkit": {"core"},
+}
+
+
+def test_packages_import_only_downwards() -> None:
+    """Function-level imports included: a deferred import is still a dependency."""
+    wrong = []
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for path in _sources(package):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.partition(".")[0]
+                    if top in ALLOWED_IMPORTS and top != package and top not in allowed:
+                        wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert not wrong, wrong
