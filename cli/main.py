@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("dir", type=Path, help="a .po file or a folder of them")
     stats.add_argument("--strict", action="store_true", help="fail on the first unreadable catalog")
     stats.add_argument("--heldout-percent", type=float, default=3.0)
+    updates = data.add_parser(
+        "updates",
+        help="mine update triples from two states of a .po tree (msgmerge --previous)",
+    )
+    updates.add_argument("old", type=Path, metavar="OLD_TREE", help="the older catalogs")
+    updates.add_argument("new", type=Path, metavar="NEW_TREE", help="the newer catalogs")
+    updates.add_argument(
+        "-o", "--output", type=Path, default=None, help="JSON-lines file (default: stdout)"
+    )
 
     models = sub.add_parser("models", help="base models").add_subparsers(
         dest="action", required=True
@@ -245,6 +254,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from core.registry import RegistryError
 
     try:
+        if args.command == "data" and args.action == "updates":
+            from training.updates import updates_command
+
+            return updates_command(args.old, args.new, args.output)
         if args.command == "data":
             from training.data import load_corpus, stats_lines
 

@@ -71,6 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train on the translations kept or corrected on the review page "
         "(polingo review's review-log.jsonl); the catalogs win where both translate a text",
     )
+    p.add_argument(
+        "--updates",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also train the update mode on these update triples (.jsonl file or folder; "
+        "default: the current version's, if it had any)",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
     p.add_argument(
@@ -148,8 +156,8 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
     overrides = {
         k: getattr(args, k)
-        for k in ("epochs", "learning_rate", "max_steps", "max_pairs")
-        if getattr(args, k) is not None
+        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates")
+        if getattr(args, k, None) is not None
     }
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
