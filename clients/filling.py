@@ -22,6 +22,7 @@ from clients.filesafe import Fingerprint
 from core.catalogs import CatalogError, nplurals, plural_source, read_checked
 
 NOTE_PREFIX = "polingo: "  # translator comments this tool writes (and replaces on a redo)
+CONFIDENCE_NOTE = "confidence "  # "# polingo: confidence 0.83": not a warning
 # An updated fuzzy entry keeps the human's translation in a translator comment (msgcat,
 # powrap and Poedit keep those), as one JSON string so that it comes back exactly.
 PREVIOUS_NOTE = "previous translation: "
@@ -53,6 +54,7 @@ class Unit:
     from_memory: bool = False
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    confidence: float | None = None  # written as "# polingo: confidence 0.83"
 
     @property
     def key(self) -> tuple[str | None, str]:
@@ -182,7 +184,10 @@ class Catalog:
     @staticmethod
     def _set_notes(unit: Unit, notes: list[str]) -> None:
         kept = [ln for ln in unit.saved.tcomment.splitlines() if not ln.startswith(NOTE_PREFIX)]
-        unit.entry.tcomment = "\n".join(kept + [NOTE_PREFIX + n for n in notes])
+        ours = [NOTE_PREFIX + n for n in notes]
+        if unit.confidence is not None:
+            ours.append(f"{NOTE_PREFIX}{CONFIDENCE_NOTE}{unit.confidence:.2f}")
+        unit.entry.tcomment = "\n".join(kept + ours)
         unit.notes = list(notes)
 
     # ---- writing ----

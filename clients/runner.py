@@ -46,6 +46,7 @@ class Options:
     update_fuzzy: bool = True  # update fuzzy entries that have a previous msgid
     fuzzy: bool = True  # mark machine translations "#, fuzzy"
     on_invalid: str = "fuzzy"  # "fuzzy" | "skip": translations with markup warnings
+    min_confidence: float | None = None  # drafts below it are left untranslated
     jobs: int = 4  # requests in flight
     batch_size: int = MAX_BATCH  # texts per request
     checkpoint_every: int = 200  # answered entries between intermediate writes; 0: none
@@ -272,6 +273,15 @@ class Runner:
         if warnings and self.options.on_invalid == "skip":
             unit.status, unit.reason = "skipped", "; ".join(warnings)
             return
+        # an entry's confidence is its least sure form's; none from an older service
+        scores = [a.confidence for a in answers]
+        if not unit.from_memory and None not in scores:
+            unit.confidence = min(s for s in scores if s is not None)
+        low = self.options.min_confidence
+        if low is not None and unit.confidence is not None and unit.confidence < low:
+            unit.status = "skipped"
+            unit.reason = f"confidence {unit.confidence:.2f} below --min-confidence {low:g}"
+            return
         # memory answers are the project's own reviewed translations of this very source
         fuzzy = self.options.fuzzy and not unit.from_memory
         catalog.fill(unit, outputs, fuzzy=fuzzy, notes=warnings)
@@ -293,6 +303,7 @@ class Runner:
         if problems:
             unit.status, unit.reason = "kept", "; ".join(dict.fromkeys(problems))
             return
+        unit.confidence = answer.confidence
         catalog.fill(unit, [output], fuzzy=True, notes=[])
         unit.status = "filled"
 

@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         "untranslated (skip)",
     )
     what.add_argument(
+        "--min-confidence",
+        type=_confidence,
+        default=None,
+        metavar="X",
+        help="leave untranslated the drafts whose confidence (0-1, the service's; written "
+        "as '# polingo: confidence X' beside each draft) is below X (default: keep all)",
+    )
+    what.add_argument(
         "--dry-run",
         action="store_true",
         help="list the entries that would be filled and a summary; translates "
@@ -236,6 +244,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _confidence(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number from 0 to 1")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -258,6 +276,7 @@ def _main(argv: Sequence[str] | None) -> int:
         update_fuzzy=args.update_fuzzy,
         fuzzy=args.fuzzy,
         on_invalid=args.on_invalid,
+        min_confidence=args.min_confidence,
         jobs=args.jobs,
         batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every,

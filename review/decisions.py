@@ -134,11 +134,14 @@ class Reviewer:
                 return fid
         return None
 
-    def entries(self, fid: int) -> list[EntryView]:
-        """The entries of file ``fid`` that need review, fully checked and annotated."""
+    def entries(self, fid: int, *, by_confidence: bool = False) -> list[EntryView]:
+        """The entries of file ``fid`` that need review, fully checked and annotated, in
+        file order or ``by_confidence``: lowest first, those without one last."""
         f = self._file(fid)
         catalog = self._load(f.path)
         views = [view(e, catalog.nplurals) for e in catalog.po if needs_review(e)]
+        if by_confidence:
+            views.sort(key=lambda v: (v.confidence is None, v.confidence or 0.0))
         for v in views:
             v.skipped = v.eid in f.skipped
         self.memory.annotate(views)

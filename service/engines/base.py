@@ -10,6 +10,9 @@ from typing import NamedTuple, Protocol
 class Generation(NamedTuple):
     token_ids: list[int]
     finish_reason: str  # "stop" (a stop token) or "length" (the token budget ran out)
+    # the model's logprob of each of token_ids (unaltered by temperature); None where
+    # the engine gives none
+    logprobs: list[float] | None = None
 
 
 def model_max_len(model_path: Path, limit: int) -> int:

@@ -47,14 +47,26 @@ def left_padded(prompts: list[list[int]], pad: int) -> tuple[Any, Any]:
     return ids, mask
 
 
-def cut_generation(new_tokens: list[int], budget: int, stop: list[int]) -> Generation:
-    """A row's generated tokens up to its own budget and first stop token (``generate``
-    runs every row of a batch to the batch's longest budget)."""
+def cut_generation(
+    new_tokens: list[int], budget: int, stop: list[int], logprobs: list[float] | None = None
+) -> Generation:
+    """A row's generated tokens (and their logprobs) up to its own budget and first stop
+    token (``generate`` runs every row of a batch to the batch's longest budget)."""
     tokens = new_tokens[:budget]
     cut = next((i for i, t in enumerate(tokens) if t in stop), None)
-    if cut is None:
-        return Generation(tokens, "length")
-    return Generation(tokens[:cut], "stop")
+    end = len(tokens) if cut is None else cut
+    kept = logprobs[:end] if logprobs is not None else None
+    return Generation(tokens[:end], "length" if cut is None else "stop", kept)
+
+
+def chosen_logprobs(logits: Any, tokens: Any) -> list[list[float]]:
+    """Each row's logprob of the token it generated at each step: ``logits`` is
+    ``generate``'s raw per-step logits (steps of [rows, vocab]), ``tokens`` the
+    generated ids [rows, steps]."""
+    import torch
+
+    steps = torch.stack(logits, dim=1).float().log_softmax(dim=-1)  # [rows, steps, vocab]
+    return steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
 
 
 class HfEngine:
@@ -171,10 +183,14 @@ class HfEngine:
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                output_logits=True,  # raw logits: the tokens' own logprobs, for confidence
+                return_dict_in_generate=True,
             )
         width = ids.shape[1]
+        new = out.sequences[:, width:]
+        logprobs = chosen_logprobs(out.logits, new)
         return [
-            cut_generation(out[row, width:].tolist(), budget, [] if ignore_stop else stop)
+            cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)
         ]
 
@@ -185,7 +201,8 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        dtype: Any = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
+        dtype_name = settings.engine_dtype()
+        dtype: Any = "auto" if dtype_name == "auto" else getattr(torch, dtype_name)
         # the first CUDA GPU where there is one (a GPU box without vLLM), else the CPU
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype).to(device)

@@ -94,6 +94,7 @@ class VllmEngine:
             stop_token_ids=[] if ignore_stop else stop,
             ignore_eos=ignore_stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer
+            logprobs=0,  # the chosen tokens' own logprobs (the draft's confidence)
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         final = None
@@ -115,8 +116,14 @@ class VllmEngine:
             raise
         assert final is not None
         completion = final.outputs[0]
-        ids = [t for t in completion.token_ids if t not in stop]
-        return Generation(ids, "length" if completion.finish_reason == "length" else "stop")
+        kept = [k for k, t in enumerate(completion.token_ids) if t not in stop]
+        ids = [completion.token_ids[k] for k in kept]
+        logprobs = None
+        if completion.logprobs is not None:  # one {token id: Logprob} a position
+            steps = completion.logprobs
+            logprobs = [steps[k][completion.token_ids[k]].logprob for k in kept]
+        reason = "length" if completion.finish_reason == "length" else "stop"
+        return Generation(ids, reason, logprobs)
 
 
 @asynccontextmanager
@@ -127,7 +134,7 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
     args = AsyncEngineArgs(
         model=str(model_path),
         tokenizer=str(model_path),
-        dtype=settings.dtype,
+        dtype=settings.engine_dtype(),
         seed=0,
         max_model_len=model_max_len(model_path, settings.max_model_len),
         max_num_seqs=settings.engine_max_num_seqs(),
