@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from clients.filling import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
 from core.catalogs import find_catalogs
+from core.settings import environment
 from core.vllm_env import quiet_if_inherited
 from service.schemas import MAX_BATCH
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--server",
         metavar="URL",
-        default=os.environ.get("POLINGO_SERVER") or None,
+        default=environment().server,
         help="base URL of a running polingo service (default: $POLINGO_SERVER; "
         "none: translate in this process)",
     )
@@ -225,23 +226,24 @@ def _positive(text: str) -> int:
 
 
 def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    value = _number(text, float, "a number of seconds")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
 def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _number(text, int, "a whole number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
+
+
+def _number(text: str, kind: type[int] | type[float], what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
 
 
 def _confidence(value: str) -> float:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import msgspec
 
+from core.errors import ErrorBody, ErrorResponse  # noqa: F401 (the one error envelope)
 from core.settings import MAX_BATCH, MAX_TEXT_CHARS
 
 MAX_MSGCTXT_CHARS = 500  # gettext contexts are labels ("menu", "file dialog")
@@ -76,14 +77,3 @@ class Health(msgspec.Struct):
     engine: str  # "vllm" | "transformers (fallback)"
     base_model: str
     adapters: list[str]
-
-
-class ErrorBody(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None = None
-    code: int = 400
-
-
-class ErrorResponse(msgspec.Struct):
-    error: ErrorBody
