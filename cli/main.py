@@ -118,6 +118,14 @@ def _add_eval_options(ev: argparse.ArgumentParser) -> None:
         help="candidates sampled when a greedy translation loses markup; 0: greedy only "
         f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
     )
+    ev.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        metavar="N",
+        help="candidates per text, greedy plus N-1 samples, the consensus answered; "
+        "reports MBR against greedy when N > 1 (POLINGO_CANDIDATES, default 1)",
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -296,6 +304,7 @@ def _eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         engine=args.engine,
         markup_retries=args.markup_retries,
+        candidates=args.candidates,
     )
     for key, value in ev.metrics.items():
         baseline = ev.baseline.get(key)
