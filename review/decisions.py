@@ -20,6 +20,7 @@ import polib
 from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError
 from clients.filling import Catalog, CatalogError, clean_output, load_catalog
 from clients.writer import InvalidCatalogText, write_catalog
+from core.errors import Conflict, InvalidRequest, NotFound
 from review import log
 from review.entries import (
     EntryView,
@@ -32,28 +33,6 @@ from review.entries import (
     view,
 )
 from review.schemas import DecisionRequest, DecisionResponse, FileSummary, Progress
-
-
-class ReviewError(Exception):
-    status = 422
-    type = "invalid_request"
-
-    def __init__(self, message: str, findings: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.findings = findings or []
-
-
-class Conflict(ReviewError):
-    """The entry or file changed since the page showed it, or translate-po holds it."""
-
-    status = 409
-    type = "conflict"
-
-
-class NotFound(ReviewError):
-    status = 404
-    type = "not_found"
 
 
 @dataclass
@@ -152,7 +131,7 @@ class Reviewer:
         try:
             return load_catalog(path)
         except CatalogError as exc:
-            raise ReviewError(str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
 
     # ---- deciding ----
     def decide(self, fid: int, eid: str, request: DecisionRequest) -> DecisionResponse:
@@ -202,7 +181,7 @@ class Reviewer:
         try:
             write_catalog(catalog, [unit], on_invalid="refuse")
         except InvalidCatalogText as exc:
-            raise ReviewError(
+            raise InvalidRequest(
                 "not saved: the catalog's checks reject this translation; fix it and save again",
                 exc.findings,
             ) from None
@@ -211,7 +190,7 @@ class Reviewer:
                 f"{path.name} changed on disk while saving; it was not overwritten: reload"
             ) from None
         except (CatalogError, OSError) as exc:
-            raise ReviewError(f"not saved: {exc}") from None
+            raise InvalidRequest(f"not saved: {exc}") from None
         decision = {"accept": "accepted", "reject": "rejected"}.get(request.action, "edited")
         if decision == "edited" and finals == kept:
             decision = "accepted"  # saved unchanged: the draft was kept
@@ -236,11 +215,13 @@ class Reviewer:
             return ["" for _ in sources]
         texts = request.texts if isinstance(request.texts, list) else None
         if texts is None or len(texts) != len(sources):
-            raise ReviewError(f"edit needs texts: one translation for each of {len(sources)} forms")
+            raise InvalidRequest(
+                f"edit needs texts: one translation for each of {len(sources)} forms"
+            )
         pairs = zip(sources, texts, strict=True)
         cleaned = [clean_output(s, t.replace("\r\n", "\n")) for s, t in pairs]
         if not all(t.strip() for t in cleaned):
-            raise ReviewError("an edited translation is empty: reject the draft instead")
+            raise InvalidRequest("an edited translation is empty: reject the draft instead")
         return cleaned
 
     def _answer(

@@ -81,13 +81,12 @@ class SeededEngine:
 
 @pytest.mark.parametrize("candidates", [1, 4])
 def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candidates) -> None:
+    from test_service_helpers import stub_translator
     from transformers import AutoTokenizer
 
     from core.memory import TranslationMemory
     from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
-    from core.registry import Registry
     from service.schemas import TranslateItem, TranslateRequest
-    from service.translator import Translator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     memory = TranslationMemory()
@@ -101,15 +100,7 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
         memory=memory,
         in_flight=0,
     )
-    translator = Translator(
-        settings=Settings(candidates=candidates),
-        registry=Registry(tiny_model_dir / "no-registry"),
-        engine=engine,
-        tokenizer=tokenizer,
-        base_model="tiny",
-        base_path=tiny_model_dir,
-        default_adapter="zh",
-    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(candidates=candidates))
     translator._current["zh"] = adapter
     request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
     model, human = asyncio.run(translator.translate(request)).translations

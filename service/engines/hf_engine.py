@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from service.engines.base import Generation
+from service.engines.base import Engine, Generation, Sampling
 
 
 def sampling_kwargs(temperature: float) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def chosen_logprobs(logits: Any, tokens: Any) -> list[list[float]]:
     return steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
 
 
-class HfEngine:
+class HfEngine(Engine):
     kind = "transformers (fallback)"
 
     def __init__(self, model: Any, pad_token_id: int, device: str = "cpu") -> None:
@@ -110,30 +110,20 @@ class HfEngine:
     def pending(self) -> int:
         return self._running
 
-    async def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        max_tokens: list[int],
-        stop_token_ids: list[int],
-        adapter: str | None,
-        temperature: float = 0.0,
-        seeds: list[int] | None = None,
-        ignore_stop: bool = False,
-    ) -> list[Generation]:
+    async def run(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
         async with self._lock:
             cancel = threading.Event()
             job = asyncio.get_running_loop().run_in_executor(
                 None,
                 self._generate,
                 prompts,
-                max_tokens,
-                stop_token_ids,
-                adapter,
+                sampling.max_tokens,
+                sampling.stop_token_ids,
+                sampling.adapter,
                 cancel,
-                temperature,
-                seeds[0] if seeds else None,
-                ignore_stop,
+                sampling.temperature,
+                sampling.seeds[0] if sampling.seeds else None,
+                sampling.ignore_stop,
             )
             self._running = len(prompts)
             try:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from service.engines.base import Generation, model_max_len
+from service.engines.base import Engine, Generation, Sampling, model_max_len
 
 
-class VllmEngine:
+class VllmEngine(Engine):
     kind = "vllm"
 
     def __init__(self, llm: Any) -> None:
@@ -51,26 +51,17 @@ class VllmEngine:
             count = self._llm.output_processor.get_num_unfinished_requests
         return int(count())
 
-    async def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        max_tokens: list[int],
-        stop_token_ids: list[int],
-        adapter: str | None,
-        temperature: float = 0.0,
-        seeds: list[int] | None = None,
-        ignore_stop: bool = False,
-    ) -> list[Generation]:
-        lora = self._loras[adapter] if adapter is not None else None
-        seeds_: list[int | None] = list(seeds) if seeds is not None else [None] * len(prompts)
+    async def run(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        s = sampling
+        lora = self._loras[s.adapter] if s.adapter is not None else None
+        seeds: list[int | None] = list(s.seeds) if s.seeds is not None else [None] * len(prompts)
         # gather: one vLLM request per text, all in flight together; cancelling the
         # gather cancels each generate(), which aborts its vLLM request.
         return list(
             await asyncio.gather(
                 *(
-                    self._one(p, m, stop_token_ids, lora, temperature, seed, ignore_stop)
-                    for p, m, seed in zip(prompts, max_tokens, seeds_, strict=True)
+                    self._one(p, m, s.stop_token_ids, lora, s.temperature, seed, s.ignore_stop)
+                    for p, m, seed in zip(prompts, s.max_tokens, seeds, strict=True)
                 )
             )
         )
