@@ -361,3 +361,41 @@ def test_translator_updates_only_with_an_update_contract(tokenizer, tiny_model_d
     translator, adapter, engine = translator_for(UPDATE, tokenizer, tiny_model_dir, [edit])
     (answer,) = asyncio.run(translator.translate_items(adapter, [item]))
     assert answer.text == "Python 是一種易學的:term:`interactive`語言。請見 :func:`len`。"
+
+
+# ---- training and evaluation, for real (slow) -------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`polingo train --updates FILE` trains the update mode (contract version 3 in the
+    manifest), and `polingo eval --updates OLD NEW` scores keep-old, scratch and update
+    through the service's translator (transformers engine, CPU)."""
+    from test_training import polingo
+
+    from core.registry import Registry
+
+    docs = tmp_path / "docs"
+    shutil.copytree(OLD / "tutorial", docs / "tutorial")
+    registry = tmp_path / "registry"
+    done = polingo(
+        "train", "--data", str(docs), "--updates", str(TRIPLES), "--base-model",
+        str(tiny_model_dir), "--adapter", "zh", "--registry", str(registry), "--max-pairs",
+        "40", "--max-steps", "4", "--batch-tokens", "2048", "--promote",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "update triples from" in done.stderr
+    manifest = Registry(registry).manifest("zh")
+    assert manifest.contract == UPDATE and 30 <= manifest.training["update_triples"] <= 40
+    assert manifest.training["updates"] == str(TRIPLES)
+    done = polingo(
+        "eval", "--updates", str(OLD / "tutorial"), str(NEW / "tutorial"), "--adapter", "zh",
+        "--registry", str(registry), "--engine", "transformers", "--markup-retries", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "7 update entries (6 kept unchanged by the humans)"
+    assert lines[1].split() == ["keep-old", "scratch", "update"]
+    table = {ln.split()[0]: ln.split()[1:] for ln in lines[2:]}
+    assert table["pairs"] == ["7", "7", "7"] and table["unchanged_entries"] == ["6", "6", "6"]
+    assert float(table["chrf"][0]) == 99.67 and float(table["unchanged_returned"][0]) == 1

@@ -30,6 +30,7 @@ from service.translator import Outcome, open_translator, translate_all
 from training.calibration import calibration, mbr_metrics
 from training.data import Pair, load_corpus
 from training.quality import quality
+from training.updates import Update
 
 
 @dataclass
@@ -211,3 +212,71 @@ def record_evaluation(
 
 def _markup_warnings(outcome: Outcome) -> list[str]:
     return [w for w in outcome.warnings if "markup" in w or "placeholder" in w]
+
+
+# ---- update mode (issue 41) ----------------------------------------------------------
+
+UPDATE_MODES = ("keep-old", "scratch", "update")
+
+
+def update_scores(updates: list[Update], outputs: list[str]) -> dict[str, float]:
+    """chrF, markup kept and the rest of ``score`` and ``quality`` against the humans'
+    new translations, and ``unchanged_returned``: of the entries the humans left as they
+    were, the share returned byte-identical."""
+    sources = [u.msgid for u in updates]
+    refs = [u.msgstr for u in updates]
+    metrics = score(sources, refs, outputs)
+    metrics.update(quality(sources, refs, outputs))
+    kept = [(u, o) for u, o in zip(updates, outputs, strict=True) if u.unchanged]
+    metrics["unchanged_entries"] = float(len(kept))
+    returned = sum(o == u.old_msgstr for u, o in kept)
+    metrics["unchanged_returned"] = round(returned / len(kept), 4) if kept else 1.0
+    return metrics
+
+
+def evaluate_updates(
+    updates: list[Update],
+    modes: list[str],
+    *,
+    registry: Registry | None = None,
+    ref: str | None = None,
+    engine: str | None = None,
+    markup_retries: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score each mode on an update set (training.updates.mine_updates): keep-old (the
+    translation msgmerge left), scratch (the adapter translates the new source), update
+    (the adapter edits the old translation; an adapter without update mode answers the
+    old one). The model's modes go through the service's translator, as it answers."""
+    results: dict[str, dict[str, float]] = {}
+    if "keep-old" in modes:
+        results["keep-old"] = update_scores(updates, [u.old_msgstr for u in updates])
+    wanted = [m for m in modes if m in ("scratch", "update")]
+    if wanted:
+        if registry is None or ref is None:
+            raise ValueError(f"modes {', '.join(wanted)} need an adapter")
+        settings = Settings.from_env(
+            registry=registry.root, engine=engine, markup_retries=markup_retries
+        )
+        name, version = registry.resolve(ref)
+        outputs = asyncio.run(_translate_updates(settings, f"{name}@{version}", updates, wanted))
+        for mode in wanted:
+            results[mode] = update_scores(updates, outputs[mode])
+    return results
+
+
+async def _translate_updates(
+    settings: Settings, ref: str, updates: list[Update], modes: list[str]
+) -> dict[str, list[str]]:
+    out = {}
+    async with open_translator(settings, only=ref) as translator:
+        for mode in modes:
+            items = [
+                TranslateItem(u.msgid, u.msgctxt)
+                if mode == "scratch"
+                else TranslateItem(u.msgid, u.msgctxt, u.previous_msgid, u.old_msgstr)
+                for u in updates
+            ]
+            print(f"eval: {ref} {mode} on {len(items)} updates", file=sys.stderr, flush=True)
+            outcomes = await translate_all(translator, ref, items)
+            out[mode] = [o.text for o in outcomes]
+    return out
