@@ -44,6 +44,14 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
     )
     ev.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        metavar="N",
+        help="candidates per text, greedy plus N-1 samples, the consensus answered; "
+        "reports MBR against greedy when N > 1 (POLINGO_CANDIDATES, default 1)",
+    )
+    ev.add_argument(
         "--updates",
         nargs=2,
         type=Path,
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         engine=args.engine,
         markup_retries=args.markup_retries,
+        candidates=args.candidates,
     )
     for key, value in ev.metrics.items():
         baseline = ev.baseline.get(key)

@@ -2,7 +2,9 @@
 reST markup items kept, beside the copy-the-source baseline and the human
 references' own markup score; and what a translator would have to fix
 (training/quality.py: chrF on prose, link labels translated, simplified Chinese,
-sphinx-lint findings of the drafts against the references').
+sphinx-lint findings of the drafts against the references'); whether the drafts'
+confidence ranks them as their chrF does, and consensus against greedy decoding
+(training/calibration.py).
 
 The translations come from the service's own translator (service.translator), with
 the service's settings and engine: a manifest's scores are those of the code that
@@ -25,6 +27,7 @@ from core.registry import Registry
 from core.settings import Settings
 from service.schemas import TranslateItem
 from service.translator import Outcome, open_translator, translate_all
+from training.calibration import calibration, mbr_metrics
 from training.data import Pair, load_corpus
 from training.quality import quality
 from training.updates import Update
@@ -83,6 +86,7 @@ def evaluate(
     limit: int | None = None,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
     record: bool = True,
 ) -> Evaluation:
     """Score ``ref`` on the held-out split of ``data``; with ``record``, write the scores
@@ -94,7 +98,12 @@ def evaluate(
     if not pairs:
         raise ValueError(f"no held-out pairs under {data}")
     (result,) = evaluate_versions(
-        registry, [f"{name}@{version}"], pairs, engine=engine, markup_retries=markup_retries
+        registry,
+        [f"{name}@{version}"],
+        pairs,
+        engine=engine,
+        markup_retries=markup_retries,
+        candidates=candidates,
     )
     if record:
         record_evaluation(registry, result, pairs, limit)
@@ -108,11 +117,15 @@ def evaluate_versions(
     *,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
 ) -> list[Evaluation]:
     """Score each adapter version ("NAME@VERSION", one base model) on ``pairs``, through
     one translator: the engine starts once for all of them."""
     settings = Settings.from_env(
-        registry=registry.root, engine=engine, markup_retries=markup_retries
+        registry=registry.root,
+        engine=engine,
+        markup_retries=markup_retries,
+        candidates=candidates,
     )
     items = [TranslateItem(p.msgid, p.msgctxt) for p in pairs]
     return asyncio.run(_evaluate(settings, refs, pairs, items))
@@ -136,13 +149,13 @@ async def _evaluate(
                 file=sys.stderr,
             )
             outcomes = await translate_all(translator, ref, items, on_batch=progress)
-            results.append(_scores(ref, pairs, outcomes, settings.markup_retries))
+            results.append(_scores(ref, pairs, outcomes, settings))
             # each version's scores as soon as they are known: a run cut off later keeps them
             print(f"eval: {ref} {json.dumps(results[-1].metrics, sort_keys=True)}", file=sys.stderr)
     return results
 
 
-def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) -> Evaluation:
+def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], settings: Settings) -> Evaluation:
     sources = [p.msgid for p in pairs]
     refs = [p.msgstr for p in pairs]
     outputs = [o.text for o in outcomes]
@@ -153,13 +166,17 @@ def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) 
         chrf_greedy=greedy["chrf"],
         bleu_zh_greedy=greedy["bleu_zh"],
         markup_kept_greedy=greedy["markup_kept"],
-        markup_retries=float(retries),
+        markup_retries=float(settings.markup_retries),
         markup_retried=float(len(retried)),
         markup_repaired=float(sum(not _markup_warnings(o) for o in retried)),
         from_memory=float(sum(o.from_memory for o in outcomes)),
         refused=float(sum(o.text == "" for o in outcomes)),
     )
     metrics.update(quality(sources, refs, outputs))  # what a translator would have to fix
+    drafts = [None if o.from_memory else o.confidence for o in outcomes]
+    metrics.update(calibration(refs, outputs, drafts))
+    greedy_texts = [o.greedy for o in outcomes]
+    metrics.update(mbr_metrics(sources, refs, outputs, greedy_texts, settings.candidates))
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
     examples = [
@@ -188,6 +205,8 @@ def record_evaluation(
                 row["greedy"] = outcome.greedy
             if outcome.warnings:
                 row["warnings"] = outcome.warnings
+            if outcome.confidence is not None:
+                row["confidence"] = outcome.confidence
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
