@@ -1,4 +1,5 @@
-"""`polingo data stats DIR`: pairs, duplicates, split and problems of a .po tree."""
+"""`polingo data stats DIR`: pairs, duplicates, split and problems of a .po tree;
+`polingo data updates OLD NEW [-o FILE]`: update triples mined with msgmerge."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     stats.add_argument("--strict", action="store_true", help="fail on the first unreadable catalog")
     stats.add_argument("--heldout-percent", type=float, default=3.0)
     stats.set_defaults(run=run)
+    updates = data.add_parser(
+        "updates",
+        help="mine update triples from two states of a .po tree (msgmerge --previous)",
+    )
+    updates.add_argument("old", type=Path, metavar="OLD_TREE", help="the older catalogs")
+    updates.add_argument("new", type=Path, metavar="NEW_TREE", help="the newer catalogs")
+    updates.add_argument(
+        "-o", "--output", type=Path, default=None, help="JSON-lines file (default: stdout)"
+    )
+    updates.set_defaults(run=run_updates)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,3 +36,9 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.dir, strict=args.strict)
     print("\n".join(stats_lines(corpus, args.heldout_percent)))
     return 1 if corpus.problems else 0
+
+
+def run_updates(args: argparse.Namespace) -> int:
+    from training.updates import updates_command
+
+    return updates_command(args.old, args.new, args.output)

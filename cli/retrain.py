@@ -52,6 +52,14 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         help="also train on the translations kept or corrected on the review page "
         "(polingo review's review-log.jsonl); the catalogs win where both translate a text",
     )
+    p.add_argument(
+        "--updates",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also train the update mode on these update triples (.jsonl file or folder; "
+        "default: the current version's, if it had any)",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
     options.add_reload_options(p, env)

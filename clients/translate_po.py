@@ -28,7 +28,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DESCRIPTION = """\
 Fill the entries of gettext catalogs that need a translation: untranslated, not obsolete
-entries (never the header); with --include-fuzzy the fuzzy ones too. Plural entries get
+entries (never the header); fuzzy entries that msgmerge left with their previous source
+("#| msgid") are updated: the model edits their translation to the new source instead of
+starting over (--no-update-fuzzy leaves them); with --include-fuzzy the other fuzzy
+entries are translated anew. Plural entries get
 every msgstr[n] that the catalog's Plural-Forms asks for; msgctxt is sent as context.
 Everything else in a file stays as it was, and the file is written as powrap (msgcat)
 would write it, checked with msgfmt --check and sphinx-lint first.
@@ -43,6 +46,14 @@ marking:
   simplified-Chinese terms), or one that msgfmt --check or sphinx-lint rejects, is handled
   by --on-invalid: "fuzzy" (default) keeps it, marked fuzzy, with a "# polingo: ..."
   translator comment naming the problem; "skip" leaves the entry untranslated.
+
+updates:
+  An updated entry stays fuzzy, keeps its "#|" lines, and keeps the previous translation
+  in a translator comment '# polingo: previous translation: "..."' (a JSON string), which
+  msgcat, powrap and Poedit leave alone; `polingo review` shows both diffs and restores it
+  with one key. Where the edit loses markup or adds sphinx-lint findings that the previous
+  translation did not have, or the adapter has no update mode, the entry stays exactly
+  as it was (reported as kept).
 
 safety:
   Each file is replaced atomically (temporary file in its folder, fsync, rename, same
@@ -104,7 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--engine", choices=("vllm", "transformers"), help="in-process only: engine")
     what = parser.add_argument_group("what to fill and how")
-    what.add_argument("--include-fuzzy", action="store_true", help="also retranslate fuzzy entries")
+    what.add_argument(
+        "--include-fuzzy",
+        action="store_true",
+        help="also retranslate fuzzy entries (those without a previous msgid, and all of "
+        "them with --no-update-fuzzy)",
+    )
+    what.add_argument(
+        "--no-update-fuzzy",
+        dest="update_fuzzy",
+        action="store_false",
+        help="do not update fuzzy entries that have a previous msgid (#| msgid) from their "
+        "previous translation (default: update them)",
+    )
     what.add_argument(
         "--no-fuzzy",
         dest="fuzzy",
@@ -252,6 +275,7 @@ def _main(argv: Sequence[str] | None) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     options = Options(
         include_fuzzy=args.include_fuzzy,
+        update_fuzzy=args.update_fuzzy,
         fuzzy=args.fuzzy,
         on_invalid=args.on_invalid,
         min_confidence=args.min_confidence,
@@ -266,7 +290,12 @@ def _main(argv: Sequence[str] | None) -> int:
     show = _print_dry_run if args.dry_run else None
     read: dict[Path, Catalog] = {}
     counts, bad = survey(
-        paths, include_fuzzy=args.include_fuzzy, writable=not args.dry_run, show=show, keep=read
+        paths,
+        include_fuzzy=args.include_fuzzy,
+        update_fuzzy=args.update_fuzzy,
+        writable=not args.dry_run,
+        show=show,
+        keep=read,
     )
     errors += bad
     if errors:
@@ -361,6 +390,8 @@ def _say(message: str) -> None:
 def _print_dry_run(catalog: Catalog, units: list[Unit]) -> None:
     for unit in units:
         kind = "fuzzy, redo" if unit.redo else "untranslated"
+        if unit.previous is not None:
+            kind = "fuzzy, update"
         if unit.forms:
             kind += f", plural: msgstr[{', '.join(map(str, unit.forms))}]"
         ctxt = f" [{unit.entry.msgctxt}]" if unit.entry.msgctxt else ""
@@ -382,7 +413,16 @@ def _report(results: list[FileResult], fatal: str | None) -> int:
             failed = True
         else:
             print(f"{result.path}: {_counts(result)}")
-        for name in ("filled", "from_memory", "flagged", "skipped", "failed", "left"):
+        for name in (
+            "filled",
+            "from_memory",
+            "updated",
+            "flagged",
+            "kept",
+            "skipped",
+            "failed",
+            "left",
+        ):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         failed = failed or result.failed > 0 or result.left > 0
     print(f"total ({len(results)} files): {_counts(totals)}")
@@ -407,6 +447,8 @@ def _counts(r: FileResult) -> str:
         f"filled {r.filled} (from memory {r.from_memory}), flagged {r.flagged}, "
         f"skipped {r.skipped}, failed {r.failed}"
     )
+    if r.updated or r.kept:
+        text += f", fuzzy updated {r.updated}, kept {r.kept}"
     return text + (f", left {r.left}" if r.left else "")
 
 

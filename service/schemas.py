@@ -21,6 +21,16 @@ Context = Annotated[str, msgspec.Meta(max_length=MAX_MSGCTXT_CHARS)]
 class TranslateItem(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
     msgctxt: Context | None = None
+    # Update mode (both or neither): the entry's source before it changed and its
+    # translation of that; the answer edits the translation to the new ``text``.
+    previous_text: Text | None = None
+    previous_translation: Text | None = None
+
+    def __post_init__(self) -> None:
+        if (self.previous_text is None) != (self.previous_translation is None):
+            raise ValueError(
+                "previous_text and previous_translation go together: give both or neither"
+            )
 
 
 class TranslateRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -21,6 +21,7 @@ from core.markup import check_translation
 from core.prompt import (
     RETRY_TEMPERATURE,
     Prepared,
+    Previous,
     PromptBuilder,
     max_new_tokens,
     placeholder,
@@ -132,16 +133,23 @@ class Translator:
         Evaluation calls this too, so that it scores exactly what the service answers."""
         results: list[Outcome | None] = [None] * len(items)
         todo: list[int] = []
+        can_update = adapter.prompts.contract.update
         for i, item in enumerate(items):
             human = adapter.memory.lookup(item.text, item.msgctxt)
+            old = item.previous_translation
             if human is not None:
                 warnings = check_translation(item.text, human)
                 results[i] = Outcome(human, human, True, warnings, False, 1.0)
+            elif old is not None and not can_update:  # keep the human's work, not start over
+                note = f"{adapter.key} has no update mode: the previous translation is kept"
+                warnings = [note, *check_translation(item.text, old)]
+                results[i] = Outcome(old, old, False, warnings, False)
             else:
                 todo.append(i)
         texts = [items[i].text for i in todo]
         shown = adapter.prompts.examples_for(texts)  # one retrieval
-        prepared = adapter.prompts.prompts(texts, [items[i].msgctxt for i in todo], shown)
+        previous = [_previous(items[i]) for i in todo]
+        prepared = adapter.prompts.prompts(texts, [items[i].msgctxt for i in todo], shown, previous)
         jobs = [self._encode(p, f"items[{i}].text") for i, p in zip(todo, prepared, strict=True)]
         hits = len(items) - len(todo)
         self.metrics.memory_hits.inc(hits)
@@ -164,7 +172,7 @@ class Translator:
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    builder.finish(first.text, job.prepared),
+                    keep_code(items[i].text, builder.finish(first.text, job.prepared))[0],
                     False,
                     warnings,
                     self.settings.markup_retries > 0
@@ -198,6 +206,7 @@ class Translator:
                 raise InvalidRequest(
                     "msgctxt must be a string or null", param=f"items[{i}].msgctxt"
                 )
+            _check_previous(item, i, self.settings.max_text_chars)
             if item.msgctxt is not None and len(item.msgctxt) > MAX_MSGCTXT_CHARS:
                 raise InvalidRequest(
                     f"msgctxt of {len(item.msgctxt)} characters exceeds the limit "
@@ -475,6 +484,33 @@ class Translator:
                     )
                 )
         return AdapterList(found)
+
+
+def _check_previous(item: TranslateItem, i: int, max_chars: int) -> None:
+    """previous_text and previous_translation: both or neither, non-empty strings."""
+    given = [(n, getattr(item, n, None)) for n in ("previous_text", "previous_translation")]
+    if sum(v is None for _, v in given) == 1:
+        missing = next(n for n, v in given if v is None)
+        raise InvalidRequest(
+            "previous_text and previous_translation go together: give both or neither",
+            param=f"items[{i}].{missing}",
+        )
+    for name, value in given:
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequest(f"{name} must be a non-empty string", param=f"items[{i}].{name}")
+        if len(value) > max_chars:
+            raise InvalidRequest(
+                f"{name} of {len(value)} characters exceeds the limit of {max_chars}",
+                param=f"items[{i}].{name}",
+            )
+
+
+def _previous(item: TranslateItem) -> Previous | None:
+    if item.previous_text is None or item.previous_translation is None:
+        return None
+    return Previous(item.previous_text, item.previous_translation)
 
 
 def _trained_length(manifest: Manifest, default: int) -> int:

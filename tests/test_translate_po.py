@@ -50,6 +50,19 @@ def fake_translate(text: str, msgctxt: str | None) -> str:
     return f"{PREFIX}{ctx}{text}"
 
 
+UPDATED = "（已更新）"
+
+
+def fake_update(text: str, previous_translation: str) -> str:
+    """Update mode: the previous translation, marked, unless the new source says otherwise."""
+    if "KEEPME" in text:  # the old translation still fits
+        return previous_translation
+    if "BREAKME" in text:  # lose the markup of the previous translation
+        for item in markup_items(previous_translation):
+            previous_translation = previous_translation.replace(item, "")
+    return previous_translation + UPDATED
+
+
 def expected(text: str, msgctxt: str | None = None) -> str:
     return fake_translate(text, msgctxt)
 
@@ -138,7 +151,10 @@ class FakeTranslationService:
                     time.sleep(service.delay_s)
                     answers = []
                     for item in request.items:
-                        out = fake_translate(item.text, item.msgctxt)
+                        if item.previous_translation is not None:
+                            out = fake_update(item.text, item.previous_translation)
+                        else:
+                            out = fake_translate(item.text, item.msgctxt)
                         answers.append(
                             {
                                 "text": out,
@@ -360,7 +376,8 @@ def test_include_fuzzy_no_fuzzy_keeps_tools_clean(
 def test_plural_context_newlines_and_obsolete(tmp_path: Path, fake: FakeTranslationService) -> None:
     path = tmp_path / "plural.po"
     path.write_text(PLURAL_PO, encoding="utf-8")
-    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy") == 0
+    # (the fuzzy entry's update is tests/test_updates.py's)
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy", "--no-update-fuzzy") == 0
     po = polib.pofile(str(path))
     copied, named, menu_open, plain_open, fuzzy, newline = po[:6]
     assert copied.msgstr_plural == {

@@ -98,8 +98,8 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
     overrides = {
         k: getattr(args, k)
-        for k in ("epochs", "learning_rate", "max_steps", "max_pairs")
-        if getattr(args, k) is not None
+        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates")
+        if getattr(args, k, None) is not None
     }
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
