@@ -6,12 +6,14 @@ from typing import Literal
 
 import msgspec
 
-Action = Literal["accept", "edit", "reject", "skip"]
+# restore: an updated entry's previous translation becomes the final one
+Action = Literal["accept", "edit", "reject", "skip", "restore"]
 
 
 class DecisionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """POST /api/files/{fid}/entries/{eid}: what the translator decided about the entry
-    at version ``rev``; ``texts`` (one per plural form) only with ``edit``."""
+    at version ``rev``; ``texts`` (one per plural form) only with ``edit``; ``restore``
+    only for an entry translate-po updated (its previous translation)."""
 
     action: Action
     rev: str = msgspec.field()
@@ -39,13 +41,3 @@ class DecisionResponse(msgspec.Struct, frozen=True, kw_only=True):
     file: Progress
     overall: Progress
     next_file: int | None  # the next file with entries left to review, if any
-
-
-class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    message: str
-    type: str
-    findings: list[str] = []
-
-
-class ErrorResponse(msgspec.Struct, frozen=True):
-    error: ErrorBody

@@ -420,7 +420,9 @@ def test_vllm_engine_passes_the_penalties_to_every_request() -> None:
     class RecordingLLM:  # stands in for AsyncLLM: what the engine asks of it
         async def generate(self, prompt, params, request_id, lora_request):  # noqa: ANN001, ANN202
             seen.append(params)
-            yield SimpleNamespace(outputs=[SimpleNamespace(token_ids=[5], finish_reason="stop")])
+            yield SimpleNamespace(
+                outputs=[SimpleNamespace(token_ids=[5], finish_reason="stop", logprobs=None)]
+            )
 
     engine = VllmEngine(RecordingLLM(), repetition_penalty=1.2, frequency_penalty=0.4)
     asyncio.run(engine.generate([[1, 2], [3]], max_tokens=[4, 4], stop_token_ids=[0], adapter=None))

@@ -567,6 +567,7 @@ def test_train_options_are_generated_from_the_config() -> None:
             argv += args
             expected[f.name] = value
     config = config_from_args(parser.parse_args(argv))
+    expected["contract"] = expected["contract"].with_update()  # what --updates turns on
     for name, value in expected.items():
         got = getattr(config.experimental if hasattr(Experimental, name) else config, name)
         assert got == value, (name, got, value)
@@ -593,7 +594,7 @@ def _other_value(name: str, default: object, option: str) -> tuple[object, list[
         return value, [option, value]
     if isinstance(default, bool) or default is None and name == "load_in_4bit":
         return (not default), [option if not default else "--no-" + option[2:]]
-    if name in ("stats_file", "registry"):
+    if name in ("stats_file", "registry", "updates"):
         return Path("elsewhere"), [option, "elsewhere"]
     if name == "extra_data":
         return (Path("old"), Path("updates.jsonl")), [option, "old", "updates.jsonl"]
@@ -656,6 +657,7 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
         (["--fixed-shapes", "-2"], "--fixed-shapes -2: give 0 (off) or more"),
         (["--packing", "--fixed-shapes", "2"], "--packing already gives one shape"),
         (["--learning-rate", "0"], "--learning-rate 0.0: give a positive rate"),
+        (["--updates", "/nonexistent.jsonl"], "--updates /nonexistent.jsonl: no such file"),
     ],
 )
 def test_bad_settings_exit_2_with_a_message_before_any_model_loads(

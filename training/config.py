@@ -167,6 +167,13 @@ class TrainConfig:
             "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}[:SWITCH=VALUE,...]",
         },
     )
+    updates: Path | None = knob(
+        None,
+        "also train the update mode on these update triples (a .jsonl file, or a folder of "
+        "them; `polingo data updates OLD NEW` mines them): turns the contract's update "
+        "switch on (contract version 3)",
+        argparse={"metavar": "PATH"},
+    )
     parent: str | None = knob(
         None, "NAME@VERSION this version continues from (polingo retrain)", internal=True
     )
@@ -187,6 +194,10 @@ class TrainConfig:
         if self.init_adapter is not None:
             self.init_adapter = Path(self.init_adapter)
         self.extra_data = tuple(Path(p) for p in self.extra_data)
+        if self.updates is not None:
+            self.updates = Path(self.updates)
+            # update triples train the update mode: the contract must say so
+            self.contract = self.contract.with_update()
 
 
 def experimental_from(settings: Mapping[str, Any]) -> Experimental:
@@ -226,6 +237,8 @@ def validate(config: TrainConfig) -> None:
     for path in config.extra_data:
         if not path.exists():
             raise ConfigError("extra_data", f"--extra-data {path}: no such file or folder")
+    if config.updates is not None and not config.updates.exists():
+        raise ConfigError("updates", f"--updates {config.updates}: no such file or folder")
     if config.optim is not None:
         from transformers.training_args import OptimizerNames
 

@@ -4,9 +4,10 @@ labelled: the pair split (msgids of partly translated pages) and the document sp
 of reST markup items kept, beside the copy-the-source baseline and the human
 references' own markup score; what a translator would have to fix
 (training/quality.py: chrF on prose, link labels translated, simplified Chinese,
-sphinx-lint findings of the drafts against the references'); and the failure report
-(training/failures.py: dropped markup, dropped or repeated clauses, English left, the
-examples' similarity).
+sphinx-lint findings of the drafts against the references'); whether the drafts'
+confidence ranks them as their chrF does, and consensus against greedy decoding
+(training/calibration.py); and the failure report (training/failures.py: dropped
+markup, dropped or repeated clauses, English left, the examples' similarity).
 
 The document split is a page nobody has translated yet: its pairs are hidden from the
 memory the prompts draw on (exact answers and examples) for every version scored, and
@@ -34,9 +35,11 @@ from core.settings import Settings
 from service.adapters import LoadedAdapter
 from service.schemas import TranslateItem
 from service.translator import Outcome, Translator, open_translator, translate_all
+from training.calibration import calibration, mbr_metrics
 from training.data import DOCUMENT_PERCENT_DEFAULT, Corpus, Pair, load_corpus
 from training.failures import failure_report, summary_metrics
 from training.quality import quality
+from training.updates import Update
 
 PAIR, DOCUMENT = "pair", "document"
 SPLITS = (PAIR, DOCUMENT)
@@ -155,6 +158,7 @@ def evaluate(
     limit: int | None = None,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
     record: bool = True,
     splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, Evaluation]:
@@ -162,7 +166,7 @@ def evaluate(
     into its manifest and its report (predictions.jsonl, failures.json)."""
     return evaluate_many(
         registry, [ref], data, limit=limit, engine=engine, markup_retries=markup_retries,
-        record=record, splits=splits,
+        candidates=candidates, record=record, splits=splits,
     )[0]  # fmt: skip
 
 
@@ -174,6 +178,7 @@ def evaluate_many(
     limit: int | None = None,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
     record: bool = True,
     splits: tuple[str, ...] = SPLITS,
     decoding: dict[str, float] | None = None,
@@ -197,7 +202,7 @@ def evaluate_many(
             warn_trained_on(registry, key, held.document_files)
     results = evaluate_splits(
         registry, keys, held.sets, engine=engine, markup_retries=markup_retries,
-        decoding=decoding,
+        candidates=candidates, decoding=decoding,
     )  # fmt: skip
     for key, result in zip(keys, results, strict=True):
         mark_trained_on(registry, key, result, held.document_files)
@@ -236,12 +241,14 @@ def evaluate_versions(
     *,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
 ) -> list[Evaluation]:
     """Score each adapter version ("NAME@VERSION", one base model) on ``pairs`` (the
     pair split), through one translator: the engine starts once for all of them."""
     results = evaluate_splits(
-        registry, refs, {PAIR: pairs}, engine=engine, markup_retries=markup_retries
-    )
+        registry, refs, {PAIR: pairs}, engine=engine, markup_retries=markup_retries,
+        candidates=candidates,
+    )  # fmt: skip
     return [r[PAIR] for r in results]
 
 
@@ -252,11 +259,16 @@ def evaluate_splits(
     *,
     engine: str | None = None,
     markup_retries: int | None = None,
+    candidates: int | None = None,
     decoding: dict[str, float] | None = None,
 ) -> list[dict[str, Evaluation]]:
     """Each version scored on each split (empty ones skipped), one engine for all."""
     settings = Settings.from_env(
-        registry=registry.root, engine=engine, markup_retries=markup_retries, **(decoding or {})
+        registry=registry.root,
+        engine=engine,
+        markup_retries=markup_retries,
+        candidates=candidates,
+        **(decoding or {}),
     )
     sets = {split: pairs for split, pairs in sets.items() if pairs}
     return asyncio.run(_evaluate(settings, refs, sets))
@@ -299,7 +311,7 @@ async def _evaluate_one(
         file=sys.stderr,
     )
     outcomes = await translate_all(translator, ref, items, on_batch=progress)
-    result = _scores(ref, pairs, outcomes, settings.markup_retries)
+    result = _scores(ref, pairs, outcomes, settings)
     result.split, result.pairs = split, pairs
     result.metrics.update(  # decoding settings, as markup_retries: they change the scores
         repetition_penalty=settings.repetition_penalty,
@@ -347,7 +359,7 @@ def example_similarities(
     return out
 
 
-def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) -> Evaluation:
+def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], settings: Settings) -> Evaluation:
     sources = [p.msgid for p in pairs]
     refs = [p.msgstr for p in pairs]
     outputs = [o.text for o in outcomes]
@@ -358,13 +370,17 @@ def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], retries: int) 
         chrf_greedy=greedy["chrf"],
         bleu_zh_greedy=greedy["bleu_zh"],
         markup_kept_greedy=greedy["markup_kept"],
-        markup_retries=float(retries),
+        markup_retries=float(settings.markup_retries),
         markup_retried=float(len(retried)),
         markup_repaired=float(sum(not _markup_warnings(o) for o in retried)),
         from_memory=float(sum(o.from_memory for o in outcomes)),
         refused=float(sum(o.text == "" for o in outcomes)),
     )
     metrics.update(quality(sources, refs, outputs))  # what a translator would have to fix
+    drafts = [None if o.from_memory else o.confidence for o in outcomes]
+    metrics.update(calibration(refs, outputs, drafts))
+    greedy_texts = [o.greedy for o in outcomes]
+    metrics.update(mbr_metrics(sources, refs, outputs, greedy_texts, settings.candidates))
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
     examples = [
@@ -414,6 +430,8 @@ def record_evaluations(
                 row["greedy"] = outcome.greedy
             if outcome.warnings:
                 row["warnings"] = outcome.warnings
+            if outcome.confidence is not None:
+                row["confidence"] = outcome.confidence
             rows.append(json.dumps(row, ensure_ascii=False) + "\n")
     atomic_write(report / "predictions.jsonl", "".join(rows).encode())
 
@@ -429,3 +447,74 @@ def _other_splits_rows(path: Path, splits: set[str]) -> list[str]:
 
 def _markup_warnings(outcome: Outcome) -> list[str]:
     return [w for w in outcome.warnings if "markup" in w or "placeholder" in w]
+
+
+# ---- update mode (issue 41) ----------------------------------------------------------
+
+UPDATE_MODES = ("keep-old", "scratch", "update")
+
+
+def update_scores(updates: list[Update], outputs: list[str]) -> dict[str, float]:
+    """chrF, markup kept and the rest of ``score`` and ``quality`` against the humans'
+    new translations, and ``unchanged_returned``: of the entries the humans left as they
+    were, the share returned byte-identical."""
+    sources = [u.msgid for u in updates]
+    refs = [u.msgstr for u in updates]
+    metrics = score(sources, refs, outputs)
+    metrics.update(quality(sources, refs, outputs))
+    kept = [(u, o) for u, o in zip(updates, outputs, strict=True) if u.unchanged]
+    metrics["unchanged_entries"] = float(len(kept))
+    returned = sum(o == u.old_msgstr for u, o in kept)
+    metrics["unchanged_returned"] = round(returned / len(kept), 4) if kept else 1.0
+    return metrics
+
+
+def evaluate_updates(
+    updates: list[Update],
+    modes: list[str],
+    *,
+    registry: Registry | None = None,
+    ref: str | None = None,
+    engine: str | None = None,
+    markup_retries: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score each mode on an update set (training.updates.mine_updates): keep-old (the
+    translation msgmerge left), scratch (the adapter translates the new source), update
+    (the adapter edits the old translation; an adapter without update mode answers the
+    old one). The model's modes go through the service's translator, as it answers."""
+    results: dict[str, dict[str, float]] = {}
+    if "keep-old" in modes:
+        results["keep-old"] = update_scores(updates, [u.old_msgstr for u in updates])
+        results["keep-old"]["from_memory"] = 0.0
+    wanted = [m for m in modes if m in ("scratch", "update")]
+    if wanted:
+        if registry is None or ref is None:
+            raise ValueError(f"modes {', '.join(wanted)} need an adapter")
+        settings = Settings.from_env(
+            registry=registry.root, engine=engine, markup_retries=markup_retries
+        )
+        name, version = registry.resolve(ref)
+        outcomes = asyncio.run(_translate_updates(settings, f"{name}@{version}", updates, wanted))
+        for mode in wanted:
+            results[mode] = update_scores(updates, [o.text for o in outcomes[mode]])
+            # answered by the adapter's memory (a reference it was trained on, if any)
+            results[mode]["from_memory"] = float(sum(o.from_memory for o in outcomes[mode]))
+    return results
+
+
+async def _translate_updates(
+    settings: Settings, ref: str, updates: list[Update], modes: list[str]
+) -> dict[str, list[Outcome]]:
+    out = {}
+    async with open_translator(settings, only=ref) as translator:
+        for mode in modes:
+            items = [
+                TranslateItem(u.msgid, u.msgctxt)
+                if mode == "scratch"
+                else TranslateItem(u.msgid, u.msgctxt, u.previous_msgid, u.old_msgstr)
+                for u in updates
+            ]
+            print(f"eval: {ref} {mode} on {len(items)} updates", file=sys.stderr, flush=True)
+            outcomes = await translate_all(translator, ref, items)
+            out[mode] = outcomes
+    return out

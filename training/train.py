@@ -25,16 +25,26 @@ from typing import Any
 
 from core.base_models import resolve_base_model
 from core.memory import TranslationMemory
-from core.prompt import PromptBuilder
+from core.prompt import Previous, PromptBuilder
 from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
 from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
-from training.data import Corpus, Pair, data_index, extra_pairs, load_corpus
+from training.data import (
+    Corpus,
+    Pair,
+    Splits,
+    data_index,
+    extra_pairs,
+    is_document_heldout,
+    is_heldout,
+    load_corpus,
+)
 from training.progress import Progress
 from training.report import write_report
 from training.unsloth_loader import import_unsloth
+from training.updates import Update, load_updates
 
 # LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -65,6 +75,7 @@ class Pairs:
     document_files: list[str]
     extra: list[Pair]  # extra training text: trained on, not in the memory
     terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
+    updates: list[Update]  # update triples (--updates), held-out msgids left out
 
 
 def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
@@ -77,7 +88,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     pairs = load_pairs(config, corpus)
     model, tokenizer = load_model(resolve_base_model(config.base_model), config)
     examples, too_long = tokenize_pairs(
-        tokenizer, pairs.train, config, pairs.terms, extra=pairs.extra
+        tokenizer, pairs.train, config, pairs.terms, pairs.updates, extra=pairs.extra
     )
     if not examples:
         raise TrainingDataError(f"every pair is longer than --max-length {config.max_length}")
@@ -156,21 +167,7 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         f"{len(splits.documents)} in {len(splits.document_files)} whole catalogs "
         f"(document split), from {corpus.files} catalogs"
     )
-    extra: list[Pair] = []
-    if config.extra_data:
-        extra, counts = extra_pairs(
-            config.extra_data,
-            corpus,
-            heldout_percent=config.heldout_percent,
-            document_percent=config.document_percent,
-        )
-        log(
-            f"extra training text: {len(extra)} pairs from {len(config.extra_data)} sources "
-            f"(left out: {counts.get('known', 0)} the data translates, "
-            f"{counts.get('document_split', 0)} of held-out catalogs, "
-            f"{counts.get('pair_split', 0)} held-out msgids, "
-            f"{counts.get('too_long', 0)} too long)"
-        )
+    extra = load_extra(config, corpus)
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
@@ -182,7 +179,56 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         document_files=splits.document_files,
         extra=extra,
         terms=terms,
+        updates=load_update_triples(config, splits),
     )
+
+
+def load_extra(config: TrainConfig, corpus: Corpus) -> list[Pair]:
+    """The extra training text (``--extra-data``), held-out texts left out."""
+    if not config.extra_data:
+        return []
+    extra, counts = extra_pairs(
+        config.extra_data,
+        corpus,
+        heldout_percent=config.heldout_percent,
+        document_percent=config.document_percent,
+    )
+    log(
+        f"extra training text: {len(extra)} pairs from {len(config.extra_data)} sources "
+        f"(left out: {counts.get('known', 0)} the data translates, "
+        f"{counts.get('document_split', 0)} of held-out catalogs, "
+        f"{counts.get('pair_split', 0)} held-out msgids, "
+        f"{counts.get('too_long', 0)} too long)"
+    )
+    return extra
+
+
+def load_update_triples(config: TrainConfig, splits: Splits) -> list[Update]:
+    """The update triples (``--updates``) less those of either held-out split: a held-out
+    msgid (or previous msgid) stays unseen in update prompts too, and so does every
+    text of a held-out catalog (by its path, as the document split chooses them)."""
+    if config.updates is None:
+        return []
+    try:
+        found = load_updates(config.updates)
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from None
+    documents = {p.msgid for p in splits.documents}
+
+    def held(u: Update) -> bool:
+        texts = (u.msgid, u.previous_msgid)
+        return (
+            any(is_heldout(t, config.heldout_percent) or t in documents for t in texts)
+            or bool(u.file)
+            and is_document_heldout(u.file, config.document_percent)
+        )
+
+    updates = [u for u in found if not held(u)]
+    log(
+        f"updates: {len(updates)} update triples from {config.updates} "
+        f"({len(found) - len(updates)} held out)"
+    )
+    return updates
 
 
 def corpus_terms(data: Path) -> list[Term]:
@@ -312,23 +358,30 @@ def tokenize_pairs(
     pairs: list[Pair],
     config: TrainConfig,
     terms: list[Term] | None = None,
+    updates: list[Update] | None = None,
     *,
     extra: list[Pair] | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Training examples through the prompt builder the service uses, and how many were
-    too long. Memory examples come from the other training pairs (leave-one-out), as
-    the adapter's memory.jsonl will hold them; ``extra`` pairs train too, with examples
-    from that memory, but are in it for no other pair."""
+    too long: the pairs, the extra pairs, then the update triples in update prompts.
+    Memory examples come from the other training pairs (leave-one-out), as the adapter's
+    memory.jsonl will hold them; ``extra`` pairs train with examples from that memory,
+    but are in it for no other pair."""
     memory = TranslationMemory()
     for pair in pairs:
         memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
     builder = PromptBuilder(config.contract, tokenizer, memory, terms, max_length=config.max_length)
-    every = pairs + (extra or [])
-    sources = [p.msgid for p in every]
+    rows = [(p.msgid, p.msgstr, p.msgctxt, None) for p in pairs + (extra or [])] + [
+        (u.msgid, u.msgstr, u.msgctxt, Previous(u.previous_msgid, u.old_msgstr))
+        for u in updates or []
+    ]
+    sources = [row[0] for row in rows]
     retrieved = builder.examples_for(sources, sources)
     examples, too_long = [], 0
-    for pair, shown in zip(every, retrieved, strict=True):
-        input_ids, labels = builder.example(pair.msgid, pair.msgstr, pair.msgctxt, examples=shown)
+    for (source, target, msgctxt, previous), shown in zip(rows, retrieved, strict=True):
+        input_ids, labels = builder.example(
+            source, target, msgctxt, examples=shown, previous=previous
+        )
         if len(input_ids) > config.max_length:
             too_long += 1
             continue
@@ -500,6 +553,7 @@ def build_manifest(
             **recorded_settings(config),
             "device": _device_name(),
             "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
+            "update_triples": len(pairs.updates),
             **progress.summary(),
         },
         parent=config.parent,
