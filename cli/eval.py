@@ -61,10 +61,12 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     )
     ev.add_argument(
         "--modes",
-        default="keep-old,scratch,update",
+        default="keep-old,scratch,update,update-checked",
         help="with --updates: keep-old (the old translation as msgmerge left it), scratch "
         "(the adapter translates the new source), update (the adapter edits the old "
-        "translation); comma-separated (default: all three)",
+        "translation), update-checked (update as translate-po writes it: the old "
+        "translation where the edit fails the markup or sphinx-lint checks); "
+        "comma-separated (default: all four)",
     )
     ev.set_defaults(run=run)
 
