@@ -130,7 +130,7 @@ def run_updates(args: argparse.Namespace) -> int:
         engine=args.engine,
         markup_retries=args.markup_retries,
     )
-    print(f"{'':22}" + "".join(f"{mode:>12}" for mode in results))
+    print(f"{'':22}" + "".join(f"{mode:>16}" for mode in results))
     for key in next(iter(results.values())):
-        print(f"{key:22}" + "".join(f"{r[key]:12.4g}" for r in results.values()))
+        print(f"{key:22}" + "".join(f"{r[key]:16.4g}" for r in results.values()))
     return 0
