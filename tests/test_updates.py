@@ -399,3 +399,46 @@ def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_
     table = {ln.split()[0]: ln.split()[1:] for ln in lines[2:]}
     assert table["pairs"] == ["7", "7", "7"] and table["unchanged_entries"] == ["6", "6", "6"]
     assert float(table["chrf"][0]) == 99.67 and float(table["unchanged_returned"][0]) == 1
+    # polingo retrain keeps training the update mode: the parent's triples, or --updates
+    shutil.copytree(NEW / "tutorial", docs / "tutorial", dirs_exist_ok=True)
+    done = polingo(
+        "retrain", "--docs", str(docs), "--adapter", "zh", "--registry", str(registry),
+        "--min-changes", "0", "--max-steps", "2", "--eval-limit", "2", "--engine",
+        "transformers", "--margin", "100",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = Registry(registry).manifest("zh@v2")
+    assert again.contract == UPDATE and again.training["update_triples"] > 0
+
+
+def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Path) -> None:
+    import argparse
+
+    from core.registry import DataSummary, Manifest, Registry
+    from training.config import TrainConfig, recorded_settings
+    from training.retrain import candidate_config
+
+    registry = Registry(tmp_path / "reg")
+    parent = TrainConfig(data=tmp_path, updates=TRIPLES)
+    with registry.new_version("zh") as (version, folder):
+        registry.write_manifest(
+            folder,
+            Manifest(
+                name="zh",
+                version=version,
+                base_model="tiny",
+                contract=parent.contract,
+                data=DataSummary(fingerprint="sha256:x", source="d"),
+                training=recorded_settings(parent),
+            ),  # fmt: skip
+        )
+    args = argparse.Namespace(
+        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
+        max_steps=None, max_pairs=None, contract=None, updates=None,
+    )  # fmt: skip
+    config = candidate_config(registry, "zh@v1", args)
+    assert config.updates == TRIPLES and config.contract == UPDATE
+    args.updates, args.contract = tmp_path / "more.jsonl", CONTRACT_PRESETS["v2"]
+    config = candidate_config(registry, "zh@v1", args)
+    assert config.updates == tmp_path / "more.jsonl"
+    assert config.contract == CONTRACT_PRESETS["v2-update"]  # --updates turns update mode on

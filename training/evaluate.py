@@ -250,6 +250,7 @@ def evaluate_updates(
     results: dict[str, dict[str, float]] = {}
     if "keep-old" in modes:
         results["keep-old"] = update_scores(updates, [u.old_msgstr for u in updates])
+        results["keep-old"]["from_memory"] = 0.0
     wanted = [m for m in modes if m in ("scratch", "update")]
     if wanted:
         if registry is None or ref is None:
@@ -258,15 +259,17 @@ def evaluate_updates(
             registry=registry.root, engine=engine, markup_retries=markup_retries
         )
         name, version = registry.resolve(ref)
-        outputs = asyncio.run(_translate_updates(settings, f"{name}@{version}", updates, wanted))
+        outcomes = asyncio.run(_translate_updates(settings, f"{name}@{version}", updates, wanted))
         for mode in wanted:
-            results[mode] = update_scores(updates, outputs[mode])
+            results[mode] = update_scores(updates, [o.text for o in outcomes[mode]])
+            # answered by the adapter's memory (a reference it was trained on, if any)
+            results[mode]["from_memory"] = float(sum(o.from_memory for o in outcomes[mode]))
     return results
 
 
 async def _translate_updates(
     settings: Settings, ref: str, updates: list[Update], modes: list[str]
-) -> dict[str, list[str]]:
+) -> dict[str, list[Outcome]]:
     out = {}
     async with open_translator(settings, only=ref) as translator:
         for mode in modes:
@@ -278,5 +281,5 @@ async def _translate_updates(
             ]
             print(f"eval: {ref} {mode} on {len(items)} updates", file=sys.stderr, flush=True)
             outcomes = await translate_all(translator, ref, items)
-            out[mode] = [o.text for o in outcomes]
+            out[mode] = outcomes
     return out
