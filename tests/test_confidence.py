@@ -127,6 +127,10 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
 
 
 def test_candidates_setting_is_checked() -> None:
-    assert Settings.from_env({"POLINGO_CANDIDATES": "8"}).candidates == 8
+    assert Settings.from_env({"POLINGO_CANDIDATES": "4"}).candidates == 4
     with pytest.raises(ValueError, match="POLINGO_CANDIDATES must be 1 or more"):
         Settings(candidates=0)
+    # 64 texts x 7 samples would never fit the default queue of 256: said, not skipped
+    with pytest.raises(ValueError, match="POLINGO_MAX_QUEUE=256 and could never be queued"):
+        Settings(candidates=8)
+    assert Settings(candidates=8, max_queue=512).candidates == 8

@@ -6,6 +6,7 @@
 #   bash bench/gpu/trust_eval.sh [N ...]   (default: 1 8)
 set -euo pipefail
 source bench/gpu/env.sh
+export POLINGO_MAX_QUEUE=1024  # room for a batch's 64 x 7 samples at N=8
 [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
 [ $# -gt 0 ] || set -- 1 8
 for n in "$@"; do
