@@ -98,10 +98,12 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     )
     ev.add_argument(
         "--modes",
-        default="keep-old,scratch,update",
+        default="keep-old,scratch,update,update-checked",
         help="with --updates: keep-old (the old translation as msgmerge left it), scratch "
         "(the adapter translates the new source), update (the adapter edits the old "
-        "translation); comma-separated (default: all three)",
+        "translation), update-checked (update as translate-po writes it: the old "
+        "translation where the edit fails the markup or sphinx-lint checks); "
+        "comma-separated (default: all four)",
     )
     ev.set_defaults(run=run)
 
@@ -187,7 +189,7 @@ def run_updates(args: argparse.Namespace) -> int:
         engine=args.engine,
         markup_retries=args.markup_retries,
     )
-    print(f"{'':22}" + "".join(f"{mode:>12}" for mode in results))
+    print(f"{'':22}" + "".join(f"{mode:>16}" for mode in results))
     for key in next(iter(results.values())):
-        print(f"{key:22}" + "".join(f"{r[key]:12.4g}" for r in results.values()))
+        print(f"{key:22}" + "".join(f"{r[key]:16.4g}" for r in results.values()))
     return 0

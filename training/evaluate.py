@@ -29,7 +29,7 @@ from pathlib import Path
 
 import sacrebleu
 
-from core.markup import kept_count
+from core.markup import kept_count, update_problems
 from core.registry import Registry
 from core.settings import Settings
 from service.adapters import LoadedAdapter
@@ -451,7 +451,9 @@ def _markup_warnings(outcome: Outcome) -> list[str]:
 
 # ---- update mode (issue 41) ----------------------------------------------------------
 
-UPDATE_MODES = ("keep-old", "scratch", "update")
+# update-checked: the update mode as translate-po writes it, the old translation kept
+# where the edit fails the markup or sphinx-lint checks (core.markup.update_problems)
+UPDATE_MODES = ("keep-old", "scratch", "update", "update-checked")
 
 
 def update_scores(updates: list[Update], outputs: list[str]) -> dict[str, float]:
@@ -486,7 +488,7 @@ def evaluate_updates(
     if "keep-old" in modes:
         results["keep-old"] = update_scores(updates, [u.old_msgstr for u in updates])
         results["keep-old"]["from_memory"] = 0.0
-    wanted = [m for m in modes if m in ("scratch", "update")]
+    wanted = [m for m in modes if m in ("scratch", "update", "update-checked")]
     if wanted:
         if registry is None or ref is None:
             raise ValueError(f"modes {', '.join(wanted)} need an adapter")
@@ -494,12 +496,26 @@ def evaluate_updates(
             registry=registry.root, engine=engine, markup_retries=markup_retries
         )
         name, version = registry.resolve(ref)
-        outcomes = asyncio.run(_translate_updates(settings, f"{name}@{version}", updates, wanted))
+        asked = list(dict.fromkeys("update" if m == "update-checked" else m for m in wanted))
+        key = f"{name}@{version}"
+        outcomes = asyncio.run(_translate_updates(settings, key, updates, asked))
+        if "update-checked" in wanted:
+            pairs = zip(updates, outcomes["update"], strict=True)
+            outcomes["update-checked"] = [_checked_update(u, o) for u, o in pairs]
         for mode in wanted:
             results[mode] = update_scores(updates, [o.text for o in outcomes[mode]])
             # answered by the adapter's memory (a reference it was trained on, if any)
             results[mode]["from_memory"] = float(sum(o.from_memory for o in outcomes[mode]))
     return results
+
+
+def _checked_update(update: Update, outcome: Outcome) -> Outcome:
+    """What translate-po writes for an update: the edit, or the old translation where the
+    edit fails the checks the old one passed."""
+    warnings = [w for w in outcome.warnings if "no update mode" not in w]
+    if update_problems(update.msgid, update.old_msgstr, outcome.text, warnings):
+        return outcome._replace(text=update.old_msgstr)
+    return outcome
 
 
 async def _translate_updates(

@@ -59,14 +59,35 @@ def cut_generation(
     return Generation(tokens[:end], "length" if cut is None else "stop", kept)
 
 
-def chosen_logprobs(logits: Any, tokens: Any) -> list[list[float]]:
-    """Each row's logprob of the token it generated at each step: ``logits`` is
-    ``generate``'s raw per-step logits (steps of [rows, vocab]), ``tokens`` the
-    generated ids [rows, steps]."""
-    import torch
+class ChosenLogprobs:
+    """A ``generate`` logits processor that records each row's logprob of the token it
+    chose at each step, keeping one step's distribution at a time (``output_logits``
+    would keep every step's: rows x steps x vocabulary, tens of GB for a batch of long
+    outputs with Gemma's 262k-token vocabulary). transformers runs a caller's processors
+    before its sampling warpers (temperature, top-k), so these are the model's own
+    logprobs, as vLLM reports them."""
 
-    steps = torch.stack(logits, dim=1).float().log_softmax(dim=-1)  # [rows, steps, vocab]
-    return steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
+    def __init__(self) -> None:
+        self.steps: list[Any] = []  # [rows] tensors, one per generated token
+        self._last: Any = None  # the previous step's log-softmax, until its token is known
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._last is not None:  # the token chosen from it is now input_ids' last
+            self.steps.append(self._last.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._last = scores.float().log_softmax(dim=-1)
+        return scores
+
+    def rows(self, new_tokens: Any) -> list[list[float]]:
+        """Each row's logprobs for ``new_tokens`` [rows, steps], the generated ids."""
+        import torch
+
+        if self._last is not None and new_tokens.shape[1] > len(self.steps):
+            last = new_tokens[:, len(self.steps) : len(self.steps) + 1]
+            self.steps.append(self._last.gather(-1, last).squeeze(-1))
+            self._last = None
+        if not self.steps:
+            return [[] for _ in range(new_tokens.shape[0])]
+        return torch.stack(self.steps, dim=1).tolist()
 
 
 class HfEngine(Engine):
@@ -157,7 +178,7 @@ class HfEngine(Engine):
         ignore_stop: bool = False,
     ) -> list[Generation]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -174,6 +195,7 @@ class HfEngine(Engine):
         # one generator for the whole batch: transformers cannot seed rows apart
         if seed is not None:
             torch.manual_seed(seed)
+        recorder = ChosenLogprobs()
         with torch.inference_mode(), scope:
             out = model.generate(
                 input_ids=ids.to(self._device),
@@ -183,27 +205,30 @@ class HfEngine(Engine):
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                output_logits=True,  # raw logits: the tokens' own logprobs, for confidence
-                return_dict_in_generate=True,
-                **self._penalty_kwargs(ids.shape[1]),
+                # the recorder first: the model's own logprobs, as vLLM reports them
+                logits_processor=LogitsProcessorList(
+                    [recorder, *self._penalty_processors(ids.shape[1])]
+                ),
+                **self._penalty_kwargs(),
             )
-        width = ids.shape[1]
-        new = out.sequences[:, width:]
-        logprobs = chosen_logprobs(out.logits, new)
+        new = out[:, ids.shape[1] :]
+        logprobs = recorder.rows(new)
         return [
             cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)
         ]
 
-    def _penalty_kwargs(self, width: int) -> dict[str, Any]:
-        """transformers' repetition_penalty, and vLLM's frequency_penalty rule (generated
-        tokens only) as a logits processor: the same settings decode alike."""
-        out: dict[str, Any] = {}
+    def _penalty_kwargs(self) -> dict[str, Any]:
+        """transformers' repetition_penalty, when set."""
         if self._repetition_penalty != 1.0:
-            out["repetition_penalty"] = self._repetition_penalty
+            return {"repetition_penalty": self._repetition_penalty}
+        return {}
+
+    def _penalty_processors(self, width: int) -> list[Any]:
+        """vLLM's frequency_penalty rule (generated tokens only), when set."""
         if self._frequency_penalty:
-            out["logits_processor"] = [frequency_penalty(self._frequency_penalty, width)]
-        return out
+            return [frequency_penalty(self._frequency_penalty, width)]
+        return []
 
 
 def frequency_penalty(penalty: float, width: int) -> Any:
