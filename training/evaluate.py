@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,7 +411,10 @@ def record_evaluations(
     ref = next(iter(results.values())).ref
     manifest = registry.manifest(ref)
     for split, result in results.items():
-        metrics = {**result.metrics, "eval_limit": float(limit or 0)}
+        # an undefined figure (NaN: a rank correlation of constant values) would be
+        # written as null, and the manifest could not be read back: left out
+        metrics = {k: v for k, v in result.metrics.items() if math.isfinite(v)}
+        metrics["eval_limit"] = float(limit or 0)
         if split == PAIR:
             manifest.metrics, manifest.baseline_metrics = metrics, result.baseline
         else:
