@@ -329,10 +329,16 @@ def _adapters(args: argparse.Namespace) -> int:
         names = registry.names()
         if not names:
             print(f"no adapters in {registry.root}")
+        bad = 0
         for name in names:
             current = registry.current(name)
             for version in registry.versions(name):
-                m = registry.manifest(f"{name}@{version}")
+                try:
+                    m = registry.manifest(f"{name}@{version}")
+                except (OSError, ValueError) as exc:  # one bad manifest: list the rest
+                    print(f"! {name}@{version}  unreadable manifest: {exc}", file=sys.stderr)
+                    bad += 1
+                    continue
                 mark = "*" if version == current else " "
                 metrics = "  ".join(
                     f"{k}={v:g}"
@@ -343,7 +349,7 @@ def _adapters(args: argparse.Namespace) -> int:
                     f"{mark} {name}@{version}  base={m.base_model}  "
                     f"parent={m.parent or '-'}  {metrics}  {m.created_at}"
                 )
-        return 0
+        return 1 if bad else 0
     if args.action == "promote":
         name, version = registry.resolve(args.ref)
         registry.promote(f"{name}@{version}", reason="polingo adapters promote")

@@ -9,6 +9,7 @@ together, raise ValueError naming the variable. Nothing here builds an engine.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,18 @@ class Settings:
     (POLINGO_API_KEY_FILE): a mounted secret."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted; larger ones get 413 (POLINGO_MAX_BODY_BYTES)."""
+    header_timeout_s: float = 10.0
+    """Seconds a connection may take to send a request's headers, counted from its
+    opening or the request's first byte; then it is closed (POLINGO_HEADER_TIMEOUT).
+    uvicorn has no such limit of its own."""
+    body_timeout_s: float = 30.0
+    """Seconds a request may take to send its body once its headers are in; then the
+    connection is closed (POLINGO_BODY_TIMEOUT)."""
+    allowed_hosts: str | None = None
+    """Comma-separated Host header values answered besides the loopback names
+    (POLINGO_ALLOWED_HOSTS, e.g. "mt.example.org,*.example.org"). A service bound to
+    loopback answers 127.0.0.1, localhost and [::1] only (a DNS-rebinding page gets 400);
+    bound beyond it, unset answers any Host (Kubernetes probes send the pod's IP)."""
 
     # --- adapters ---
     registry: Path | None = None
@@ -75,6 +88,11 @@ class Settings:
     """Largest adapter rank vLLM accepts (POLINGO_MAX_LORA_RANK)."""
     max_loras: int = 4
     """Adapters vLLM keeps active in one batch (POLINGO_MAX_LORAS)."""
+    max_resident_adapters: int = 8
+    """Adapter versions loaded at once, the current ones included
+    (POLINGO_MAX_RESIDENT_ADAPTERS). A request may pin any registry version
+    (NAME@VERSION), which loads it; beyond this number the least recently used version
+    that is neither current nor in use is unloaded. Each costs its weights in memory."""
     max_num_seqs: int | None = None
     """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS); unset: 256 on a GPU, 64 on
     a CPU (docs/benchmarks.md has the measurements)."""
@@ -126,6 +144,14 @@ class Settings:
 
         return 16384 if torch.cuda.is_available() else None
 
+    def host_allowlist(self) -> list[str] | None:
+        """The Host header values the service answers; None: any (see allowed_hosts)."""
+        extra = [h.strip() for h in (self.allowed_hosts or "").split(",") if h.strip()]
+        if not _is_loopback(self.host):
+            return extra or None
+        names = {"127.0.0.1", "localhost", "[::1]", self.host}
+        return [h for n in sorted(names) for h in (n, f"{n}:{self.port}")] + extra
+
     @property
     def model_cache_dir(self) -> Path:
         """Where base-model aliases are materialised: $POLINGO_CACHE/models."""
@@ -136,11 +162,12 @@ class Settings:
             object.__setattr__(self, "registry", packaged_registry())
         if self.api_key is None and self.api_key_file is not None:
             try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
+                text = self.api_key_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ValueError(
                     f"{env_name('api_key_file')}: cannot read {self.api_key_file}: {exc}"
                 ) from None
+            key = (text.splitlines() or [""])[0].strip()  # the first line, as documented
             object.__setattr__(self, "api_key", key or None)
         self.validate()
 
@@ -182,7 +209,8 @@ class Settings:
         if self.markup_retries < 0:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
-                     "max_lora_rank", "max_loras"):  # fmt: skip
+                     "max_lora_rank", "max_loras", "max_resident_adapters",
+                     "header_timeout_s", "body_timeout_s"):  # fmt: skip
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
         if self.max_batch > MAX_BATCH:
@@ -208,6 +236,8 @@ class Settings:
 
 _ENV_NAMES = {
     "watch_interval_s": "POLINGO_WATCH_INTERVAL",
+    "header_timeout_s": "POLINGO_HEADER_TIMEOUT",
+    "body_timeout_s": "POLINGO_BODY_TIMEOUT",
     "cache": "POLINGO_CACHE",
     "max_new_tokens_cap": "POLINGO_MAX_NEW_TOKENS",
 }
@@ -216,6 +246,15 @@ _ENV_NAMES = {
 def env_name(field: str) -> str:
     """The environment variable of a Settings field."""
     return _ENV_NAMES.get(field, f"POLINGO_{field.upper()}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _to_path(kind: type, value: Any) -> Any:

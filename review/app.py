@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from core.asgi import AddHeaders, HeadAsGet
 from review.auth import JsonOnly, Unauthorized, json_bodies_only, require_key
 from review.controllers import LOGIN, ApiController, LoginController, PageController
 from review.decisions import Reviewer, ReviewError
@@ -39,7 +40,7 @@ def create_app(
     def engine_setup(engine: JinjaTemplateEngine) -> None:
         engine.engine.filters["rst"] = highlight
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             PageController,
             ApiController,
@@ -56,6 +57,10 @@ def create_app(
         openapi_config=None,
         logging_config=None,
     )
+    # another site's page may not frame this one (clickjacking its Accept/Reject buttons)
+    frames = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+    app.asgi_handler = AddHeaders(HeadAsGet(app.asgi_handler), frames)
+    return app
 
 
 def error_of(exc: Exception) -> tuple[int, ErrorBody]:
@@ -66,6 +71,8 @@ def error_of(exc: Exception) -> tuple[int, ErrorBody]:
         return 401, ErrorBody(message=str(exc), type="unauthorized")
     if isinstance(exc, JsonOnly):
         return 415, ErrorBody(message=str(exc), type="unsupported_media_type")
+    if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
+        return 422, ErrorBody(message="the body is nested too deeply", type="invalid_request")
     if isinstance(exc, ValidationException):
         details = exc.extra if isinstance(exc.extra, list) else []
         first = details[0] if details and isinstance(details[0], dict) else {}

@@ -54,6 +54,14 @@ class NotReady(Overloaded):
     type = "not_ready"
 
 
+class EngineDead(ServiceError):
+    """The generation engine died (its core process ended): nothing can be translated
+    until the service restarts; /health and /ready answer this too, and serve exits."""
+
+    status = 503
+    type = "engine_dead"
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
     type = "unsupported_media_type"
@@ -86,6 +94,9 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
     if isinstance(exc, ServiceError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else {}
         return exc.status, ErrorBody(exc.message, exc.type, exc.param, exc.status), headers
+    if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
+        message = "request body is not valid JSON: nested too deeply"
+        return 422, ErrorBody(message, "invalid_request", None, 422), {}
     if isinstance(exc, ValidationException):
         # Litestar's body validation: extra holds [{"message", "key", "source"}]
         details = exc.extra if isinstance(exc.extra, list) else []

@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="adapter registry folder (POLINGO_REGISTRY; default: the packaged registry "
         "with the project's default adapter)",
     )
+    parser.add_argument(
+        "--allowed-hosts", metavar="HOSTS",
+        help="comma-separated Host headers answered besides loopback's (POLINGO_ALLOWED_HOSTS; "
+        "bound to loopback: only 127.0.0.1, localhost, [::1]; beyond it, unset: any)",
+    )  # fmt: skip
     parser.add_argument("--adapter", help="default adapter NAME (POLINGO_ADAPTER)")
     parser.add_argument(
         "--base-model",
@@ -106,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     names = (
-        "host", "port", "registry", "adapter", "base_model", "engine", "api_key",
+        "host", "port", "allowed_hosts", "registry", "adapter", "base_model", "engine", "api_key",
         "api_key_file", "max_batch", "max_queue", "tensor_parallel_size",
         "gpu_memory_utilization", "watch_interval_s", "max_num_seqs",
         "max_num_batched_tokens", "max_lora_rank", "max_loras", "prefix_caching", "cuda_graphs",
@@ -169,6 +174,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.timeouts import timed_protocol
 
     failures: list[str] = []
     server: uvicorn.Server | None = None
@@ -178,10 +184,15 @@ def _serve(settings: Settings) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_failure=stop)
+    app = create_app(settings, on_failure=stop, allowed_hosts=settings.host_allowlist())
     # uvicorn's own access log is off: the app writes one structured line per request.
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, access_log=False, log_config=None
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
@@ -193,7 +204,7 @@ def _serve(settings: Settings) -> int:
         sys.stderr.flush()
         os._exit(0)
     if failures:
-        print(f"polingo serve: the engine did not start: {failures[0]}", file=sys.stderr)
+        print(f"polingo serve: stopped: {failures[0]}", file=sys.stderr)
         return 1
     return 0
 

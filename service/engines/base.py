@@ -35,6 +35,10 @@ class Engine(Protocol):
         """Sequences the engine holds (queued or generating)."""
         ...
 
+    def dead(self) -> str | None:
+        """Why the engine can no longer generate (e.g. its process died), or None."""
+        ...
+
     async def generate(
         self,
         prompts: list[list[int]],
