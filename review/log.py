@@ -66,9 +66,12 @@ def appender(path: Path) -> Iterator[Callable[[Iterable[ReviewRecord]], None]]:
     change. The yielded function appends records whole or not at all (OSError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(f"{path}.lock", timeout=10):
+        created = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        written = False
 
         def write(records: Iterable[ReviewRecord]) -> None:
+            nonlocal written
             data = b"".join(_encoder.encode(r) + b"\n" for r in records)
             if not data:
                 return
@@ -79,11 +82,14 @@ def appender(path: Path) -> Iterator[Callable[[Iterable[ReviewRecord]], None]]:
             except OSError:
                 os.ftruncate(fd, size)  # no half line (a full disk)
                 raise
+            written = True
 
         try:
             yield write
         finally:
             os.close(fd)
+            if created and not written:  # nothing decided: no empty log left behind
+                path.unlink(missing_ok=True)
 
 
 def read(path: Path) -> Iterator[ReviewRecord]:

@@ -314,7 +314,7 @@ def test_a_log_write_that_fails_puts_the_catalog_back(tmp_path: Path, memory, mo
         answer = decide(client, entry_id(entry), entry_rev(entry), "accept")
     assert answer.status_code == 500 and "No space left" in answer.json()["error"]["message"]
     assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
-    assert reviewer.log_path.read_bytes() == b""  # no half line either
+    assert not reviewer.log_path.exists()  # no half line either
 
 
 def test_review_page_head_frames_nesting_and_login_limit(tmp_path: Path, monkeypatch) -> None:

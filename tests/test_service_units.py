@@ -270,6 +270,9 @@ class ScriptedEngine:
         self.tokenizer, self.greedy, self.samples = tokenizer, greedy, samples
         self.calls: list[dict] = []
 
+    def dead(self) -> None:
+        return None
+
     async def generate(self, prompts, *, max_tokens, stop_token_ids, adapter, **sampling):
         from service.engines import Generation
 
