@@ -50,7 +50,7 @@ def build_registry(
     from transformers import AutoModelForCausalLM
 
     from core.base_models import resolve_base_model
-    from core.contract import PromptContract
+    from core.prompt import PromptContract
     from core.registry import DataSummary, Manifest, Registry
     from testkit import build_tiny_model
 

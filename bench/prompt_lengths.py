@@ -17,9 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import AutoTokenizer  # noqa: E402
 
 from core.base_models import resolve_base_model  # noqa: E402
-from core.contract import PromptContract  # noqa: E402
 from core.memory import TranslationMemory  # noqa: E402
-from core.prompting import PromptBuilder  # noqa: E402
+from core.prompt import PromptBuilder, PromptContract  # noqa: E402
 from core.retrieval import ExampleIndex  # noqa: E402
 from core.terms import read_glossary  # noqa: E402
 

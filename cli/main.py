@@ -14,10 +14,10 @@ import typing
 from pathlib import Path
 
 from core import defaults
-from core.contract import MARKUP_RETRIES
 from core.defaults import ENGINES
+from core.prompt import CONTRACT_PRESETS, MARKUP_RETRIES
 from core.vllm_env import quiet_if_inherited
-from training.config import CONTRACT_PRESETS, TrainConfig
+from training.config import TrainConfig
 
 quiet_if_inherited()  # vLLM's engine processes import the main module again (spawn)
 

@@ -288,7 +288,7 @@ def _identity_adapter(root: Path, base_model: str) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from core.contract import PromptContract
+    from core.prompt import PromptContract
     from core.registry import DataSummary, Manifest, Registry
     from service.translator import resolve_base
 

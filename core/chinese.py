@@ -2,7 +2,12 @@
 
 Detection is per character: a character counts as simplified only when it has no
 Traditional use at all (hanzidentifier's CC-CEDICT tables), so characters shared by
-both scripts (里, 干, 台, 后) never raise a warning. Conversion goes through OpenCC's
+both scripts (里, 干, 台, 后) never raise a warning by themselves. Some of them are
+simplified usage in context: 那么 is 那麼 written with 么, which is also a rare
+Traditional character; ``SIMPLIFIED_PHRASES`` lists such phrases (none occurs in the human
+translations of either python-docs-zh-tw snapshot; OpenCC's s2tw would have changed 234
+of them: 台 -> 臺, 只 -> 隻, 了 -> 瞭), and they are detected and converted as phrases.
+Conversion goes through OpenCC's
 ``s2twp`` (phrase-aware, Taiwan vocabulary) but keeps only the changes that replace a
 simplified character: OpenCC applied to Taiwan text rewrites correct usage (參數 ->
 引數, 台 -> 臺), so the rest of the text is left as written.
@@ -36,6 +41,25 @@ _HAN_WORD_RE = re.compile("[\u4e00-\u9fff]{2,4}")
 DEFAULT_CONVENTIONS = Path(__file__).with_name("zh_tw_conventions.json")
 
 
+# Simplified usage of characters that Traditional text also has, as phrases, with
+# their one Taiwan form. Checked on both corpus snapshots by bench/trust_rules.py.
+SIMPLIFIED_PHRASES = {
+    **{f"{head}么": f"{head}麼" for head in ("那", "什", "怎", "这", "這", "多", "要", "甚")},
+    **{f"{head}里": f"{head}裡" for head in ("那", "哪", "這", "这", "家", "心", "手")},
+    "里面": "裡面",
+    "里头": "裡頭",
+    **{f"{head}后": f"{head}後" for head in ("之", "然", "以", "最", "此", "前", "背", "隨")},
+    "后面": "後面",
+    "后来": "後來",
+    "后者": "後者",
+    "几乎": "幾乎",
+    "范例": "範例",
+    "模范": "模範",
+    **{f"{head}余": f"{head}餘" for head in ("其", "剩", "多")},
+}
+_PHRASES_RE = re.compile("|".join(sorted(SIMPLIFIED_PHRASES, key=lambda p: (-len(p), p))))
+
+
 @functools.cache
 def _converter(config: str) -> opencc.OpenCC:
     return opencc.OpenCC(config)
@@ -57,10 +81,23 @@ def simplified_characters(text: str) -> list[str]:
     return list(found)
 
 
+def simplified_phrases(text: str) -> list[str]:
+    """The ``SIMPLIFIED_PHRASES`` of ``text`` (那么), each once, in order of appearance."""
+    return list(dict.fromkeys(_PHRASES_RE.findall(text)))
+
+
+def simplified_usage(text: str) -> list[str]:
+    """What a warning names: the simplified characters, then the simplified phrases
+    made of characters both scripts have."""
+    return simplified_characters(text) + simplified_phrases(text)
+
+
 def to_traditional(text: str) -> str:
     """``text`` with its simplified characters converted (OpenCC s2twp, phrase by
-    phrase: 超时 -> 逾時, 默认 -> 預設); everything else stays as written."""
-    return _HAN_RUN_RE.sub(lambda m: _convert_run(m.group(0)), text)
+    phrase: 超时 -> 逾時, 默认 -> 預設) and its ``SIMPLIFIED_PHRASES`` (那么 -> 那麼);
+    everything else stays as written."""
+    text = _HAN_RUN_RE.sub(lambda m: _convert_run(m.group(0)), text)
+    return _PHRASES_RE.sub(lambda m: SIMPLIFIED_PHRASES[m.group(0)], text)
 
 
 def _convert_run(run: str) -> str:

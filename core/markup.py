@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from core.chinese import load_conventions, mainland_phrases, simplified_characters
+from core.chinese import load_conventions, mainland_phrases, simplified_usage
 
 # Order matters: the longer constructs are matched first so that a role's backquoted
 # body is not also counted as interpreted text.
@@ -114,7 +114,7 @@ def chinese_warnings(output: str, conventions: dict[str, str] | None = None) -> 
     Taiwan phrase; the shipped python-docs-zh-tw ones by default) in a translation."""
     text = prose(output)
     warnings = []
-    chars = simplified_characters(text)
+    chars = simplified_usage(text)
     if chars:
         warnings.append("simplified characters: " + " ".join(chars))
     if conventions is None:

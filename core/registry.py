@@ -28,8 +28,8 @@ from pathlib import Path
 
 import msgspec
 
-from core.contract import PromptContract
 from core.fsutil import atomic_write, make_readable
+from core.prompt import PromptContract
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"

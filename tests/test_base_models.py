@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core import base_models, contract, gguf_import
+from core import base_models, gguf_import
 from core.base_models import (
     ALIASES,
     DEFAULT_OFFLINE_MODEL,
@@ -20,6 +20,7 @@ from core.base_models import (
     list_aliases,
     resolve_base_model,
 )
+from core.prompt import PromptBuilder, PromptContract, end_of_turn_text, stop_token_ids
 from testkit import build_random_model
 
 ENGLISH = "The Python interpreter has a number of functions"
@@ -187,12 +188,13 @@ def test_tiny_model_loads_generates_and_has_chatml(tiny_model_dir: Path) -> None
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 128
     assert model.config.vocab_size == len(tokenizer) == 49152
-    assert tokenizer.eos_token == "<|im_end|>" and contract.stop_token_ids(tokenizer) == [2]
-    ids = contract.encode_prompt(tokenizer, "Return the absolute value of a number.")
+    assert tokenizer.eos_token == "<|im_end|>" and stop_token_ids(tokenizer) == [2]
+    builder = PromptBuilder(PromptContract(), tokenizer)
+    ids = builder.prompt("Return the absolute value of a number.").prompt_ids
     text = tokenizer.decode(ids)
     assert text.startswith("<|im_start|>user\n")
     assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
-    assert contract.end_of_turn_text(tokenizer) == "<|im_end|>\n"
+    assert end_of_turn_text(tokenizer) == "<|im_end|>\n"
     out = model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False)
     assert out.shape[1] > len(ids)
     again = AutoModelForCausalLM.from_pretrained(tiny_model_dir).generate(
@@ -299,7 +301,7 @@ def test_gemma_special_tokens_chat_template_and_stops(gemma_dir: Path) -> None:
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [token_id]
         assert token in tokenizer.all_special_tokens
     assert tokenizer.decode([105, 106], skip_special_tokens=True) == ""
-    assert contract.stop_token_ids(tokenizer) == [1, 106]
+    assert stop_token_ids(tokenizer) == [1, 106]
     rendered = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
         tokenize=False,
@@ -307,11 +309,12 @@ def test_gemma_special_tokens_chat_template_and_stops(gemma_dir: Path) -> None:
     assert rendered == (
         "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
     )
-    ids = contract.encode_prompt(tokenizer, "Return the value.")
+    builder = PromptBuilder(PromptContract(), tokenizer)
+    ids = builder.prompt("Return the value.").prompt_ids
     assert ids[:2] == [2, 105] and ids.count(2) == 1
     assert tokenizer.decode(ids).endswith("Return the value.<end_of_turn>\n<start_of_turn>model\n")
-    assert contract.end_of_turn_text(tokenizer) == "<end_of_turn>\n"
-    prompt, labels = contract.encode_example(tokenizer, "Hello", "你好")
+    assert end_of_turn_text(tokenizer) == "<end_of_turn>\n"
+    prompt, labels = builder.example("Hello", "你好")
     assert tokenizer.decode([t for t in labels if t != -100]) == "你好<end_of_turn>\n"
 
 
@@ -356,7 +359,7 @@ def test_smollm2_conversion_fixes_eos_and_answers(model_cache_dir: Path) -> None
 
     folder = resolve_base_model("smollm2-135m", cache_dir=model_cache_dir)
     tokenizer = load(folder)
-    assert tokenizer.eos_token == "<|im_end|>" and contract.stop_token_ids(tokenizer) == [2]
+    assert tokenizer.eos_token == "<|im_end|>" and stop_token_ids(tokenizer) == [2]
     assert tokenizer("<|im_start|>user\n", add_special_tokens=False)["input_ids"][0] == 1
     for text in TEXTS:
         assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text

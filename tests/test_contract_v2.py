@@ -15,10 +15,10 @@ from conftest import CORPUS
 from test_training import polingo
 
 from core.memory import TranslationMemory
-from core.prompting import PromptBuilder
+from core.prompt import CONTRACT_PRESETS, PromptBuilder
 from core.registry import Registry
 from core.terms import load_terms
-from training.config import CONTRACT_PRESETS, TrainConfig
+from training.config import TrainConfig
 from training.data import load_corpus
 from training.train import corpus_terms, tokenize_pairs
 
@@ -89,12 +89,12 @@ def test_contract_option_changes_switches_of_a_preset() -> None:
     """`--contract v2:examples=0,terms=off` (the ablations of docs/benchmarks.md)."""
     import argparse
 
-    from training.config import contract_preset
+    from training.config import contract_option
 
-    ablation = contract_preset("v2:examples=0,terms=off")
+    ablation = contract_option("v2:examples=0,terms=off")
     assert (ablation.examples, ablation.terms) == (0, False)
     assert (ablation.version, ablation.translate_labels, ablation.post_edit) == (2, True, True)
-    assert contract_preset("v2") == V2
+    assert contract_option("v2") == V2
     for spec, message in [
         ("v2:example=0", "unknown contract switch 'example'"),
         ("v2:terms=maybe", "terms: 'maybe' is not a bool"),
@@ -102,4 +102,4 @@ def test_contract_option_changes_switches_of_a_preset() -> None:
         ("v2:version=1", "unknown contract switch 'version'"),
     ]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
-            contract_preset(spec)
+            contract_option(spec)

@@ -11,16 +11,18 @@ import msgspec
 import pytest
 from transformers import AutoTokenizer
 
-from core import contract as c
-from core.contract import PromptContract
+from core import prompt as c
 from core.markup import check_translation, kept_count, markup_keys
 from core.memory import TranslationMemory
-from core.prompting import PromptBuilder, best_for_markup, keeps_markup, messages
+from core.prompt import PromptBuilder, PromptContract, messages
 from core.retrieval import ExampleIndex
 from core.terms import TermMatcher, glossary_terms, load_terms, write_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "core/default_adapter/zh-tw/v1"
+# Digests of the prompts and training tokens that core/contract.py + core/prompting.py
+# built for the shipped v1 and v3 contracts before they became core/prompt.py.
+PINNED = ROOT / "tests/data/pinned_prompts.json"
 V2 = PromptContract(version=2, translate_labels=True, examples=2, terms=True, post_edit=True)
 
 # Real entries of the 2024-10-19 snapshot (faq/design.po, faq/general.po).
@@ -76,17 +78,60 @@ def test_v1_builder_gives_the_tokens_of_today(tokenizer, source: str) -> None:  
     builder = PromptBuilder(v1, tokenizer, memory, [], max_length=768)
     prepared = builder.prompt(source)
     assert prepared.source == V1_PROTECTED[source]
-    old_source, old_items = c.prepare_source(v1, source)
-    assert (prepared.source, prepared.markup) == (old_source, old_items)
-    assert prepared.prompt_ids == c.encode_prompt(tokenizer, old_source)
+    assert c.restore(prepared.source, prepared.markup) == source
+
+    # version 1's prompt: the instruction, a blank line, the protected source
+    def v1_prompt(protected: str) -> list[int]:
+        chat = [{"role": "user", "content": f"{c.INSTRUCTION}\n\n{protected}"}]
+        text = tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=False, date_string="01 Jan 2025"
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    assert prepared.prompt_ids == v1_prompt(prepared.source)
     assert prepared.examples == [] and prepared.terms == []
-    # training pairs: the same (input_ids, labels) as encode_example(prepare_pair(...))
+    # training pairs: the prompt (items the target keeps verbatim protected), then the
+    # protected target and the end of turn
     target = {REF_SOURCE: REF_TARGET, LINK_SOURCE: LINK_TARGET}.get(source, "用 :func:`len`")
-    assert builder.example(source, target) == c.encode_example(
-        tokenizer, *c.prepare_pair(v1, source, target)
+    ids, labels = builder.example(source, target)
+    protected_source, protected_target, _ = c.protect(source, target)
+    n = len(v1_prompt(protected_source))
+    assert ids[:n] == v1_prompt(protected_source) and labels[:n] == [-100] * n
+    assert (
+        tokenizer.decode(ids[n:])
+        == f"{protected_target}<|im_end|>\n"
+        == tokenizer.decode(labels[n:])
     )
     raw = prepared.source.replace("For", "要")
-    assert builder.finish(raw, prepared) == c.finish_output(v1, raw, old_items)
+    assert builder.finish(raw, prepared) == c.restore(raw, prepared.markup)
+
+
+@pytest.mark.parametrize("name", ["v1", "v3"])
+def test_shipped_contracts_give_the_pinned_prompts(tokenizer, name: str) -> None:  # noqa: ANN001
+    """The shipped adapters' prompts and training tokens, with their memory and terms,
+    are byte for byte what they were trained and served with."""
+    import hashlib
+
+    from core.terms import load_terms
+
+    pinned = json.loads(PINNED.read_text())
+    folder = ROOT / "core/default_adapter/zh-tw" / name
+    manifest = json.loads((folder / "manifest.json").read_text())
+    contract = msgspec.convert(manifest["contract"], PromptContract)
+    memory = TranslationMemory.load(folder / "memory.jsonl")
+    max_length = manifest["training"]["max_length"]
+    builder = PromptBuilder(contract, tokenizer, memory, load_terms(folder), max_length=max_length)
+
+    def digest(value: object) -> str:
+        return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+    for (msgid, msgstr, msgctxt), want in zip(
+        pinned["sources"], pinned["cases"][name], strict=True
+    ):
+        prepared = builder.prompt(msgid, msgctxt)
+        assert digest(prepared.prompt_ids) == want["prompt"], msgid
+        assert digest(builder.example(msgid, msgstr, msgctxt)) == want["example"], msgid
+        assert builder.finish(prepared.source, prepared) == want["finish"], msgid
 
 
 def test_labels_are_text_role_and_target_are_protected() -> None:
@@ -126,13 +171,12 @@ def test_label_placeholders_swapped_or_empty_are_damage(tokenizer) -> None:  # n
     good = "請查閱\u27e61\u27e7浮點運算\u27e62\u27e7一章。"
     swapped = "請查閱\u27e62\u27e7浮點運算\u27e61\u27e7一章。"
     empty = "請查閱\u27e61\u27e7\u27e62\u27e7一章。"
-    contract = builder.contract
-    assert keeps_markup(contract, prepared, good)
-    assert not keeps_markup(contract, prepared, swapped)
-    assert not keeps_markup(contract, prepared, empty)
-    assert best_for_markup(contract, prepared, [swapped, empty, good]) == good
+    assert builder.keeps_markup(prepared, good)
+    assert not builder.keeps_markup(prepared, swapped)
+    assert not builder.keeps_markup(prepared, empty)
+    assert builder.best_for_markup(prepared, [swapped, empty, good]) == good
     assert builder.finish(good, prepared) == "請查閱:ref:`浮點運算 <tut-fp-issues>`一章。"
-    edited = PromptBuilder(msgspec.structs.replace(contract, post_edit=True), tokenizer)
+    edited = PromptBuilder(msgspec.structs.replace(builder.contract, post_edit=True), tokenizer)
     assert edited.finish(good, prepared) == "請查閱\\ :ref:`浮點運算 <tut-fp-issues>`\\ 一章。"
 
 

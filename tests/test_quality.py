@@ -11,11 +11,13 @@ from core.postedit import convert_simplified, escape_markup_spaces, post_edit
 from training.quality import label_counts, quality, sphinx_lint_findings
 
 # Human references of the 2024-10-19 snapshot (library/stdtypes.po, faq/general.po,
-# library/constants.po) that use characters shared by both scripts (台, 里, 干, 后).
+# library/constants.po) that use characters shared by both scripts (台, 干), and one
+# made-up sentence with 干擾 and 公里 (里, 后: Taiwan text writes 之後, and 之后 is
+# simplified usage, tests/test_simplified_phrases.py).
 CLEAN_REFERENCES = [
     "如果目前平台不支援聯接點，則始終回傳 ``False``。",
     "在 Python 教學的\\ :ref:`浮點運算 <tut-fp-issues>`\\ 一章。",
-    "這個干擾會在一公里後出現，之后則否。",
+    "這個干擾會在一公里後出現，之後則否。",
     "`最早討論 Python 的文章 <https://ir.cwi.nl/pub/18204>`_\\ 是在 1991 年寫的。",
 ]
 

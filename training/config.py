@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from core.base_models import DEFAULT_OFFLINE_MODEL
-from core.contract import PromptContract
 from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY
+from core.prompt import CONTRACT_PRESETS, PromptContract, contract_preset, default_contract
 
 BACKENDS = ("unsloth", "peft")
 # Unsloth's default cap on the batch shapes it replays as CUDA graphs (its
@@ -29,49 +27,12 @@ BACKENDS = ("unsloth", "peft")
 DEFAULT_CUDA_GRAPH_SHAPES = 8
 
 
-# The contracts a new adapter can be trained with (core/contract.py, core/prompting.py).
-CONTRACT_PRESETS = {
-    "v1": PromptContract(),
-    "v2": PromptContract(version=2, translate_labels=True, examples=4, terms=True, post_edit=True),
-    "raw": PromptContract(protect_markup=False),
-}
-
-
-def contract_preset(spec: str) -> PromptContract:
-    """--contract NAME[:SWITCH=VALUE,...] -> the PromptContract it names, with some
-    switches changed, for ablations: ``v2:examples=0``, ``v2:terms=off``."""
-    name, _, changes = spec.partition(":")
-    if name not in CONTRACT_PRESETS:
-        raise argparse.ArgumentTypeError(
-            f"unknown contract {name!r} (use {', '.join(CONTRACT_PRESETS)})"
-        )
-    contract = CONTRACT_PRESETS[name]
-    switches = {f: type(getattr(contract, f)) for f in contract.__struct_fields__}
-    overrides: dict[str, object] = {}
-    for change in filter(None, changes.split(",")):
-        key, _, value = change.partition("=")
-        if key not in switches or key == "version":
-            known = ", ".join(k for k in switches if k != "version")
-            raise argparse.ArgumentTypeError(f"unknown contract switch {key!r} (use {known})")
-        try:
-            overrides[key] = _switch_value(switches[key], value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"contract switch {key}: {value!r} is not a {switches[key].__name__}"
-            ) from None
+def contract_option(spec: str) -> PromptContract:
+    """--contract NAME[:SWITCH=VALUE,...] (core.prompt.contract_preset) for argparse."""
     try:
-        return msgspec.structs.replace(contract, **overrides)
+        return contract_preset(spec)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"contract {spec!r}: {exc}") from None
-
-
-def _switch_value(kind: type, value: str) -> object:
-    if kind is bool:
-        table = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
-        if value.lower() not in table:
-            raise ValueError(value)
-        return table[value.lower()]
-    return kind(value)
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class ConfigError(ValueError):
@@ -83,13 +44,13 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", **cli: Any) -> Any:  # noqa: A002
-    """A field with its help text (a class as ``default`` is its factory). ``cli`` holds
+    """A field with its help text (a class or function as ``default`` is its factory). ``cli`` holds
     argparse settings for its option: ``flag`` (name without dashes, if not the
     field's), ``choices``, or ``argparse`` (keyword arguments used as they are);
     ``internal=True`` keeps it off the CLI;
     ``group`` (a title) makes a nested dataclass an argument group."""
     metadata = {"help": help, **cli}
-    if callable(default) and isinstance(default, type):
+    if callable(default):
         return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
 
@@ -183,13 +144,13 @@ class TrainConfig:
     save_steps: int = knob(200, "checkpoint every N steps")
     logging_steps: int = knob(10, "log loss, tokens/s and ETA every N steps")
     contract: PromptContract = knob(
-        PromptContract,
+        default_contract,
         "the prompt contract: v1 (placeholders for whole markup items, zh-tw@v1's), v2 "
         "(link labels translated, memory examples and glossary terms in the prompt, "
         "post-editing) or raw (no placeholders); NAME:SWITCH=VALUE,... changes switches of "
         "the preset, e.g. v2:examples=0,terms=off (default: v1)",
         argparse={
-            "type": contract_preset,
+            "type": contract_option,
             "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}[:SWITCH=VALUE,...]",
         },
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 import polib
 from sacrebleu.metrics import CHRF
 
-from core.chinese import simplified_characters
+from core.chinese import simplified_usage
 from core.markup import prose, titled_labels
 
 
@@ -51,7 +51,7 @@ def label_counts(sources: list[str], references: list[str], outputs: list[str]) 
 
 
 def simplified_outputs(outputs: list[str]) -> int:
-    return sum(bool(simplified_characters(prose(o))) for o in outputs)
+    return sum(bool(simplified_usage(prose(o))) for o in outputs)
 
 
 def _sphinx_lint() -> list[str]:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from core.fsutil import atomic_write
+from core.prompt import CONTRACT_PRESETS
 from core.registry import DATA_INDEX, Registry
-from training.config import CONTRACT_PRESETS, TrainConfig, contract_preset
+from training.config import TrainConfig, contract_option
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
 
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
     p.add_argument(
         "--contract",
-        type=contract_preset,
+        type=contract_option,
         default=None,
         metavar="{" + ",".join(CONTRACT_PRESETS) + "}",
         help="train the new version with this prompt contract (default: the current "

@@ -25,7 +25,7 @@ from typing import Any
 
 from core.base_models import resolve_base_model
 from core.memory import TranslationMemory
-from core.prompting import PromptBuilder
+from core.prompt import PromptBuilder
 from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
 from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape

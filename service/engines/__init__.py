@@ -1,6 +1,6 @@
 """Generation engines behind the translator: vLLM (the real one) and a
 transformers+PEFT fallback. Both take prompt token ids and return generated token
-ids; prompts are built by core.contract only, in the translator.
+ids; prompts are built by core.prompt only, in the translator.
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        dtype: Any = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
+        dtype_name = settings.engine_dtype()
+        dtype: Any = "auto" if dtype_name == "auto" else getattr(torch, dtype_name)
         # the first CUDA GPU where there is one (a GPU box without vLLM), else the CPU
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype).to(device)

@@ -155,7 +155,7 @@ def engine_args(settings: Settings, model_path: Path, *, on_cpu: bool) -> dict[s
     return dict(
         model=str(model_path),
         tokenizer=str(model_path),
-        dtype=settings.dtype,
+        dtype=settings.engine_dtype(),
         seed=0,
         max_model_len=max_len,
         max_num_seqs=settings.engine_max_num_seqs(),

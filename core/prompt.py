@@ -1,0 +1,495 @@
+"""The prompt contract and the prompt builder: the one definition of how a
+(source -> translation) pair becomes tokens, shared by training, evaluation and serving.
+
+A model served with a different prompt than it was trained with translates badly, so
+nothing outside this module builds prompts. The contract's settings travel in each
+adapter's manifest (``PromptContract``); ``PromptBuilder(contract, tokenizer, memory,
+terms)`` applies every switch of it: placeholders (whole items, or around link labels),
+memory examples, matched terms, and after generation the post-editing. The service
+renders requests with the builder of the adapter it serves; training encodes its pairs
+with the same builder.
+
+Examples are shown as the catalog has them (raw markup, the human label of a link):
+placeholders appear only in the text to translate, so their numbers are unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from core.markup import MARKUP_RE, markup_items, markup_key, missing_and_added, split_titled
+from core.memory import TranslationMemory
+from core.postedit import post_edit
+from core.terms import Term, TermMatcher
+
+if TYPE_CHECKING:  # core.retrieval imports bm25s (numba): only contracts with examples need it
+    from core.retrieval import Example, ExampleIndex
+
+# Version 1: the prompt of zh-tw@v1 (placeholders for whole markup items). Version 2
+# adds the switches below; every switch off is version 1's behaviour, exactly.
+CONTRACT_VERSION = 2
+LEGACY_VERSION = 1
+
+INSTRUCTION = (
+    "Translate the following Python documentation text from English to Traditional "
+    "Chinese as used in Taiwan. Keep reST markup, placeholders such as \u27e61\u27e7, "
+    "code, identifiers and URLs exactly as they are."
+)
+
+# Llama 3.x chat templates print today's date into the system turn unless told
+# otherwise; a fixed date keeps training and serving prompts identical.
+_TEMPLATE_KWARGS = {"date_string": "01 Jan 2025"}
+
+# End-of-turn markers of the chat formats we support, besides the tokenizer's eos.
+_END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+_PLACEHOLDER_RE = re.compile("\u27e6(\\d+)\u27e7")
+
+# Decoding: when a greedy translation drops, repeats or invents a placeholder, this many
+# candidates are sampled and the one that keeps the markup best replaces it.
+MARKUP_RETRIES = 8
+RETRY_TEMPERATURE = 0.7
+
+
+class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of the contract that an adapter was trained with."""
+
+    version: int = LEGACY_VERSION
+    # Replace markup items by numbered placeholders so the model cannot garble them.
+    protect_markup: bool = True
+    # Version 2 switches (PromptBuilder applies them).
+    # Titled roles and links: placeholders around the label (⟦1⟧label⟦2⟧), so the model
+    # translates it; role and target stay protected.
+    translate_labels: bool = False
+    # The k most similar human pairs of the adapter's memory, shown in the prompt.
+    examples: int = 0
+    # Glossary terms found in the source (whole words), shown in the prompt.
+    terms: bool = False
+    # After generation: simplified characters converted, escaped spaces inserted.
+    post_edit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.examples < 0:
+            raise ValueError("contract.examples must be >= 0")
+        if self.uses_v2() and self.version < CONTRACT_VERSION:
+            raise ValueError(
+                "contract.translate_labels/examples/terms/post_edit need contract version "
+                f"{CONTRACT_VERSION} (got {self.version})"
+            )
+        if self.translate_labels and not self.protect_markup:
+            raise ValueError("contract.translate_labels needs protect_markup")
+
+    def uses_v2(self) -> bool:
+        return self.translate_labels or self.examples > 0 or self.terms or self.post_edit
+
+
+# The contracts a new adapter can be trained with (`polingo train --contract NAME`);
+# DEFAULT_PRESET is the one default of every command that trains.
+CONTRACT_PRESETS = {
+    "v1": PromptContract(),
+    "v2": PromptContract(version=2, translate_labels=True, examples=4, terms=True, post_edit=True),
+    "raw": PromptContract(protect_markup=False),
+}
+DEFAULT_PRESET = "v1"
+
+
+def default_contract() -> PromptContract:
+    return CONTRACT_PRESETS[DEFAULT_PRESET]
+
+
+def contract_preset(spec: str) -> PromptContract:
+    """NAME[:SWITCH=VALUE,...] -> the PromptContract it names, with some switches
+    changed, for ablations: ``v2:examples=0``, ``v2:terms=off``. Raises ValueError with
+    a message for people."""
+    name, _, changes = spec.partition(":")
+    if name not in CONTRACT_PRESETS:
+        raise ValueError(f"unknown contract {name!r} (use {', '.join(CONTRACT_PRESETS)})")
+    contract = CONTRACT_PRESETS[name]
+    switches = {f: type(getattr(contract, f)) for f in contract.__struct_fields__}
+    overrides: dict[str, object] = {}
+    for change in filter(None, changes.split(",")):
+        key, _, value = change.partition("=")
+        if key not in switches or key == "version":
+            known = ", ".join(k for k in switches if k != "version")
+            raise ValueError(f"unknown contract switch {key!r} (use {known})")
+        try:
+            overrides[key] = _switch_value(switches[key], value)
+        except ValueError:
+            raise ValueError(
+                f"contract switch {key}: {value!r} is not a {switches[key].__name__}"
+            ) from None
+    try:
+        return msgspec.structs.replace(contract, **overrides)
+    except ValueError as exc:
+        raise ValueError(f"contract {spec!r}: {exc}") from None
+
+
+def _switch_value(kind: type, value: str) -> object:
+    if kind is bool:
+        table = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+        if value.lower() not in table:
+            raise ValueError(value)
+        return table[value.lower()]
+    return kind(value)
+
+
+class Tokenizer(Protocol):  # the part of a Hugging Face tokenizer we rely on
+    eos_token_id: int | None
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+    def convert_tokens_to_ids(self, tokens: Any) -> Any: ...
+    def __call__(self, text: Any, **kwargs: Any) -> Any: ...
+
+
+def placeholder(index: int) -> str:
+    return f"\u27e6{index}\u27e7"
+
+
+def protect(source: str, target: str | None = None) -> tuple[str, str | None, list[str]]:
+    """Replace markup items of ``source`` by placeholders ⟦1⟧, ⟦2⟧ …
+
+    With a ``target`` (training), only items that the target also carries verbatim
+    are replaced, in both texts; the others stay as written. Returns the protected
+    source, the protected target and the items, placeholder n being ``items[n-1]``.
+    """
+    items: list[str] = []
+    for item in markup_items(source):
+        if item not in items and (target is None or item in target):
+            items.append(item)
+    # Longest first, so an item that contains another is replaced whole.
+    order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+    for i in order:
+        source = source.replace(items[i], placeholder(i + 1))
+        if target is not None:
+            target = target.replace(items[i], placeholder(i + 1))
+    return source, target, items
+
+
+def protect_labels(
+    source: str, target: str | None = None
+) -> tuple[str, str | None, list[str], list[tuple[int, int]]]:
+    """protect() for contracts with translate_labels: a titled role or link becomes
+    ⟦a⟧label⟦b⟧ (⟦a⟧ = ":ref:`", ⟦b⟧ = " <target>`"), so its label stays text.
+
+    With a ``target``, an item is protected only where the target has it too (a titled
+    one: the same role and target, any label), and the target keeps its own label.
+    Returns the protected texts, the items and the (a, b) placeholder pairs.
+    """
+    items: list[str] = []
+    whole: dict[str, int] = {}
+    pairs: list[tuple[int, int]] = []
+    target_items = markup_items(target) if target is not None else []
+    pending: dict[str, list[tuple[int, int]]] = {}  # key -> placeholders for the target
+
+    def add(item: str) -> int:
+        items.append(item)
+        return len(items)
+
+    def protect_source(match: re.Match[str]) -> str:
+        item = match.group(0)
+        parts = split_titled(item)
+        if parts is None:
+            if target is not None and item not in target_items:
+                return item
+            if item not in whole:
+                whole[item] = add(item)
+            return placeholder(whole[item])
+        key = markup_key(item)
+        wanted = sum(markup_key(t) == key for t in target_items)
+        if target is not None and len(pending.get(key, [])) >= wanted:
+            return item
+        head, label, tail = parts
+        pair = (add(head), add(tail))
+        pairs.append(pair)
+        pending.setdefault(key, []).append(pair)
+        return placeholder(pair[0]) + label + placeholder(pair[1])
+
+    protected = MARKUP_RE.sub(protect_source, source)
+    if target is None:
+        return protected, None, items, pairs
+
+    def protect_target(match: re.Match[str]) -> str:
+        item = match.group(0)
+        parts = split_titled(item)
+        if parts is None:
+            return placeholder(whole[item]) if item in whole else item
+        queue = pending.get(markup_key(item))
+        if not queue:
+            return item
+        a, b = queue.pop(0)
+        return placeholder(a) + parts[1] + placeholder(b)
+
+    return protected, MARKUP_RE.sub(protect_target, target), items, pairs
+
+
+def restore(text: str, items: list[str]) -> str:
+    """Put the markup items back in place of their placeholders."""
+
+    def put_back(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return items[n - 1] if 1 <= n <= len(items) else match.group(0)
+
+    return _PLACEHOLDER_RE.sub(put_back, text)
+
+
+def unknown_placeholders(text: str) -> list[str]:
+    """Placeholders left in a restored text (the model invented them)."""
+    return _PLACEHOLDER_RE.findall(text)
+
+
+def messages(
+    source: str,
+    msgctxt: str | None = None,
+    examples: Sequence[Example] = (),
+    terms: Sequence[Term] = (),
+) -> list[dict[str, str]]:
+    """The chat messages for one source text (already protected if the contract says so).
+    Without examples and terms: version 1's prompt, exactly."""
+    context = f"\nContext: {msgctxt}" if msgctxt else ""
+    if not examples and not terms:
+        return [{"role": "user", "content": f"{INSTRUCTION}{context}\n\n{source}"}]
+    parts = [f"{INSTRUCTION}{context}"]
+    if terms:
+        parts.append("Terms:\n" + "\n".join(f"- {t.source}: {t.target}" for t in terms))
+    for example in examples:
+        parts.append(f"Example:\n{example.msgid}\n=>\n{example.msgstr}")
+    parts.append(f"Translate:\n{source}")
+    return [{"role": "user", "content": "\n\n".join(parts)}]
+
+
+def end_of_turn_text(tokenizer: Tokenizer) -> str:
+    """What the chat template writes after an assistant message (e.g. '<end_of_turn>\\n')."""
+    marker = "\u2063POLINGO\u2063"
+    convo = messages("x") + [{"role": "assistant", "content": marker}]
+    full = tokenizer.apply_chat_template(convo, tokenize=False, **_TEMPLATE_KWARGS)
+    return full[full.rindex(marker) + len(marker) :]
+
+
+def stop_token_ids(tokenizer: Tokenizer) -> list[int]:
+    """Token ids that end a generation: eos and the chat format's end-of-turn."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
+    return sorted(ids)
+
+
+def max_new_tokens(prompt_source_tokens: int, cap: int = 1024) -> int:
+    """Generation budget scaled from the source length, so a runaway ends early.
+    zh-TW output is seldom longer in tokens than its English source."""
+    return min(cap, 2 * prompt_source_tokens + 16)
+
+
+class Prepared(msgspec.Struct, frozen=True):
+    """One source made ready for the model."""
+
+    text: str  # the original source
+    source: str  # as the model sees it (placeholders in)
+    markup: list[str]  # placeholder n stands for markup[n-1]
+    pairs: list[tuple[int, int]]  # (head, tail) placeholders around a link label
+    examples: list[Example]
+    terms: list[Term]
+    prompt_ids: list[int]
+    source_tokens: int  # tokens of ``source``, which the generation budget scales from
+    msgctxt: str | None = None
+
+
+class PromptBuilder:
+    def __init__(
+        self,
+        contract: PromptContract,
+        tokenizer: Tokenizer,
+        memory: TranslationMemory | None = None,
+        terms: Sequence[Term] | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        """``max_length``: the prompt plus its translation budget (see ``_fit``) must
+        fit; examples are dropped, least similar first, until it does."""
+        self.contract = contract
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.index: ExampleIndex | None = None
+        if memory is not None and contract.examples:
+            from core.retrieval import ExampleIndex
+
+            self.index = ExampleIndex(memory.pairs())
+        self.matcher = TermMatcher(terms or []) if contract.terms else None
+
+    # -- sources -> prompts ------------------------------------------------------------
+
+    def _protect(
+        self, source: str, target: str | None = None
+    ) -> tuple[str, str | None, list[str], list[tuple[int, int]]]:
+        if not self.contract.protect_markup:
+            return source, target, [], []
+        if self.contract.translate_labels:
+            return protect_labels(source, target)
+        protected, protected_target, items = protect(source, target)
+        return protected, protected_target, items, []
+
+    def examples_for(
+        self, sources: Sequence[str], exclude: Sequence[str | None] | None = None
+    ) -> list[list[Example]]:
+        """The memory examples of many sources at once (one batched retrieval)."""
+        if self.index is None:
+            return [[] for _ in sources]
+        return self.index.search(sources, self.contract.examples, exclude)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _batch_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [
+            list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        ]
+
+    def _chat_text(
+        self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
+    ) -> str:
+        convo = messages(source, msgctxt, examples, terms)
+        return self.tokenizer.apply_chat_template(
+            convo, add_generation_prompt=True, tokenize=False, **_TEMPLATE_KWARGS
+        )
+
+    def _prompt_ids(
+        self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
+    ) -> list[int]:
+        return self._ids(self._chat_text(source, msgctxt, examples, terms))
+
+    def prompt(
+        self,
+        source: str,
+        msgctxt: str | None = None,
+        *,
+        exclude: str | None = None,
+        examples: list[Example] | None = None,
+    ) -> Prepared:
+        """The prompt of one source. ``exclude``: a msgid the examples must not be
+        (never the source itself either); ``examples``: already retrieved ones."""
+        if examples is None:
+            examples = self.examples_for([source], [exclude])[0]
+        return self.prompts([source], [msgctxt], [examples])[0]
+
+    def prompts(
+        self,
+        sources: Sequence[str],
+        msgctxts: Sequence[str | None],
+        examples: Sequence[list[Example]],
+    ) -> list[Prepared]:
+        """The prompts of many sources with their retrieved examples, in two batched
+        tokenizer calls (the fast tokenizer encodes a batch on all cores): the sources,
+        and each prompt with all its examples. A prompt that leaves too little room is
+        built again, dropping examples (``_fit``)."""
+        protected = [self._protect(source) for source in sources]
+        terms = [self.matcher.match(s) if self.matcher is not None else [] for s in sources]
+        counts = [len(ids) for ids in self._batch_ids([p[0] for p in protected])]
+        texts = [
+            self._chat_text(p[0], ctx, ex, t)
+            for p, ctx, ex, t in zip(protected, msgctxts, examples, terms, strict=True)
+        ]
+        out = []
+        for i, ids in enumerate(self._batch_ids(texts)):
+            source_text, _, items, pairs = protected[i]
+            shown, ids = self._fit(
+                source_text, msgctxts[i], examples[i], terms[i], 0, counts[i], first_ids=ids
+            )
+            out.append(
+                Prepared(sources[i], source_text, items, pairs, shown, terms[i], ids,
+                         counts[i], msgctxts[i])
+            )  # fmt: skip
+        return out
+
+    def example(
+        self,
+        source: str,
+        target: str,
+        msgctxt: str | None = None,
+        *,
+        examples: list[Example] | None = None,
+    ) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) of a training pair; its examples leave the pair out.
+        The loss covers the translation and its end-of-turn marker only."""
+        protected, protected_target, _, _ = self._protect(source, target)
+        assert protected_target is not None
+        if examples is None:
+            examples = self.examples_for([source], [source])[0]
+        terms = self.matcher.match(source) if self.matcher is not None else []
+        completion = self._ids(protected_target + end_of_turn_text(self.tokenizer))
+        source_tokens = len(self._ids(protected)) if self.max_length is not None else 0
+        _, prompt = self._fit(protected, msgctxt, examples, terms, len(completion), source_tokens)
+        return prompt + completion, [-100] * len(prompt) + completion
+
+    def _fit(
+        self,
+        protected: str,
+        msgctxt: str | None,
+        examples: Sequence[Example],
+        terms: Sequence[Term],
+        room: int,
+        source_tokens: int,
+        first_ids: list[int] | None = None,
+    ) -> tuple[list[Example], list[int]]:
+        """Drop examples, least similar first, until the prompt leaves room for the
+        translation within ``max_length``: the serving budget for the source, or the
+        training completion where that is longer. So a training prompt is the prompt the
+        service builds for the same source. ``first_ids``: the prompt with all the
+        examples, already tokenised."""
+        examples = list(examples)
+        if self.max_length is not None:
+            room = max(room, max_new_tokens(source_tokens))
+        ids = (
+            first_ids
+            if first_ids is not None
+            else self._prompt_ids(protected, msgctxt, examples, terms)
+        )
+        while examples and self.max_length is not None and len(ids) + room > self.max_length:
+            examples.pop()
+            ids = self._prompt_ids(protected, msgctxt, examples, terms)
+        return examples, ids
+
+    # -- raw output -> catalog text ----------------------------------------------------
+
+    def finish(self, raw_output: str, prepared: Prepared) -> str:
+        """Catalog text: placeholders restored, then the post-editing if the contract
+        asks for it."""
+        text = raw_output.strip()
+        if self.contract.protect_markup:
+            text = restore(text, prepared.markup)
+        return post_edit(text, prepared.text) if self.contract.post_edit else text
+
+    # -- the markup retry -------------------------------------------------------------
+
+    def markup_damage(self, prepared: Prepared, output: str) -> tuple[int, int]:
+        """(items lost, items added) of raw output: placeholders under protect_markup,
+        markup items otherwise; a link whose label placeholders are missing, swapped or
+        empty-handed counts as lost."""
+        find = _PLACEHOLDER_RE.findall if self.contract.protect_markup else markup_items
+        missing, extra = missing_and_added(find(prepared.source), find(output))
+        lost, added = len(missing), len(extra)
+        if prepared.pairs:
+            matches = _PLACEHOLDER_RE.finditer(output)
+            found = [(m.start(), m.end(), int(m.group(1))) for m in matches]
+            for a, b in prepared.pairs:
+                heads = [end for _, end, n in found if n == a]
+                tails = [start for start, _, n in found if n == b]
+                # (a missing or repeated placeholder is already counted above)
+                if len(heads) == 1 and len(tails) == 1 and not output[heads[0] : tails[0]].strip():
+                    lost += 1  # swapped (an empty slice) or no label between them
+        return lost, added
+
+    def keeps_markup(self, prepared: Prepared, raw_output: str) -> bool:
+        """Whether raw model output carries the markup of its prepared source: each
+        placeholder exactly as often, or, without placeholders, every markup item."""
+        lost, added = self.markup_damage(prepared, raw_output)
+        return lost == 0 and (added == 0 or not self.contract.protect_markup)
+
+    def best_for_markup(self, prepared: Prepared, candidates: list[str]) -> str:
+        """The first candidate that keeps the markup, else the one that loses the fewest
+        items (then adds the fewest); pass the greedy translation first so ties keep it."""
+        # min keeps the first of equals
+        return min(candidates, key=lambda output: self.markup_damage(prepared, output))

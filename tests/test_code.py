@@ -1,0 +1,116 @@
+"""Code is copied, not translated (core/code.py), on the held-out predictions of the
+shipped adapter and through the translator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.code import code_kind, code_lines, keep_code, split_comment
+
+PREDICTIONS = Path(__file__).parents[1] / "core/default_adapter/zh-tw/v3/report/predictions.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        (">>> mode([1, 1, 2, 3, 3, 3, 3, 4])\n3", "doctest"),
+        ("$ python -m sysconfig\nPlatform: x", "shell"),
+        ("(example) $ python\n>>> import sys", "shell"),
+        ("os.path.join", "name"),
+        ("PYTHONSAFEPATH", None),  # one word: the corpus translates 42% of them
+        ("decimal", None),
+        ("$ (dollar)", None),  # an index entry, translated as "$ （金錢符號）"
+        ("if x:\n    y = 1  # one", "python"),
+        ("Return the value.\nSee also below.", None),
+    ],
+)
+def test_code_kinds_follow_the_corpus(source: str, kind: str | None) -> None:
+    assert code_kind(source) == kind
+
+
+def test_comments_split_outside_string_literals() -> None:
+    assert split_comment("x = '#1'  # the first", "python") == ("x = '#1'", "# the first")
+    assert split_comment('>>> f("a\\"#")', "doctest") == ('>>> f("a\\"#")', "")
+    assert split_comment("$ ls a#b  # list", "shell") == ("$ ls a#b", "# list")
+
+
+def test_translated_comments_stay_and_changed_code_is_reverted_by_line() -> None:
+    source = ">>> Color(7)  # or Color(-1)\n<Color.WHITE: 7>\n>>> mode([1, 3, 3])\n3"
+    only_comments = ">>> Color(7)  # 或 Color(-1)\n<Color.WHITE: 7>\n>>> mode([1, 3, 3])\n3"
+    assert keep_code(source, only_comments) == (only_comments, [])
+    changed = ">>> Color(7)  # 或 Color(-1)\n<Color.WHITE: 7>\n>>> mode([1, 3])\n3"
+    text, warnings = keep_code(source, changed)
+    assert text == only_comments  # the comment kept, line 3 restored
+    assert warnings == [
+        "code changed outside comments: reverted to the source (doctest; source lines 3)"
+    ]
+
+
+def test_dropped_and_added_lines_are_restored() -> None:
+    source = ">>> sorted(d)\n['a',\n 'b',\n 'c']"
+    text, warnings = keep_code(source, ">>> sorted(d)\n['a',\n 'c']\n>>> extra")
+    assert text == source and "source lines 3" in warnings[0]
+
+
+def test_prose_is_untouched() -> None:
+    assert keep_code("decimal", "decimal（十進位）") == ("decimal（十進位）", [])
+
+
+def test_no_held_out_code_entry_is_altered_outside_comments() -> None:
+    """The shipped adapter's 567 held-out predictions: 4 code entries came back with
+    changed code (a doctest's list, a shell session replaced); none after keep_code,
+    and the references' translated comments are what the rule keeps."""
+    rows = [json.loads(line) for line in PREDICTIONS.read_text(encoding="utf-8").splitlines()]
+    code = [r for r in rows if code_kind(r["msgid"])]
+    assert len(rows) == 567 and len(code) == 70
+
+    def altered(row: dict, text: str) -> bool:
+        kind = code_kind(row["msgid"])
+        return code_lines(text, kind) != code_lines(row["msgid"], kind)
+
+    assert sum(altered(r, r["output"]) for r in code) == 4
+    fixed = [keep_code(r["msgid"], r["output"]) for r in code]
+    assert sum(altered(r, text) for r, (text, _) in zip(code, fixed, strict=True)) == 0
+    assert sum(bool(w) for _, w in fixed) == 4
+    assert all(keep_code(r["msgid"], r["reference"]) == (r["reference"], []) for r in code)
+
+
+def test_the_translator_returns_code_as_the_source_has_it(tiny_model_dir: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from test_service_units import ScriptedEngine
+    from transformers import AutoTokenizer
+
+    from core.memory import TranslationMemory
+    from core.prompt import PromptBuilder, PromptContract
+    from core.registry import Registry
+    from core.settings import Settings
+    from service.schemas import TranslateItem
+    from service.translator import Translator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    source = ">>> mode([1, 1, 2, 3, 3, 3, 3, 4])  # the most common\n3"
+    engine = ScriptedEngine(tokenizer, [">>> mode([1, 1, 2, 3, 3, 3, 4])  # 最常見的\n3"], {})
+    adapter = SimpleNamespace(
+        key="zh@v1",
+        manifest=SimpleNamespace(contract=PromptContract()),
+        prompts=PromptBuilder(PromptContract(), tokenizer),
+        memory=TranslationMemory(),
+        in_flight=0,
+    )
+    translator = Translator(
+        settings=Settings(markup_retries=0),
+        registry=Registry(tiny_model_dir / "no-registry"),
+        engine=engine,
+        tokenizer=tokenizer,
+        base_model="tiny",
+        base_path=tiny_model_dir,
+        default_adapter="zh",
+    )
+    (outcome,) = asyncio.run(translator.translate_items(adapter, [TranslateItem(source)]))
+    assert outcome.text == source
+    assert "code changed outside comments" in outcome.warnings[0]
