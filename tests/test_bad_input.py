@@ -54,7 +54,7 @@ def test_registry_paths_stay_inside_the_root(tmp_path: Path) -> None:
 
 
 def _manifest(name: str, version: str) -> bytes:
-    from core.contract import PromptContract
+    from core.prompt import PromptContract
     from core.registry import DataSummary, Manifest
 
     data = DataSummary(fingerprint="test", source="tests")
@@ -379,6 +379,7 @@ def test_http_metrics_bounded_and_typed_once(service: str) -> None:
     for i in range(5):  # every label the test can create, once
         httpx.get(f"{service}/schema/x{i}")
         httpx.get(f"{service}/nope/{i}")
+        httpx.delete(f"{service}/translate")  # 405
     httpx.get(service + "/metrics")  # /metrics's own series appear after its first answer
     before = httpx.get(service + "/metrics")
     assert before.headers["content-type"].count("charset") == 1
