@@ -4,7 +4,7 @@ fallback, same base model, adapter, entries and machine, in one run.
     python bench/bench_service.py --count 100                      # tiny random model
     python bench/bench_service.py --base-model gemma3-270m --rank 16 --count 100
 
-Each engine gets its own `python -m service.serve` on 127.0.0.1; the untranslated
+Each engine gets its own `python -m cli.serve` on 127.0.0.1; the untranslated
 entries of a real .po file go to POST /translate in batches from several clients at
 once. The adapter is a random-init LoRA (all linear projections): the figures measure
 serving speed, not translation quality. Prints a table and writes JSON with --out.
@@ -110,7 +110,7 @@ def run_engine(
     started = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", "--port", str(port)],
+            [sys.executable, "-m", "cli.serve", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -2,7 +2,7 @@
 
     # against a running service
     python bench/bench_translate_po.py --server http://127.0.0.1:8000
-    # or start one here (python -m service.serve) on a registry
+    # or start one here (python -m cli.serve) on a registry
     python bench/bench_translate_po.py --registry var/registry --adapter zh-tw --engine vllm
 
 Copies the catalog (default: library/functions.po of the 2024-10-19 snapshot, 121
@@ -63,7 +63,7 @@ def start_service(args: argparse.Namespace, log_path: Path) -> tuple[str, subpro
         "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}"),
         "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
     }
-    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "cli.serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--registry", str(args.registry), "--engine", args.engine]
     if args.adapter:
         command += ["--adapter", args.adapter]

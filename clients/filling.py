@@ -9,6 +9,7 @@ an entry that makes either complain is turned fuzzy (or reverted) before writing
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import subprocess
 from collections import Counter
@@ -21,6 +22,10 @@ from clients.filesafe import Fingerprint
 from core.catalogs import CatalogError, nplurals, plural_source, read_checked
 
 NOTE_PREFIX = "polingo: "  # translator comments this tool writes (and replaces on a redo)
+CONFIDENCE_NOTE = "confidence "  # "# polingo: confidence 0.83": not a warning
+# An updated fuzzy entry keeps the human's translation in a translator comment (msgcat,
+# powrap and Poedit keep those), as one JSON string so that it comes back exactly.
+PREVIOUS_NOTE = "previous translation: "
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _MSGFMT_LINE_RE = re.compile(r"^<stdin>:(\d+): (.*)$")
 
@@ -43,10 +48,13 @@ class Unit:
     forms: dict[int, int]  # plural form index -> index in texts (empty for singular entries)
     redo: bool  # the entry was fuzzy (--include-fuzzy)
     saved: _Saved
+    # update mode: (previous msgid, its translation) of a fuzzy entry msgmerge left
+    previous: tuple[str, str] | None = None
     status: str = "pending"  # filled | flagged | skipped | failed | pending
     from_memory: bool = False
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    confidence: float | None = None  # written as "# polingo: confidence 0.83"
 
     @property
     def key(self) -> tuple[str | None, str]:
@@ -86,14 +94,21 @@ class Catalog:
         self.nplurals = nplurals(self.po)
 
     # ---- choosing ----
-    def units(self, *, include_fuzzy: bool) -> list[Unit]:
+    def units(self, *, include_fuzzy: bool, update_fuzzy: bool = False) -> list[Unit]:
         """Entries that need a translation: untranslated (not obsolete, never the header),
-        and with ``include_fuzzy`` the fuzzy ones too, in file order."""
+        with ``update_fuzzy`` the fuzzy ones whose previous msgid (``#| msgid``) and
+        translation msgmerge kept (updated, not translated anew), and with
+        ``include_fuzzy`` the other fuzzy ones too, in file order."""
         chosen = []
         for entry in self.po:
             if entry.obsolete or entry.msgid == "":
                 continue
             redo = "fuzzy" in entry.flags
+            if redo and update_fuzzy and updatable(entry):
+                if previous_translation(entry) is None:  # not updated by an earlier run
+                    previous = (entry.previous_msgid, entry.msgstr)
+                    chosen.append(Unit(entry, [entry.msgid], {}, False, _save(entry), previous))
+                continue
             if redo and not include_fuzzy:
                 continue
             if entry.msgid_plural:
@@ -131,13 +146,19 @@ class Catalog:
 
     # ---- filling ----
     def fill(self, unit: Unit, outputs: list[str], *, fuzzy: bool, notes: list[str]) -> None:
+        """Write a unit's translations. An update stays fuzzy, keeps its ``#|`` lines and
+        notes the previous translation (``restore_previous`` puts it back)."""
         entry = unit.entry
         if unit.forms:
             for i, t in unit.forms.items():
                 entry.msgstr_plural[i] = outputs[t]
         else:
             entry.msgstr = outputs[0]
-        entry.previous_msgctxt = entry.previous_msgid = entry.previous_msgid_plural = None
+        if unit.previous is not None:
+            notes = [PREVIOUS_NOTE + json.dumps(unit.previous[1], ensure_ascii=False), *notes]
+            fuzzy = True
+        else:
+            entry.previous_msgctxt = entry.previous_msgid = entry.previous_msgid_plural = None
         self._set_fuzzy(entry, fuzzy or bool(notes))
         self._set_notes(unit, notes)
         self._changed[id(entry)] = entry
@@ -165,7 +186,10 @@ class Catalog:
     @staticmethod
     def _set_notes(unit: Unit, notes: list[str]) -> None:
         kept = [ln for ln in unit.saved.tcomment.splitlines() if not ln.startswith(NOTE_PREFIX)]
-        unit.entry.tcomment = "\n".join(kept + [NOTE_PREFIX + n for n in notes])
+        ours = [NOTE_PREFIX + n for n in notes]
+        if unit.confidence is not None:
+            ours.append(f"{NOTE_PREFIX}{CONFIDENCE_NOTE}{unit.confidence:.2f}")
+        unit.entry.tcomment = "\n".join(kept + ours)
         unit.notes = list(notes)
 
     # ---- writing ----
@@ -227,7 +251,10 @@ class Catalog:
                 return text
             for unit, messages in found.items():
                 note = "; ".join(dict.fromkeys(messages))
-                if on_invalid == "skip":
+                if unit.previous is not None:  # the human's translation stays as it was
+                    self.revert(unit)
+                    unit.status, unit.reason = "kept", note
+                elif on_invalid == "skip":
                     self.revert(unit)
                     unit.status, unit.reason = "skipped", note
                 else:
@@ -236,6 +263,42 @@ class Catalog:
             if stray and not found:
                 break
         raise CatalogError(f"{self.path}: cannot write a valid catalog: {'; '.join(stray)[:500]}")
+
+
+def updatable(entry: polib.POEntry) -> bool:
+    """A fuzzy entry that msgmerge left with its previous msgid and translation."""
+    return (
+        "fuzzy" in entry.flags
+        and bool(entry.previous_msgid)
+        and bool(entry.msgstr.strip())
+        and not entry.msgid_plural
+    )
+
+
+def previous_translation(entry: polib.POEntry) -> str | None:
+    """The translation an update replaced, from its translator comment; None if none."""
+    for line in (entry.tcomment or "").splitlines():
+        if line.startswith(NOTE_PREFIX + PREVIOUS_NOTE):
+            try:
+                value = json.loads(line[len(NOTE_PREFIX + PREVIOUS_NOTE) :])
+            except json.JSONDecodeError:
+                return None
+            return value if isinstance(value, str) else None
+    return None
+
+
+def restore_previous(entry: polib.POEntry) -> bool:
+    """Undo an update: the previous translation back as msgstr, the entry fuzzy with its
+    ``#|`` lines as msgmerge left it, polingo's notes gone. False if it was no update."""
+    old = previous_translation(entry)
+    if old is None:
+        return False
+    entry.msgstr = old
+    kept = [ln for ln in (entry.tcomment or "").splitlines() if not ln.startswith(NOTE_PREFIX)]
+    entry.tcomment = "\n".join(kept)
+    if "fuzzy" not in entry.flags:
+        entry.flags.insert(0, "fuzzy")
+    return True
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -327,6 +390,14 @@ def _lint_errors(
         entry = translated[i]
         found.append(((entry.msgctxt, entry.msgid), f"{error.msg} ({error.checker_name})"))
     return found
+
+
+def lint_entry(msgid: str, msgstr: str) -> list[str]:
+    """sphinx-lint's findings on one translation, as a translated entry of its own (an
+    update stays fuzzy, which the file's check leaves out)."""
+    entry = polib.POEntry(msgid=msgid, msgstr=msgstr)
+    text = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n' + str(entry)
+    return [message for _, message in _lint_errors(text, list(polib.pofile(text)))]
 
 
 def _preceding(order: list, key: tuple, by_key: dict) -> Unit | None:

@@ -34,7 +34,7 @@ from clients.filesafe import (
     LockedError,
     remove_stale_temporaries,
 )
-from clients.filling import Catalog, CatalogError, Unit, clean_output, load_catalog
+from clients.filling import Catalog, CatalogError, Unit, clean_output, lint_entry, load_catalog
 from clients.writer import write_catalog
 from core.markup import check_translation
 from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translation
@@ -43,8 +43,10 @@ from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translatio
 @dataclass(frozen=True)
 class Options:
     include_fuzzy: bool = False
+    update_fuzzy: bool = True  # update fuzzy entries that have a previous msgid
     fuzzy: bool = True  # mark machine translations "#, fuzzy"
     on_invalid: str = "fuzzy"  # "fuzzy" | "skip": translations with markup warnings
+    min_confidence: float | None = None  # drafts below it are left untranslated
     jobs: int = 4  # requests in flight
     batch_size: int = MAX_BATCH  # texts per request
     checkpoint_every: int = 200  # answered entries between intermediate writes; 0: none
@@ -61,6 +63,8 @@ class FileResult:
     flagged: int = 0  # written as fuzzy with a note naming a problem
     skipped: int = 0  # left untranslated on purpose (too long, --on-invalid skip)
     failed: int = 0  # no usable answer (service error, empty output)
+    updated: int = 0  # of the filled ones, fuzzy entries updated from their previous translation
+    kept: int = 0  # fuzzy entries left as they were (the edit failed a check, or none was needed)
     left: int = 0  # not done: the run stopped first
     error: str | None = None  # the file as a whole could not be done
     reasons: list[str] = field(default_factory=list)
@@ -160,7 +164,9 @@ class Runner:
             self.results.append(FileResult(path, error=str(exc)))
             self._note(str(exc))
             return None
-        units = catalog.units(include_fuzzy=self.options.include_fuzzy)
+        units = catalog.units(
+            include_fuzzy=self.options.include_fuzzy, update_fuzzy=self.options.update_fuzzy
+        )
         for unit in units:
             longest = max(len(t) for t in unit.texts)
             if longest > MAX_TEXT_CHARS:
@@ -194,7 +200,7 @@ class Runner:
             self._resolve(job, pending, "failed", f"unexpected {type(exc).__name__}: {exc}")
 
     async def _translate_part(self, job: _File, units: list[Unit]) -> None:
-        items = [TranslateItem(text=t, msgctxt=u.entry.msgctxt) for u in units for t in u.texts]
+        items = [_item(u, t) for u in units for t in u.texts]
         try:
             answers = await self._send(items)
         except BatchRejected as exc:
@@ -256,6 +262,9 @@ class Runner:
         if not all(outputs):
             unit.status, unit.reason = "failed", "the service answered an empty translation"
             return
+        if unit.previous is not None:
+            self._apply_update(catalog, unit, outputs[0], answers[0])
+            return
         warnings: list[str] = []
         for src, answer, out in zip(unit.texts, answers, outputs, strict=True):
             warnings += answer.warnings + check_translation(src, out)
@@ -264,10 +273,39 @@ class Runner:
         if warnings and self.options.on_invalid == "skip":
             unit.status, unit.reason = "skipped", "; ".join(warnings)
             return
+        # an entry's confidence is its least sure form's; none from an older service
+        scores = [a.confidence for a in answers]
+        if not unit.from_memory and None not in scores:
+            unit.confidence = min(s for s in scores if s is not None)
+        low = self.options.min_confidence
+        if low is not None and unit.confidence is not None and unit.confidence < low:
+            unit.status = "skipped"
+            unit.reason = f"confidence {unit.confidence:.2f} below --min-confidence {low:g}"
+            return
         # memory answers are the project's own reviewed translations of this very source
         fuzzy = self.options.fuzzy and not unit.from_memory
         catalog.fill(unit, outputs, fuzzy=fuzzy, notes=warnings)
         unit.status = "flagged" if warnings else "filled"
+
+    def _apply_update(self, catalog: Catalog, unit: Unit, output: str, answer: Translation) -> None:
+        """An update is written only when it changes the translation and passes the
+        markup and lint checks at least as well as the previous translation did; else the
+        entry stays exactly as it was (status "kept")."""
+        old = unit.previous[1] if unit.previous else ""
+        source = unit.texts[0]
+        if output == old:
+            unit.status, unit.reason = "kept", "the previous translation needs no change"
+            return
+        problems = list(answer.warnings) + check_translation(source, output)
+        problems = [p for p in problems if p not in check_translation(source, old)]
+        new_lint = [p for p in lint_entry(source, output) if p not in lint_entry(source, old)]
+        problems += [f"sphinx-lint: {p}" for p in new_lint]
+        if problems:
+            unit.status, unit.reason = "kept", "; ".join(dict.fromkeys(problems))
+            return
+        unit.confidence = answer.confidence
+        catalog.fill(unit, [output], fuzzy=True, notes=[])
+        unit.status = "filled"
 
     def _resolve(self, job: _File, units: list[Unit], status: str, reason: str) -> None:
         for unit in units:
@@ -349,6 +387,8 @@ def _summary(job: _File, show: int) -> FileResult:
         result.left = sum(u.status != "skipped" for u in job.units)
         return result
     for unit in job.units:
+        result.kept += unit.status == "kept"
+        result.updated += unit.status == "filled" and unit.previous is not None
         if unit.status in ("filled", "flagged"):
             if len(result.examples) < show:
                 entry = unit.entry
@@ -357,15 +397,27 @@ def _summary(job: _File, show: int) -> FileResult:
             result.filled += 1
             result.from_memory += unit.from_memory
             result.flagged += unit.status == "flagged"
+        elif unit.status == "kept":
+            pass
         elif unit.status == "skipped":
             result.skipped += 1
         elif unit.status == "failed":
             result.failed += 1
         else:
             result.left += 1
-        if unit.status in ("skipped", "failed") and unit.reason:
+        needed = unit.status in ("skipped", "failed") or (
+            unit.status == "kept" and "needs no change" not in unit.reason
+        )
+        if needed and unit.reason:
             result.reasons.append(f"{job.catalog.path}:{unit.line}: {unit.status}: {unit.reason}")
     return result
+
+
+def _item(unit: Unit, text: str) -> TranslateItem:
+    if unit.previous is None:
+        return TranslateItem(text=text, msgctxt=unit.entry.msgctxt)
+    previous_text, previous_translation = unit.previous
+    return TranslateItem(text, unit.entry.msgctxt, previous_text, previous_translation)
 
 
 def _batches(units: list[Unit], size: int) -> list[list[Unit]]:
@@ -388,6 +440,7 @@ def survey(
     paths: list[Path],
     *,
     include_fuzzy: bool,
+    update_fuzzy: bool = True,
     writable: bool = True,
     show: Callable[[Catalog, list[Unit]], None] | None = None,
     keep: dict[Path, Catalog] | None = None,
@@ -405,7 +458,7 @@ def survey(
         if writable and not os.access(path.parent, os.W_OK | os.X_OK):
             errors.append(f"{path}: cannot write in {path.parent}")
             continue
-        units = catalog.units(include_fuzzy=include_fuzzy)
+        units = catalog.units(include_fuzzy=include_fuzzy, update_fuzzy=update_fuzzy)
         counts[path] = len(units)
         if keep is not None and units:
             keep[path] = catalog

@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from clients.filling import Catalog, Unit
 from clients.runner import FileResult, Options, Runner, survey
 from core.catalogs import find_catalogs
+from core.settings import environment
 from core.vllm_env import quiet_if_inherited
 from service.schemas import MAX_BATCH
 
@@ -27,7 +28,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DESCRIPTION = """\
 Fill the entries of gettext catalogs that need a translation: untranslated, not obsolete
-entries (never the header); with --include-fuzzy the fuzzy ones too. Plural entries get
+entries (never the header); fuzzy entries that msgmerge left with their previous source
+("#| msgid") are updated: the model edits their translation to the new source instead of
+starting over (--no-update-fuzzy leaves them); with --include-fuzzy the other fuzzy
+entries are translated anew. Plural entries get
 every msgstr[n] that the catalog's Plural-Forms asks for; msgctxt is sent as context.
 Everything else in a file stays as it was, and the file is written as powrap (msgcat)
 would write it, checked with msgfmt --check and sphinx-lint first.
@@ -42,6 +46,14 @@ marking:
   simplified-Chinese terms), or one that msgfmt --check or sphinx-lint rejects, is handled
   by --on-invalid: "fuzzy" (default) keeps it, marked fuzzy, with a "# polingo: ..."
   translator comment naming the problem; "skip" leaves the entry untranslated.
+
+updates:
+  An updated entry stays fuzzy, keeps its "#|" lines, and keeps the previous translation
+  in a translator comment '# polingo: previous translation: "..."' (a JSON string), which
+  msgcat, powrap and Poedit leave alone; `polingo review` shows both diffs and restores it
+  with one key. Where the edit loses markup or adds sphinx-lint findings that the previous
+  translation did not have, or the adapter has no update mode, the entry stays exactly
+  as it was (reported as kept).
 
 safety:
   Each file is replaced atomically (temporary file in its folder, fsync, rename, same
@@ -84,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         metavar="URL",
         type=_server_url,
-        default=os.environ.get("POLINGO_SERVER") or None,
+        default=environment().server,
         help="base URL of a running polingo service (default: $POLINGO_SERVER; "
         "none: translate in this process)",
     )
@@ -104,7 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--engine", choices=("vllm", "transformers"), help="in-process only: engine")
     what = parser.add_argument_group("what to fill and how")
-    what.add_argument("--include-fuzzy", action="store_true", help="also retranslate fuzzy entries")
+    what.add_argument(
+        "--include-fuzzy",
+        action="store_true",
+        help="also retranslate fuzzy entries (those without a previous msgid, and all of "
+        "them with --no-update-fuzzy)",
+    )
+    what.add_argument(
+        "--no-update-fuzzy",
+        dest="update_fuzzy",
+        action="store_false",
+        help="do not update fuzzy entries that have a previous msgid (#| msgid) from their "
+        "previous translation (default: update them)",
+    )
     what.add_argument(
         "--no-fuzzy",
         dest="fuzzy",
@@ -118,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="translations with markup warnings: keep as fuzzy with a translator "
         "comment naming the problem (fuzzy, the default) or leave the entry "
         "untranslated (skip)",
+    )
+    what.add_argument(
+        "--min-confidence",
+        type=_confidence,
+        default=None,
+        metavar="X",
+        help="leave untranslated the drafts whose confidence (0-1, the service's; written "
+        "as '# polingo: confidence X' beside each draft) is below X (default: keep all)",
     )
     what.add_argument(
         "--dry-run",
@@ -195,23 +227,34 @@ def _positive(text: str) -> int:
 
 
 def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    value = _number(text, float, "a number of seconds")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
 def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _number(text, int, "a whole number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
+
+
+def _number(text: str, kind: type[int] | type[float], what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
+def _confidence(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number from 0 to 1")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,8 +276,10 @@ def _main(argv: Sequence[str] | None) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     options = Options(
         include_fuzzy=args.include_fuzzy,
+        update_fuzzy=args.update_fuzzy,
         fuzzy=args.fuzzy,
         on_invalid=args.on_invalid,
+        min_confidence=args.min_confidence,
         jobs=args.jobs,
         batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every,
@@ -246,7 +291,12 @@ def _main(argv: Sequence[str] | None) -> int:
     show = _print_dry_run if args.dry_run else None
     read: dict[Path, Catalog] = {}
     counts, bad = survey(
-        paths, include_fuzzy=args.include_fuzzy, writable=not args.dry_run, show=show, keep=read
+        paths,
+        include_fuzzy=args.include_fuzzy,
+        update_fuzzy=args.update_fuzzy,
+        writable=not args.dry_run,
+        show=show,
+        keep=read,
     )
     errors += bad
     if errors:
@@ -350,6 +400,8 @@ def _say(message: str) -> None:
 def _print_dry_run(catalog: Catalog, units: list[Unit]) -> None:
     for unit in units:
         kind = "fuzzy, redo" if unit.redo else "untranslated"
+        if unit.previous is not None:
+            kind = "fuzzy, update"
         if unit.forms:
             kind += f", plural: msgstr[{', '.join(map(str, unit.forms))}]"
         ctxt = f" [{unit.entry.msgctxt}]" if unit.entry.msgctxt else ""
@@ -371,7 +423,16 @@ def _report(results: list[FileResult], fatal: str | None) -> int:
             failed = True
         else:
             print(f"{result.path}: {_counts(result)}")
-        for name in ("filled", "from_memory", "flagged", "skipped", "failed", "left"):
+        for name in (
+            "filled",
+            "from_memory",
+            "updated",
+            "flagged",
+            "kept",
+            "skipped",
+            "failed",
+            "left",
+        ):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         failed = failed or result.failed > 0 or result.left > 0
     print(f"total ({len(results)} files): {_counts(totals)}")
@@ -396,6 +457,8 @@ def _counts(r: FileResult) -> str:
         f"filled {r.filled} (from memory {r.from_memory}), flagged {r.flagged}, "
         f"skipped {r.skipped}, failed {r.failed}"
     )
+    if r.updated or r.kept:
+        text += f", fuzzy updated {r.updated}, kept {r.kept}"
     return text + (f", left {r.left}" if r.left else "")
 
 

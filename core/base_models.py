@@ -125,9 +125,9 @@ class AliasInfo:
 
 def default_cache_dir() -> Path:
     """``$POLINGO_CACHE/models``, else ``~/.cache/polingo/models``."""
-    root = os.environ.get("POLINGO_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "polingo"
-    return base / "models"
+    from core.settings import environment
+
+    return environment().model_cache_dir
 
 
 def list_aliases(cache_dir: Path | None = None) -> list[AliasInfo]:

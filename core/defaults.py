@@ -7,7 +7,6 @@ from pathlib import Path
 DEFAULT_REGISTRY = Path("var/registry")  # where `polingo train` writes adapters
 DEFAULT_ADAPTER = "zh-tw"  # the project's adapter name
 ENGINES: tuple[str, ...] = ("vllm", "transformers")
-CACHE_ENV = "POLINGO_CACHE"  # base models go to $POLINGO_CACHE/models (base_models.py)
 
 
 def packaged_registry() -> Path | None:

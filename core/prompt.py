@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -30,14 +30,25 @@ if TYPE_CHECKING:  # core.retrieval imports bm25s (numba): only contracts with e
     from core.retrieval import Example, ExampleIndex
 
 # Version 1: the prompt of zh-tw@v1 (placeholders for whole markup items). Version 2
-# adds the switches below; every switch off is version 1's behaviour, exactly.
-CONTRACT_VERSION = 2
+# adds the switches below, version 3 the update mode; every switch off is version 1's
+# behaviour, exactly.
+CONTRACT_VERSION = 3
 LEGACY_VERSION = 1
+V2_VERSION = 2
 
 INSTRUCTION = (
     "Translate the following Python documentation text from English to Traditional "
     "Chinese as used in Taiwan. Keep reST markup, placeholders such as \u27e61\u27e7, "
     "code, identifiers and URLs exactly as they are."
+)
+# Update mode: the English source of a translated entry changed (a fuzzy entry after
+# msgmerge); the model edits the human's translation instead of starting over.
+UPDATE_INSTRUCTION = (
+    "The English source of a Python documentation text changed. Update its Traditional "
+    "Chinese translation as used in Taiwan to the new source: keep the previous "
+    "translation's wording and change only what the change of the source asks for. Keep "
+    "reST markup, placeholders such as \u27e61\u27e7, code, identifiers and URLs exactly "
+    "as they are."
 )
 
 # Llama 3.x chat templates print today's date into the system turn unless told
@@ -71,20 +82,42 @@ class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
     terms: bool = False
     # After generation: simplified characters converted, escaped spaces inserted.
     post_edit: bool = False
+    # Version 3: update mode. Besides plain pairs, the model learns (previous source,
+    # previous translation, new source) -> new translation, and the service answers
+    # items that carry a previous translation that way.
+    update: bool = False
 
     def __post_init__(self) -> None:
         if self.examples < 0:
             raise ValueError("contract.examples must be >= 0")
-        if self.uses_v2() and self.version < CONTRACT_VERSION:
+        if self.uses_v2() and self.version < V2_VERSION:
             raise ValueError(
                 "contract.translate_labels/examples/terms/post_edit need contract version "
-                f"{CONTRACT_VERSION} (got {self.version})"
+                f"{V2_VERSION} (got {self.version})"
+            )
+        if self.update and self.version < CONTRACT_VERSION:
+            raise ValueError(
+                f"contract.update needs contract version {CONTRACT_VERSION} (got {self.version})"
             )
         if self.translate_labels and not self.protect_markup:
             raise ValueError("contract.translate_labels needs protect_markup")
 
     def uses_v2(self) -> bool:
         return self.translate_labels or self.examples > 0 or self.terms or self.post_edit
+
+    def with_update(self) -> PromptContract:
+        """This contract with the update mode on (version 3)."""
+        if self.update:
+            return self
+        version = max(self.version, CONTRACT_VERSION)
+        return msgspec.structs.replace(self, version=version, update=True)
+
+
+class Previous(NamedTuple):
+    """What an entry said before its source changed (update mode)."""
+
+    source: str  # the previous msgid (msgmerge's "#| msgid")
+    translation: str  # the human translation of it
 
 
 # The contracts a new adapter can be trained with (`polingo train --contract NAME`);
@@ -93,6 +126,11 @@ CONTRACT_PRESETS = {
     "v1": PromptContract(),
     "v2": PromptContract(version=2, translate_labels=True, examples=4, terms=True, post_edit=True),
     "raw": PromptContract(protect_markup=False),
+    # v1 and v2 with the update mode (what `--updates FILE` turns on)
+    "v1-update": PromptContract(version=3, update=True),
+    "v2-update": PromptContract(
+        version=3, translate_labels=True, examples=4, terms=True, post_edit=True, update=True
+    ),
 }
 DEFAULT_PRESET = "v1"
 
@@ -116,6 +154,8 @@ def contract_preset(spec: str) -> PromptContract:
         if key not in switches or key == "version":
             known = ", ".join(k for k in switches if k != "version")
             raise ValueError(f"unknown contract switch {key!r} (use {known})")
+        if key == "update" and value.lower() in ("on", "true", "1"):
+            contract = contract.with_update()
         try:
             overrides[key] = _switch_value(switches[key], value)
         except ValueError:
@@ -241,23 +281,58 @@ def unknown_placeholders(text: str) -> list[str]:
     return _PLACEHOLDER_RE.findall(text)
 
 
+def protect_with(text: str, items: list[str], pairs: list[tuple[int, int]]) -> str:
+    """``text`` with the markup items of another text's protection (``items``, ``pairs``
+    from protect() or protect_labels()) replaced by the same placeholders; items it does
+    not have stay as written. Update mode: the previous source and translation speak the
+    placeholders of the new source, so that the model can copy them."""
+    in_pairs = {n for pair in pairs for n in pair}
+    whole = {item: n for n, item in enumerate(items, 1) if n not in in_pairs}
+    if not pairs:  # as protect() does: longest first, so an item inside another stays
+        for item in sorted(whole, key=len, reverse=True):
+            text = text.replace(item, placeholder(whole[item]))
+        return text
+    pending: dict[str, list[tuple[int, int]]] = {}
+    for a, b in pairs:
+        pending.setdefault(items[a - 1] + items[b - 1].lstrip(), []).append((a, b))
+
+    def swap(match: re.Match[str]) -> str:
+        item = match.group(0)
+        parts = split_titled(item)
+        if parts is None:
+            return placeholder(whole[item]) if item in whole else item
+        queue = pending.get(markup_key(item))
+        if not queue:
+            return item
+        a, b = queue.pop(0)
+        return placeholder(a) + parts[1] + placeholder(b)
+
+    return MARKUP_RE.sub(swap, text)
+
+
 def messages(
     source: str,
     msgctxt: str | None = None,
     examples: Sequence[Example] = (),
     terms: Sequence[Term] = (),
+    previous: Previous | None = None,
 ) -> list[dict[str, str]]:
     """The chat messages for one source text (already protected if the contract says so).
-    Without examples and terms: version 1's prompt, exactly."""
+    Without examples, terms and previous: version 1's prompt, exactly."""
     context = f"\nContext: {msgctxt}" if msgctxt else ""
-    if not examples and not terms:
+    if not examples and not terms and previous is None:
         return [{"role": "user", "content": f"{INSTRUCTION}{context}\n\n{source}"}]
-    parts = [f"{INSTRUCTION}{context}"]
+    parts = [f"{INSTRUCTION if previous is None else UPDATE_INSTRUCTION}{context}"]
     if terms:
         parts.append("Terms:\n" + "\n".join(f"- {t.source}: {t.target}" for t in terms))
     for example in examples:
         parts.append(f"Example:\n{example.msgid}\n=>\n{example.msgstr}")
-    parts.append(f"Translate:\n{source}")
+    if previous is None:
+        parts.append(f"Translate:\n{source}")
+    else:
+        parts.append(f"Previous source:\n{previous.source}")
+        parts.append(f"Previous translation:\n{previous.translation}")
+        parts.append(f"New source:\n{source}")
     return [{"role": "user", "content": "\n\n".join(parts)}]
 
 
@@ -295,6 +370,7 @@ class Prepared(msgspec.Struct, frozen=True):
     prompt_ids: list[int]
     source_tokens: int  # tokens of ``source``, which the generation budget scales from
     msgctxt: str | None = None
+    previous: Previous | None = None  # update mode: as the model sees it (placeholders in)
 
 
 class PromptBuilder:
@@ -348,18 +424,40 @@ class PromptBuilder:
             list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         ]
 
+    def _previous(
+        self, previous: Previous | None, items: list[str], pairs: list[tuple[int, int]]
+    ) -> Previous | None:
+        """The previous texts with the new source's placeholders (update mode only)."""
+        if previous is None:
+            return None
+        if not self.contract.update:
+            raise ValueError("this adapter's prompt contract has no update mode")
+        if not self.contract.protect_markup:
+            return previous
+        return Previous(*(protect_with(text, items, pairs) for text in previous))
+
     def _chat_text(
-        self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
+        self,
+        source: str,
+        msgctxt: str | None,
+        examples: Sequence[Example],
+        terms: Sequence[Term],
+        previous: Previous | None = None,
     ) -> str:
-        convo = messages(source, msgctxt, examples, terms)
+        convo = messages(source, msgctxt, examples, terms, previous)
         return self.tokenizer.apply_chat_template(
             convo, add_generation_prompt=True, tokenize=False, **_TEMPLATE_KWARGS
         )
 
     def _prompt_ids(
-        self, source: str, msgctxt: str | None, examples: Sequence[Example], terms: Sequence[Term]
+        self,
+        source: str,
+        msgctxt: str | None,
+        examples: Sequence[Example],
+        terms: Sequence[Term],
+        previous: Previous | None = None,
     ) -> list[int]:
-        return self._ids(self._chat_text(source, msgctxt, examples, terms))
+        return self._ids(self._chat_text(source, msgctxt, examples, terms, previous))
 
     def prompt(
         self,
@@ -368,39 +466,46 @@ class PromptBuilder:
         *,
         exclude: str | None = None,
         examples: list[Example] | None = None,
+        previous: Previous | None = None,
     ) -> Prepared:
         """The prompt of one source. ``exclude``: a msgid the examples must not be
-        (never the source itself either); ``examples``: already retrieved ones."""
+        (never the source itself either); ``examples``: already retrieved ones;
+        ``previous``: update mode (the contract must have it)."""
         if examples is None:
             examples = self.examples_for([source], [exclude])[0]
-        return self.prompts([source], [msgctxt], [examples])[0]
+        return self.prompts([source], [msgctxt], [examples], [previous])[0]
 
     def prompts(
         self,
         sources: Sequence[str],
         msgctxts: Sequence[str | None],
         examples: Sequence[list[Example]],
+        previous: Sequence[Previous | None] | None = None,
     ) -> list[Prepared]:
         """The prompts of many sources with their retrieved examples, in two batched
         tokenizer calls (the fast tokenizer encodes a batch on all cores): the sources,
         and each prompt with all its examples. A prompt that leaves too little room is
-        built again, dropping examples (``_fit``)."""
+        built again, dropping examples (``_fit``). ``previous[i]``: update mode."""
         protected = [self._protect(source) for source in sources]
+        olds = [
+            self._previous(old, p[2], p[3])
+            for p, old in zip(protected, previous or [None] * len(sources), strict=True)
+        ]
         terms = [self.matcher.match(s) if self.matcher is not None else [] for s in sources]
         counts = [len(ids) for ids in self._batch_ids([p[0] for p in protected])]
         texts = [
-            self._chat_text(p[0], ctx, ex, t)
-            for p, ctx, ex, t in zip(protected, msgctxts, examples, terms, strict=True)
+            self._chat_text(p[0], ctx, ex, t, old)
+            for p, ctx, ex, t, old in zip(protected, msgctxts, examples, terms, olds, strict=True)
         ]
         out = []
         for i, ids in enumerate(self._batch_ids(texts)):
             source_text, _, items, pairs = protected[i]
             shown, ids = self._fit(
-                source_text, msgctxts[i], examples[i], terms[i], 0, counts[i], first_ids=ids
+                source_text, msgctxts[i], examples[i], terms[i], 0, counts[i], ids, olds[i]
             )
             out.append(
                 Prepared(sources[i], source_text, items, pairs, shown, terms[i], ids,
-                         counts[i], msgctxts[i])
+                         counts[i], msgctxts[i], olds[i])
             )  # fmt: skip
         return out
 
@@ -411,17 +516,22 @@ class PromptBuilder:
         msgctxt: str | None = None,
         *,
         examples: list[Example] | None = None,
+        previous: Previous | None = None,
     ) -> tuple[list[int], list[int]]:
         """(input_ids, labels) of a training pair; its examples leave the pair out.
-        The loss covers the translation and its end-of-turn marker only."""
-        protected, protected_target, _, _ = self._protect(source, target)
+        The loss covers the translation and its end-of-turn marker only. ``previous``:
+        an update triple (update mode), the new translation being ``target``."""
+        protected, protected_target, items, pairs = self._protect(source, target)
         assert protected_target is not None
+        old = self._previous(previous, items, pairs)
         if examples is None:
             examples = self.examples_for([source], [source])[0]
         terms = self.matcher.match(source) if self.matcher is not None else []
         completion = self._ids(protected_target + end_of_turn_text(self.tokenizer))
         source_tokens = len(self._ids(protected)) if self.max_length is not None else 0
-        _, prompt = self._fit(protected, msgctxt, examples, terms, len(completion), source_tokens)
+        _, prompt = self._fit(
+            protected, msgctxt, examples, terms, len(completion), source_tokens, None, old
+        )
         return prompt + completion, [-100] * len(prompt) + completion
 
     def _fit(
@@ -433,6 +543,7 @@ class PromptBuilder:
         room: int,
         source_tokens: int,
         first_ids: list[int] | None = None,
+        previous: Previous | None = None,
     ) -> tuple[list[Example], list[int]]:
         """Drop examples, least similar first, until the prompt leaves room for the
         translation within ``max_length``: the serving budget for the source, or the
@@ -445,11 +556,11 @@ class PromptBuilder:
         ids = (
             first_ids
             if first_ids is not None
-            else self._prompt_ids(protected, msgctxt, examples, terms)
+            else self._prompt_ids(protected, msgctxt, examples, terms, previous)
         )
         while examples and self.max_length is not None and len(ids) + room > self.max_length:
             examples.pop()
-            ids = self._prompt_ids(protected, msgctxt, examples, terms)
+            ids = self._prompt_ids(protected, msgctxt, examples, terms, previous)
         return examples, ids
 
     # -- raw output -> catalog text ----------------------------------------------------

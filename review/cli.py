@@ -1,21 +1,22 @@
-"""`polingo review PATH...`: serve the review page over the catalogs at PATH.
+"""What `polingo review PATH...` (cli/review.py) serves: the review page over the
+catalogs at PATH.
 
-``prepare(args)`` checks the input and builds the Reviewer and the app (tests call it);
-``run(args)`` serves it under uvicorn on 127.0.0.1 unless ``--host`` says otherwise,
-and any other address needs the API key (POLINGO_API_KEY or POLINGO_API_KEY_FILE).
+``prepare(args)`` checks the input and builds the Reviewer and the app; the command
+serves it under uvicorn on 127.0.0.1 unless ``--host`` says otherwise, and any other
+address needs the API key (POLINGO_API_KEY or POLINGO_API_KEY_FILE).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.catalogs import find_catalogs
-from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, packaged_registry
+from core.defaults import DEFAULT_REGISTRY, packaged_registry
 from core.registry import RegistryError
+from core.settings import environment
 from review.decisions import Reviewer
 from review.entries import MemoryContext
 from review.log import default_log_path
@@ -23,36 +24,9 @@ from review.log import default_log_path
 if TYPE_CHECKING:  # `polingo train` builds this parser on machines without the web stack
     from litestar import Litestar
 
-DEFAULT_PORT = 8765
-
 
 class UsageError(Exception):
     """Bad input: `polingo review` prints it and exits 2."""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".po files or folders")
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1); any other wants the API key "
-        "(POLINGO_API_KEY or POLINGO_API_KEY_FILE)",
-    )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s)")
-    p.add_argument(
-        "--registry",
-        type=Path,
-        default=None,
-        help=f"adapter registry whose translation memory is shown (POLINGO_REGISTRY, default "
-        f"{DEFAULT_REGISTRY}, else the packaged one)",
-    )
-    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER", DEFAULT_ADAPTER))
-    p.add_argument(
-        "--review-log",
-        type=Path,
-        default=None,
-        help="where decisions are appended (default: review-log.jsonl beside the registry)",
-    )
 
 
 def catalogs(paths: list[Path]) -> list[Path]:
@@ -83,13 +57,16 @@ def memory_of(registry: Path | None, adapter: str) -> MemoryContext:
     raise UsageError(f"no translation memory for {adapter!r}: {problem}")
 
 
-def prepare(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Litestar:
+def prepare(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Litestar:
+    """The review app for `polingo review`'s options (cli/review.py); UsageError for bad
+    input. ``environ`` stands in for the process's environment (tests)."""
     from review.app import create_app
-    from review.auth import api_key_from_env, is_loopback
+    from review.auth import is_loopback
 
     paths = catalogs(args.paths)
+    env = environment(environ)
     try:
-        key = api_key_from_env(environ)
+        key = env.key()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     loopback = is_loopback(args.host)
@@ -98,10 +75,7 @@ def prepare(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
             f"--host {args.host} is reachable beyond this machine: set POLINGO_API_KEY "
             "(or POLINGO_API_KEY_FILE) so that only translators with the key can write"
         )
-    env = os.environ if environ is None else environ
-    named = args.registry or (
-        Path(env["POLINGO_REGISTRY"]) if env.get("POLINGO_REGISTRY") else None
-    )
+    named = args.registry or env.registry
     memory = memory_of(named, args.adapter)
     # beside the registry named (var/ by default), never inside the installed package
     log_path = args.review_log or default_log_path(named or DEFAULT_REGISTRY)
@@ -111,28 +85,3 @@ def prepare(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         names = {"127.0.0.1", "localhost", "[::1]", args.host}
         hosts = [h for n in sorted(names) for h in (n, f"{n}:{args.port}")]
     return create_app(reviewer, api_key=None if loopback else key, allowed_hosts=hosts)
-
-
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    try:
-        app = prepare(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    reviewer = app.state.reviewer
-    overall = reviewer.overall()
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(
-        f"reviewing {len(reviewer.files)} catalogs, {overall.total - overall.done} entries to "
-        f"review; decisions go to {reviewer.log_path}\nopen http://{host}:{args.port}/",
-        file=sys.stderr,
-    )
-    from core.settings import Settings
-    from service.timeouts import timed_protocol
-
-    limits = Settings()  # the service's read timeouts (a public port needs them here too)
-    http = timed_protocol(limits.header_timeout_s, limits.body_timeout_s)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=http)
-    return 0

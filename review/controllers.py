@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
@@ -36,9 +36,15 @@ class PageController(Controller):
         return Template("index.html", context={**context, "next": reviewer.next_file()})
 
     @get(FILE, operation_id="file", sync_to_thread=True)
-    def file(self, reviewer: NamedDependency[Reviewer], fid: FromPath[int]) -> Template:
-        entries = reviewer.entries(fid)
+    def file(
+        self,
+        reviewer: NamedDependency[Reviewer],
+        fid: FromPath[int],
+        sort: FromQuery[Literal["file", "confidence"]] = "file",
+    ) -> Template:
+        entries = reviewer.entries(fid, by_confidence=sort == "confidence")
         context: dict[str, Any] = {
+            "sort": sort,
             "fid": fid,
             "path": reviewer.files[fid].path,
             "entries": entries,

@@ -20,6 +20,7 @@ import polib
 from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError, atomic_replace
 from clients.filling import Catalog, CatalogError, clean_output, load_catalog
 from clients.writer import InvalidCatalogText, write_catalog
+from core.errors import ApiError, Conflict, InvalidRequest, NotFound
 from review import log
 from review.entries import (
     EntryView,
@@ -34,34 +35,9 @@ from review.entries import (
 from review.schemas import DecisionRequest, DecisionResponse, FileSummary, Progress
 
 
-class ReviewError(Exception):
-    status = 422
-    type = "invalid_request"
-
-    def __init__(self, message: str, findings: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.findings = findings or []
-
-
-class NotSaved(ReviewError):
+class NotSaved(ApiError, status=500, type="not_saved"):
     """The decision could not be recorded (the review log cannot be written); the
     catalog was left as it was."""
-
-    status = 500
-    type = "not_saved"
-
-
-class Conflict(ReviewError):
-    """The entry or file changed since the page showed it, or translate-po holds it."""
-
-    status = 409
-    type = "conflict"
-
-
-class NotFound(ReviewError):
-    status = 404
-    type = "not_found"
 
 
 @dataclass
@@ -142,11 +118,14 @@ class Reviewer:
                 return fid
         return None
 
-    def entries(self, fid: int) -> list[EntryView]:
-        """The entries of file ``fid`` that need review, fully checked and annotated."""
+    def entries(self, fid: int, *, by_confidence: bool = False) -> list[EntryView]:
+        """The entries of file ``fid`` that need review, fully checked and annotated, in
+        file order or ``by_confidence``: lowest first, those without one last."""
         f = self._file(fid)
         catalog = self._load(f.path)
         views = [view(e, catalog.nplurals) for e in catalog.po if needs_review(e)]
+        if by_confidence:
+            views.sort(key=lambda v: (v.confidence is None, v.confidence or 0.0))
         for v in views:
             v.skipped = v.eid in f.skipped
         self.memory.annotate(views)
@@ -157,7 +136,7 @@ class Reviewer:
         try:
             return load_catalog(path)
         except CatalogError as exc:
-            raise ReviewError(str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
 
     # ---- deciding ----
     def decide(self, fid: int, eid: str, request: DecisionRequest) -> DecisionResponse:
@@ -177,7 +156,7 @@ class Reviewer:
                     "try again when it has finished"
                 ) from None
             except OSError as exc:
-                raise ReviewError(f"not saved: cannot lock {f.path.name}: {exc}") from None
+                raise NotSaved(f"not saved: cannot lock {f.path.name}: {exc}") from None
             try:
                 record, entry = self._apply_logged(f.path, eid, request)
             finally:
@@ -231,7 +210,7 @@ class Reviewer:
         try:
             write_catalog(catalog, [unit], on_invalid="refuse")
         except InvalidCatalogText as exc:
-            raise ReviewError(
+            raise InvalidRequest(
                 "not saved: the catalog's checks reject this translation; fix it and save again",
                 exc.findings,
             ) from None
@@ -240,7 +219,7 @@ class Reviewer:
                 f"{path.name} changed on disk while saving; it was not overwritten: reload"
             ) from None
         except (CatalogError, OSError) as exc:
-            raise ReviewError(f"not saved: {exc}") from None
+            raise InvalidRequest(f"not saved: {exc}") from None
         decision = {"accept": "accepted", "reject": "rejected"}.get(request.action, "edited")
         if decision == "edited" and finals == kept:
             decision = "accepted"  # saved unchanged: the draft was kept
@@ -265,11 +244,13 @@ class Reviewer:
             return ["" for _ in sources]
         texts = request.texts if isinstance(request.texts, list) else None
         if texts is None or len(texts) != len(sources):
-            raise ReviewError(f"edit needs texts: one translation for each of {len(sources)} forms")
+            raise InvalidRequest(
+                f"edit needs texts: one translation for each of {len(sources)} forms"
+            )
         pairs = zip(sources, texts, strict=True)
         cleaned = [clean_output(s, t.replace("\r\n", "\n")) for s, t in pairs]
         if not all(t.strip() for t in cleaned):
-            raise ReviewError("an edited translation is empty: reject the draft instead")
+            raise InvalidRequest("an edited translation is empty: reject the draft instead")
         return cleaned
 
     def _answer(

@@ -17,7 +17,7 @@ import msgspec
 import polib
 from markupsafe import Markup
 
-from clients.filling import NOTE_PREFIX
+from clients.filling import CONFIDENCE_NOTE, NOTE_PREFIX
 from core.catalogs import plural_source
 from core.markup import MARKUP_RE, check_translation, markup_key
 from core.memory import TranslationMemory
@@ -59,6 +59,7 @@ class EntryView(msgspec.Struct, kw_only=True):
     examples: list[Example] = []
     terms: list[TermHint] = []
     skipped: bool = False
+    confidence: float | None = None  # translate-po's "# polingo: confidence 0.83"
 
 
 def entry_id(entry: polib.POEntry) -> str:
@@ -75,9 +76,27 @@ def entry_rev(entry: polib.POEntry) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def polingo_notes(entry: polib.POEntry) -> list[str]:
+def _polingo_lines(entry: polib.POEntry) -> list[str]:
     lines = (entry.tcomment or "").splitlines()
     return [ln.removeprefix(NOTE_PREFIX) for ln in lines if ln.startswith(NOTE_PREFIX)]
+
+
+def polingo_notes(entry: polib.POEntry) -> list[str]:
+    """polingo's warnings about the entry (its confidence is no warning)."""
+    return [n for n in _polingo_lines(entry) if not n.startswith(CONFIDENCE_NOTE)]
+
+
+def confidence(entry: polib.POEntry) -> float | None:
+    """The confidence translate-po wrote beside the draft, if any (a value that is no
+    number in [0, 1], edited by hand, counts as none)."""
+    for note in _polingo_lines(entry):
+        if note.startswith(CONFIDENCE_NOTE):
+            try:
+                value = float(note.removeprefix(CONFIDENCE_NOTE))
+            except ValueError:
+                return None
+            return value if 0 <= value <= 1 else None
+    return None
 
 
 def drafts(entry: polib.POEntry) -> list[str]:
@@ -133,6 +152,7 @@ def view(entry: polib.POEntry, nplurals: int) -> EntryView:
         forms=forms,
         fuzzy="fuzzy" in entry.flags,
         notes=polingo_notes(entry),
+        confidence=confidence(entry),
         comments=other,
         warnings=list(dict.fromkeys(warnings)),
         lost=sorted(set(lost)),

@@ -39,13 +39,3 @@ class DecisionResponse(msgspec.Struct, frozen=True, kw_only=True):
     file: Progress
     overall: Progress
     next_file: int | None  # the next file with entries left to review, if any
-
-
-class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    message: str
-    type: str
-    findings: list[str] = []
-
-
-class ErrorResponse(msgspec.Struct, frozen=True):
-    error: ErrorBody

@@ -1,77 +1,65 @@
-"""Errors of the translation service and the one mapping of exceptions to HTTP answers.
+"""Errors of the translation service (core.errors' family, plus the service's own kinds)
+and the one mapping of exceptions to HTTP answers.
 
 The translator raises these; the web layer turns any exception into the envelope
-``{"error": {message, type, param, code}}`` through ``error_body`` and nothing else.
+``{"error": {message, type, param, code}}`` (core.errors.ErrorResponse) through
+``error_body`` and nothing else.
 """
 
 from __future__ import annotations
 
 import re
 
-from service.schemas import ErrorBody
+from core.errors import (
+    ApiError,
+    ErrorBody,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+# the shared kinds, under the names the service has always used
+__all__ = [
+    "AdapterLoadError",
+    "InvalidRequest",
+    "NotReady",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ServiceError",
+    "UnknownAdapter",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "error_body",
+    "validation_param",
+]
+
+ServiceError = ApiError
 
 
-class ServiceError(Exception):
-    status = 500
-    type = "internal_error"
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+class UnknownAdapter(ApiError, status=404, type="unknown_adapter"):
+    """The request names an adapter (or version) the registry does not have."""
 
 
-class InvalidRequest(ServiceError):
-    status = 422
-    type = "invalid_request"
-
-
-class Unauthorized(ServiceError):
-    status = 401
-    type = "unauthorized"
-
-
-class UnknownAdapter(ServiceError):
-    status = 404
-    type = "unknown_adapter"
-
-
-class PayloadTooLarge(ServiceError):
-    status = 413
-    type = "payload_too_large"
-
-
-class Overloaded(ServiceError):
-    status = 503
-    type = "overloaded"
+class Overloaded(ApiError, status=503, type="overloaded"):
+    """The queue is full: the client retries after ``retry_after`` seconds."""
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class NotReady(Overloaded):
-    type = "not_ready"
+class NotReady(Overloaded, type="not_ready"):
+    """The engine is still loading."""
 
 
-class EngineDead(ServiceError):
+class EngineDead(ApiError, status=503, type="engine_dead"):
     """The generation engine died (its core process ended): nothing can be translated
     until the service restarts; /health and /ready answer this too, and serve exits."""
 
-    status = 503
-    type = "engine_dead"
 
-
-class UnsupportedMediaType(ServiceError):
-    status = 415
-    type = "unsupported_media_type"
-
-
-class AdapterLoadError(ServiceError):
+class AdapterLoadError(ApiError, status=422, type="adapter_error"):
     """An adapter version that cannot be served (bad files, other base model, warm-up failed)."""
-
-    status = 422
-    type = "adapter_error"
 
 
 # msgspec names the failing field as "... - at `$.items[2].text`"
@@ -91,9 +79,9 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
     # Imported here so that the translator can use this module without Litestar.
     from litestar.exceptions import HTTPException, ValidationException
 
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ApiError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else {}
-        return exc.status, ErrorBody(exc.message, exc.type, exc.param, exc.status), headers
+        return exc.status, exc.body(), headers
     if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
         message = "request body is not valid JSON: nested too deeply"
         return 422, ErrorBody(message, "invalid_request", None, 422), {}

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import msgspec
 
+from core.errors import ErrorBody, ErrorResponse  # noqa: F401 (the one error envelope)
 from core.settings import MAX_BATCH, MAX_TEXT_CHARS
 
 MAX_MSGCTXT_CHARS = 500  # gettext contexts are labels ("menu", "file dialog")
@@ -20,6 +21,16 @@ Context = Annotated[str, msgspec.Meta(max_length=MAX_MSGCTXT_CHARS)]
 class TranslateItem(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
     msgctxt: Context | None = None
+    # Update mode (both or neither): the entry's source before it changed and its
+    # translation of that; the answer edits the translation to the new ``text``.
+    previous_text: Text | None = None
+    previous_translation: Text | None = None
+
+    def __post_init__(self) -> None:
+        if (self.previous_text is None) != (self.previous_translation is None):
+            raise ValueError(
+                "previous_text and previous_translation go together: give both or neither"
+            )
 
 
 class TranslateRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,6 +44,9 @@ class Translation(msgspec.Struct):
     adapter: str  # "NAME@VERSION" that produced it (or whose memory answered)
     from_memory: bool
     warnings: list[str] = []
+    # how far the draft can be trusted, in [0, 1] (core.confidence): the model's token
+    # probabilities and, with several candidates, their agreement; 1 for memory answers
+    confidence: float | None = None
 
 
 class TranslateResponse(msgspec.Struct):
@@ -63,14 +77,3 @@ class Health(msgspec.Struct):
     engine: str  # "vllm" | "transformers (fallback)"
     base_model: str
     adapters: list[str]
-
-
-class ErrorBody(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None = None
-    code: int = 400
-
-
-class ErrorResponse(msgspec.Struct):
-    error: ErrorBody

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.code import keep_code
+from core.confidence import combine, consensus, token_confidence
 from core.markup import check_translation
 from core.prompt import (
     RETRY_TEMPERATURE,
     Prepared,
+    Previous,
     PromptBuilder,
     max_new_tokens,
     placeholder,
@@ -72,6 +74,14 @@ class Outcome(NamedTuple):
     from_memory: bool
     warnings: list[str]
     retried: bool  # the greedy translation lost markup, so candidates were sampled
+    confidence: float | None = None  # in [0, 1] (core.confidence); 1 for memory answers
+
+
+class _Draft(NamedTuple):  # one generated text, decoded
+    text: str
+    finish_reason: str
+    token_confidence: float | None  # core.confidence.token_confidence of its tokens
+    agreement: float | None = None  # mean chrF/100 with the other candidates, if drawn
 
 
 class _Job(NamedTuple):  # one text on its way to the engine
@@ -118,7 +128,10 @@ class Translator:
         adapter = await self._adapter_for(request.adapter)
         outcomes = await self.translate_items(adapter, request.items)
         return TranslateResponse(
-            [Translation(o.text, adapter.key, o.from_memory, o.warnings) for o in outcomes]
+            [
+                Translation(o.text, adapter.key, o.from_memory, o.warnings, o.confidence)
+                for o in outcomes
+            ]
         )
 
     async def translate_items(
@@ -128,41 +141,51 @@ class Translator:
         Evaluation calls this too, so that it scores exactly what the service answers."""
         results: list[Outcome | None] = [None] * len(items)
         todo: list[int] = []
+        can_update = adapter.prompts.contract.update
         for i, item in enumerate(items):
             human = adapter.memory.lookup(item.text, item.msgctxt)
+            old = item.previous_translation
             if human is not None:
                 warnings = check_translation(item.text, human)
-                results[i] = Outcome(human, human, True, warnings, False)
+                results[i] = Outcome(human, human, True, warnings, False, 1.0)
+            elif old is not None and not can_update:  # keep the human's work, not start over
+                note = f"{adapter.key} has no update mode: the previous translation is kept"
+                warnings = [note, *check_translation(item.text, old)]
+                results[i] = Outcome(old, old, False, warnings, False)
             else:
                 todo.append(i)
         texts = [items[i].text for i in todo]
         shown = adapter.prompts.examples_for(texts)  # one retrieval
-        prepared = adapter.prompts.prompts(texts, [items[i].msgctxt for i in todo], shown)
+        previous = [_previous(items[i]) for i in todo]
+        prepared = adapter.prompts.prompts(texts, [items[i].msgctxt for i in todo], shown, previous)
         jobs = [self._encode(p, f"items[{i}].text") for i, p in zip(todo, prepared, strict=True)]
         hits = len(items) - len(todo)
         self.metrics.memory_hits.inc(hits)
         self.metrics.items.labels("memory").inc(hits)
         if todo:
             greedy = await self._generate(adapter, jobs)
-            generated = await self._retry_lost_markup(adapter, jobs, greedy)
+            chosen = await self._consensus(adapter, jobs, greedy)
+            generated = await self._retry_lost_markup(adapter, jobs, chosen)
             builder = adapter.prompts
-            for i, job, first, (text, reason) in zip(todo, jobs, greedy, generated, strict=True):
+            for i, job, first, draft in zip(todo, jobs, greedy, generated, strict=True):
                 # code comes back as the source has it (only its comments translated)
-                output, warnings = keep_code(items[i].text, builder.finish(text, job.prepared))
+                finished = builder.finish(draft.text, job.prepared)
+                output, warnings = keep_code(items[i].text, finished)
                 warnings += check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {placeholder(int(n))}"
                     for n in unknown_placeholders(output)
                 ]
-                if reason == "length":
+                if draft.finish_reason == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    builder.finish(first[0], job.prepared),
+                    builder.finish(first.text, job.prepared),
                     False,
                     warnings,
                     self.settings.markup_retries > 0
-                    and not builder.keeps_markup(job.prepared, first[0]),
+                    and not builder.keeps_markup(job.prepared, first.text),
+                    combine(draft.token_confidence, draft.agreement),
                 )
             self.metrics.items.labels("model").inc(len(todo))
         return [r for r in results if r is not None]
@@ -191,6 +214,7 @@ class Translator:
                 raise InvalidRequest(
                     "msgctxt must be a string or null", param=f"items[{i}].msgctxt"
                 )
+            _check_previous(item, i, self.settings.max_text_chars)
             if item.msgctxt is not None and len(item.msgctxt) > MAX_MSGCTXT_CHARS:
                 raise InvalidRequest(
                     f"msgctxt of {len(item.msgctxt)} characters exceeds the limit "
@@ -198,16 +222,40 @@ class Translator:
                     param=f"items[{i}].msgctxt",
                 )
 
+    async def _consensus(
+        self, adapter: LoadedAdapter, jobs: list[_Job], greedy: list[_Draft]
+    ) -> list[_Draft]:
+        """With Settings.candidates = N > 1: N-1 samples besides each greedy draft, and
+        the candidate that agrees most with the others (core.confidence.consensus)."""
+        n = self.settings.candidates
+        if n <= 1:
+            return greedy
+        try:
+            samples = await self._generate(
+                adapter,
+                [job for job in jobs for _ in range(n - 1)],
+                temperature=RETRY_TEMPERATURE,
+                seeds=list(range(1, n)) * len(jobs),
+            )
+        except Overloaded:  # a full queue: the greedy drafts, without agreement
+            return greedy
+        out = []
+        for k, first in enumerate(greedy):
+            candidates = [first, *samples[k * (n - 1) : (k + 1) * (n - 1)]]
+            best, agreement = consensus([c.text for c in candidates])
+            out.append(candidates[best]._replace(agreement=agreement))
+        return out
+
     async def _retry_lost_markup(
-        self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[tuple[str, str]]
-    ) -> list[tuple[str, str]]:
+        self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[_Draft]
+    ) -> list[_Draft]:
         """Sample candidates for the translations that lost markup; keep the best of all."""
         n = self.settings.markup_retries
         builder = adapter.prompts
         failed = [
             k
-            for k, (text, _) in enumerate(generated)
-            if not builder.keeps_markup(jobs[k].prepared, text)
+            for k, draft in enumerate(generated)
+            if not builder.keeps_markup(jobs[k].prepared, draft.text)
         ]
         if not failed or n <= 0:
             return generated
@@ -224,8 +272,8 @@ class Translator:
         out = list(generated)
         for m, k in enumerate(failed):
             candidates = [generated[k], *samples[m * n : (m + 1) * n]]
-            pick = builder.best_for_markup(jobs[k].prepared, [t for t, _ in candidates])
-            out[k] = next(c for c in candidates if c[0] == pick)
+            pick = builder.best_for_markup(jobs[k].prepared, [c.text for c in candidates])
+            out[k] = next(c for c in candidates if c.text == pick)
             if builder.keeps_markup(jobs[k].prepared, pick):
                 self.metrics.markup_repaired.inc()
         return out
@@ -249,7 +297,7 @@ class Translator:
         *,
         temperature: float = 0.0,
         seeds: list[int] | None = None,
-    ) -> list[tuple[str, str]]:
+    ) -> list[_Draft]:
         if self.in_flight + len(jobs) > self.settings.max_queue:
             self.metrics.rejected.inc()
             raise Overloaded(
@@ -281,7 +329,11 @@ class Translator:
         self.metrics.tokens.labels("prompt").inc(sum(len(job.prompt) for job in jobs))
         self.metrics.tokens.labels("generated").inc(sum(len(g.token_ids) for g in generations))
         return [
-            (self.tokenizer.decode(g.token_ids, skip_special_tokens=True), g.finish_reason)
+            _Draft(
+                self.tokenizer.decode(g.token_ids, skip_special_tokens=True),
+                g.finish_reason,
+                token_confidence(g.logprobs),
+            )
             for g in generations
         ]
 
@@ -483,6 +535,33 @@ class Translator:
         return AdapterList(found)
 
 
+def _check_previous(item: TranslateItem, i: int, max_chars: int) -> None:
+    """previous_text and previous_translation: both or neither, non-empty strings."""
+    given = [(n, getattr(item, n, None)) for n in ("previous_text", "previous_translation")]
+    if sum(v is None for _, v in given) == 1:
+        missing = next(n for n, v in given if v is None)
+        raise InvalidRequest(
+            "previous_text and previous_translation go together: give both or neither",
+            param=f"items[{i}].{missing}",
+        )
+    for name, value in given:
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequest(f"{name} must be a non-empty string", param=f"items[{i}].{name}")
+        if len(value) > max_chars:
+            raise InvalidRequest(
+                f"{name} of {len(value)} characters exceeds the limit of {max_chars}",
+                param=f"items[{i}].{name}",
+            )
+
+
+def _previous(item: TranslateItem) -> Previous | None:
+    if item.previous_text is None or item.previous_translation is None:
+        return None
+    return Previous(item.previous_text, item.previous_translation)
+
+
 def _trained_length(manifest: Manifest, default: int) -> int:
     value = manifest.training.get("max_length")
     return value if isinstance(value, int) and value > 0 else default
@@ -579,7 +658,7 @@ async def translate_all(
     order = sorted(range(len(items)), key=lambda i: len(items[i].text))
     batches = [order[k : k + size] for k in range(0, len(order), size)]
     # room in the queue for each batch's greedy pass and its markup retry
-    per_batch = size * (1 + translator.settings.markup_retries)
+    per_batch = size * (translator.settings.candidates + translator.settings.markup_retries)
     gate = asyncio.Semaphore(max(1, translator.settings.max_queue // per_batch))
     results: list[Outcome | None] = [None] * len(items)
 

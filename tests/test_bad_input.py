@@ -1,7 +1,7 @@
 """The bad-input matrix (issue 15): what a careless user or an attacker sends, and the
 answer each must get. Add a row for every new case.
 
-The HTTP rows run against the real `python -m service.serve` on loopback (transformers
+The HTTP rows run against the real `python -m cli.serve` on loopback (transformers
 engine, tiny model: quick to start); the rest call the functions the commands use.
 """
 
@@ -190,7 +190,7 @@ def test_a_missing_docs_folder_is_named_without_a_traceback(command: str, tmp_pa
 
 
 def test_serve_with_a_missing_registry_says_what_to_do(tmp_path: Path, capsys) -> None:
-    from service import serve
+    from cli import serve
 
     assert serve.main(["--registry", str(tmp_path / "var/registry")]) == 2
     err = capsys.readouterr().err
@@ -198,7 +198,7 @@ def test_serve_with_a_missing_registry_says_what_to_do(tmp_path: Path, capsys) -
 
 
 def test_serve_refuses_a_queue_below_the_batch(capsys) -> None:
-    from service import serve
+    from cli import serve
 
     assert serve.main(["--max-queue", "4"]) == 2
     assert "POLINGO_MAX_QUEUE=4 is below" in capsys.readouterr().err
@@ -280,7 +280,7 @@ def test_a_full_disk_while_locking_leaves_no_lock_file(tmp_path: Path, monkeypat
 def test_serve_reads_the_api_key_from_a_file(tmp_path: Path) -> None:
     import argparse
 
-    from service import serve
+    from cli import serve
 
     key = tmp_path / "key"
     key.write_text("s3cret\n")
@@ -593,7 +593,7 @@ def test_sigterm_while_the_engine_loads_stops_quickly(tmp_path: Path, tiny_model
     port = free_port()
     env = {**_engine_env(), "POLINGO_REGISTRY": str(registry.root), "POLINGO_ENGINE": "vllm"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.serve", "--port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

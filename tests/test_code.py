@@ -82,15 +82,14 @@ def test_the_translator_returns_code_as_the_source_has_it(tiny_model_dir: Path) 
     import asyncio
     from types import SimpleNamespace
 
+    from test_service_helpers import stub_translator
     from test_service_units import ScriptedEngine
     from transformers import AutoTokenizer
 
     from core.memory import TranslationMemory
     from core.prompt import PromptBuilder, PromptContract
-    from core.registry import Registry
     from core.settings import Settings
     from service.schemas import TranslateItem
-    from service.translator import Translator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     source = ">>> mode([1, 1, 2, 3, 3, 3, 3, 4])  # the most common\n3"
@@ -102,15 +101,7 @@ def test_the_translator_returns_code_as_the_source_has_it(tiny_model_dir: Path) 
         memory=TranslationMemory(),
         in_flight=0,
     )
-    translator = Translator(
-        settings=Settings(markup_retries=0),
-        registry=Registry(tiny_model_dir / "no-registry"),
-        engine=engine,
-        tokenizer=tokenizer,
-        base_model="tiny",
-        base_path=tiny_model_dir,
-        default_adapter="zh",
-    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(markup_retries=0))
     (outcome,) = asyncio.run(translator.translate_items(adapter, [TranslateItem(source)]))
     assert outcome.text == source
     assert "code changed outside comments" in outcome.warnings[0]

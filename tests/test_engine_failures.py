@@ -120,7 +120,7 @@ def test_service_whose_engine_dies_stops_being_live(
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", "--port", str(port)],
+            [sys.executable, "-m", "cli.serve", "--port", str(port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

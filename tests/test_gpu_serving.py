@@ -36,7 +36,7 @@ def _translate(engine: str, texts: list[str], log: Path) -> list[tuple[str, bool
     # greedy only: the markup retry samples, and two engines' samples need not agree
     env = {**os.environ, "POLINGO_MARKUP_RETRIES": "0", "POLINGO_ENGINE": engine}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.serve", "--port", str(port)],
         env=env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -555,3 +555,62 @@ def test_browser_keyboard_review(server, browser, tmp_path: Path) -> None:
     check_tools(second)
     assert len(list(log.read(reviewer.log_path))) == 53
     print(f"\n50-entry file reviewed by keyboard in {elapsed:.1f} s")
+
+
+def with_confidences(path: Path, values: list[float]) -> list[polib.POEntry]:
+    """translate-po's '# polingo: confidence X' on the first drafts needing review of
+    ``path`` (one value each, in file order), written as powrap writes it."""
+    from clients.filling import run_msgcat
+
+    po = polib.pofile(str(path), wrapwidth=0)
+    drafts = [e for e in po if needs_review(e)][: len(values)]
+    for entry, value in zip(drafts, values, strict=True):
+        entry.tcomment = "\n".join(filter(None, [entry.tcomment, f"polingo: confidence {value}"]))
+    path.write_text(run_msgcat(po.__unicode__(), path))
+    return drafts
+
+
+def test_file_sorted_by_confidence_over_http(tmp_path: Path, memory) -> None:
+    path = copy(tmp_path, CONTROLFLOW)
+    drafts = with_confidences(path, [0.9, 0.2, 0.55])
+    reviewer = Reviewer([path], tmp_path / "review-log.jsonl", memory)
+    views = reviewer.entries(0, by_confidence=True)
+    assert [v.confidence for v in views[:4]] == [0.2, 0.55, 0.9, None]
+    assert [v.eid for v in views[:3]] == [entry_id(drafts[i]) for i in (1, 2, 0)]
+    assert all("confidence" not in n for v in views for n in v.notes)  # no warning
+    with TestClient(create_app(reviewer)) as client:
+        page = client.get("/files/0?sort=confidence")
+        assert page.status_code == 200 and "confidence 0.20" in page.text
+        assert page.text.index(entry_id(drafts[1])) < page.text.index(entry_id(drafts[0]))
+        refused = client.get("/files/0?sort=worst")
+        assert refused.status_code == 422 and "sort" in refused.text
+        # accepting a draft removes its confidence with polingo's other comments
+        view = views[0]
+        assert decide(client, view.eid, view.rev, "accept").status_code == 200
+    accepted = next(e for e in polib.pofile(str(path)) if entry_id(e) == views[0].eid)
+    assert "confidence" not in accepted.tcomment
+
+
+def test_browser_sorts_a_file_by_confidence(server, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, first, _, _ = server
+    values = [0.91, 0.12, 0.47, 0.66]
+    drafts = with_confidences(first, values)
+    wait = WebDriverWait(browser, 20)
+    browser.get(url + "/files/0")
+    wait.until(lambda b: b.find_elements(By.ID, "sort-confidence"))
+    browser.find_element(By.ID, "sort-confidence").click()
+    wait.until(lambda b: b.current_url.endswith("/files/0?sort=confidence"))
+    cards = browser.find_elements(By.CSS_SELECTOR, "article.entry")
+    shown = [c.find_element(By.CSS_SELECTOR, ".badge.confidence").text for c in cards[:4]]
+    assert shown == ["confidence 0.12", "confidence 0.47", "confidence 0.66", "confidence 0.91"]
+    order = [drafts[values.index(v)] for v in sorted(values)]
+    assert [c.get_attribute("data-eid") for c in cards[:4]] == [entry_id(e) for e in order]
+    assert not cards[4].find_elements(By.CSS_SELECTOR, ".badge.confidence")
+    # the keyboard starts at the least sure draft
+    assert "current" in cards[0].get_attribute("class")
+    assert "low" in cards[0].find_element(By.CSS_SELECTOR, ".badge.confidence").get_attribute(
+        "class"
+    )

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -99,11 +100,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """The real `python -m service.serve` on a free loopback port, ready; its URL.
+    """The real `python -m cli.serve` on a free loopback port, ready; its URL.
     Output goes to ``log_path``, whose end is shown if the service dies or never gets
     ready; the service is stopped afterwards."""
     port = free_port()
-    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "cli.serve", "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -128,3 +129,19 @@ def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stub_translator(engine: Any, tokenizer: Any, model_dir: Path, settings: Any) -> Any:
+    """A Translator over a fake engine and the tiny model's tokenizer, with no registry:
+    the unit tests hand it an adapter themselves."""
+    from service.translator import Translator
+
+    return Translator(
+        settings=settings,
+        registry=Registry(model_dir / "no-registry"),
+        engine=engine,
+        tokenizer=tokenizer,
+        base_model="tiny",
+        base_path=model_dir,
+        default_adapter="zh",
+    )

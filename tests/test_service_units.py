@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from test_service_helpers import mismatched_adapter
+from test_service_helpers import mismatched_adapter, stub_translator
 
 from core.memory import TranslationMemory
 from core.settings import Settings
@@ -79,7 +79,7 @@ def test_serve_imports_no_training(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = "import sys, service.serve, service.asgi; print('training' in sys.modules)"
+    code = "import sys, cli.serve, service.serve, service.asgi; print('training' in sys.modules)"
     env = {"POLINGO_REGISTRY": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -187,7 +187,7 @@ def test_serve_options_override_environment(
 ) -> None:
     import argparse
 
-    from service import serve
+    from cli import serve
 
     monkeypatch.setenv("POLINGO_PORT", "9001")
     monkeypatch.setenv("POLINGO_ENGINE", "transformers")
@@ -204,7 +204,7 @@ def test_serve_options_override_environment(
 def test_gpu_serving_settings_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from service import serve
+    from cli import serve
 
     monkeypatch.setenv("POLINGO_PREFIX_CACHING", "false")
     parser = argparse.ArgumentParser()
@@ -251,7 +251,7 @@ def test_exact_length_generates_every_budget_token(tiny_model_dir: Path) -> None
 
 
 def test_serve_exits_nonzero_when_the_engine_cannot_start(tmp_path: Path, capsys) -> None:
-    from service import serve
+    from cli import serve
     from testkit import free_port
 
     port = free_port()
@@ -295,7 +295,6 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     from transformers import AutoTokenizer
 
     from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
-    from core.registry import Registry
     from service.translator import Translator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -312,23 +311,17 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
 
     def run(retries: int) -> tuple[list[str], ScriptedEngine, Translator]:
         engine = ScriptedEngine(tokenizer, greedy, samples)
-        translator = Translator(
-            settings=Settings(markup_retries=retries),
-            registry=Registry(tiny_model_dir / "no-registry"),
-            engine=engine,
-            tokenizer=tokenizer,
-            base_model="tiny",
-            base_path=tiny_model_dir,
-            default_adapter="zh",
+        translator = stub_translator(
+            engine, tokenizer, tiny_model_dir, Settings(markup_retries=retries)
         )
         prepared = [adapter.prompts.prompt(t) for t in texts]
         jobs = [translator._encode(p, f"items[{i}]") for i, p in enumerate(prepared)]
 
-        async def go() -> list[tuple[str, str]]:
+        async def go() -> list:
             generated = await translator._generate(adapter, jobs)
             return await translator._retry_lost_markup(adapter, jobs, generated)
 
-        return [text for text, _ in asyncio.run(go())], engine, translator
+        return [draft.text for draft in asyncio.run(go())], engine, translator
 
     outputs, engine, translator = run(4)
     # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken

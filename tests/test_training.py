@@ -567,6 +567,7 @@ def test_train_options_are_generated_from_the_config() -> None:
             argv += args
             expected[f.name] = value
     config = config_from_args(parser.parse_args(argv))
+    expected["contract"] = expected["contract"].with_update()  # what --updates turns on
     for name, value in expected.items():
         got = getattr(config.experimental if hasattr(Experimental, name) else config, name)
         assert got == value, (name, got, value)
@@ -593,7 +594,7 @@ def _other_value(name: str, default: object, option: str) -> tuple[object, list[
         return value, [option, value]
     if isinstance(default, bool) or default is None and name == "load_in_4bit":
         return (not default), [option if not default else "--no-" + option[2:]]
-    if name in ("stats_file", "registry"):
+    if name in ("stats_file", "registry", "updates"):
         return Path("elsewhere"), [option, "elsewhere"]
     if isinstance(default, str):
         return "other", [option, "other"]

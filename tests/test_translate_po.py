@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -49,6 +50,19 @@ def fake_translate(text: str, msgctxt: str | None) -> str:
     return f"{PREFIX}{ctx}{text}"
 
 
+UPDATED = "（已更新）"
+
+
+def fake_update(text: str, previous_translation: str) -> str:
+    """Update mode: the previous translation, marked, unless the new source says otherwise."""
+    if "KEEPME" in text:  # the old translation still fits
+        return previous_translation
+    if "BREAKME" in text:  # lose the markup of the previous translation
+        for item in markup_items(previous_translation):
+            previous_translation = previous_translation.replace(item, "")
+    return previous_translation + UPDATED
+
+
 def expected(text: str, msgctxt: str | None = None) -> str:
     return fake_translate(text, msgctxt)
 
@@ -69,6 +83,7 @@ class FakeTranslationService:
         self.loading = 0  # answer GET /ready 503 "not_ready" this many times
         self.failed = False  # ... or always, as a service whose engine failed
         self.gone = False
+        self.confidence: Callable[[str], float] | None = None  # answers carry one when set
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -136,7 +151,10 @@ class FakeTranslationService:
                     time.sleep(service.delay_s)
                     answers = []
                     for item in request.items:
-                        out = fake_translate(item.text, item.msgctxt)
+                        if item.previous_translation is not None:
+                            out = fake_update(item.text, item.previous_translation)
+                        else:
+                            out = fake_translate(item.text, item.msgctxt)
                         answers.append(
                             {
                                 "text": out,
@@ -145,6 +163,8 @@ class FakeTranslationService:
                                 "warnings": check_translation(item.text, out),
                             }
                         )
+                        if service.confidence is not None:
+                            answers[-1]["confidence"] = service.confidence(item.text)
                     self._send(200, {"translations": answers})
                 finally:
                     with service.lock:
@@ -356,7 +376,8 @@ def test_include_fuzzy_no_fuzzy_keeps_tools_clean(
 def test_plural_context_newlines_and_obsolete(tmp_path: Path, fake: FakeTranslationService) -> None:
     path = tmp_path / "plural.po"
     path.write_text(PLURAL_PO, encoding="utf-8")
-    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy") == 0
+    # (the fuzzy entry's update is tests/test_updates.py's)
+    assert run_cli(str(path), "--server", fake.url, "--no-fuzzy", "--no-update-fuzzy") == 0
     po = polib.pofile(str(path))
     copied, named, menu_open, plain_open, fuzzy, newline = po[:6]
     assert copied.msgstr_plural == {
@@ -757,3 +778,37 @@ def test_failed_rename_leaves_file_untouched(tmp_path: Path, monkeypatch) -> Non
         filesafe.atomic_replace(path, b"new", fingerprint)
     assert path.read_bytes() == data
     no_leftovers(path.parent)
+
+
+def test_confidence_is_written_and_min_confidence_leaves_drafts_out(
+    tmp_path: Path, fake: FakeTranslationService
+) -> None:
+    """Each draft gets '# polingo: confidence X' beside polingo's other comments;
+    --min-confidence leaves the drafts below it untranslated (and untouched)."""
+    path = copy_catalog(tmp_path, "library/copy.po")
+    original = polib.pofile(str(path))
+    wanted = [e for e in original if needs(e)]
+    low = {e.msgid for e in wanted[::2]}  # every other draft is unsure
+    fake.confidence = lambda text: 0.31 if text in low else 0.874
+    assert run_cli(str(path), "--server", fake.url, "--min-confidence", "0.5") == 0
+    after = {e.msgid: e for e in polib.pofile(str(path))}
+    for entry in wanted:
+        new = after[entry.msgid]
+        if entry.msgid in low:
+            assert entry_state(new) == entry_state(entry)  # left as it was
+        else:
+            assert new.msgstr == expected(entry.msgid) and new.fuzzy
+            notes = [n for n in new.tcomment.splitlines() if n.startswith("polingo: ")]
+            assert notes[-1] == "polingo: confidence 0.87"
+    check_tools(path, DATA / "library/copy.po")
+    # without the threshold the rest is filled too, each with its confidence
+    assert run_cli(str(path), "--server", fake.url) == 0
+    lines = [e.tcomment for e in polib.pofile(str(path)) if e.msgid in low]
+    assert lines and all(t.endswith("polingo: confidence 0.31") for t in lines)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "high"])
+def test_min_confidence_must_lie_between_0_and_1(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["x.po", "--min-confidence", value])
+    assert exit_.value.code == 2 and "not a number from 0 to 1" in capsys.readouterr().err

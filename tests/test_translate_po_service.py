@@ -1,4 +1,4 @@
-"""translate-po with the REAL service: ``python -m service.serve`` (create_app under
+"""translate-po with the REAL service: ``python -m cli.serve`` (create_app under
 uvicorn) on 127.0.0.1 with the tiny random model and its LoRA adapter, and the same
 translator opened in-process. The tiny model writes junk, which is the point here: the
 catalogs must come out valid whatever the model says.

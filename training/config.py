@@ -154,6 +154,13 @@ class TrainConfig:
             "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}[:SWITCH=VALUE,...]",
         },
     )
+    updates: Path | None = knob(
+        None,
+        "also train the update mode on these update triples (a .jsonl file, or a folder of "
+        "them; `polingo data updates OLD NEW` mines them): turns the contract's update "
+        "switch on (contract version 3)",
+        argparse={"metavar": "PATH"},
+    )
     parent: str | None = knob(
         None, "NAME@VERSION this version continues from (polingo retrain)", internal=True
     )
@@ -173,6 +180,10 @@ class TrainConfig:
             setattr(self, name, Path(getattr(self, name)))
         if self.init_adapter is not None:
             self.init_adapter = Path(self.init_adapter)
+        if self.updates is not None:
+            self.updates = Path(self.updates)
+            # update triples train the update mode: the contract must say so
+            self.contract = self.contract.with_update()
 
 
 def experimental_from(settings: Mapping[str, Any]) -> Experimental:

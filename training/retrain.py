@@ -1,4 +1,5 @@
-"""`polingo retrain`: new docs -> new adapter version -> evaluation gate -> promote.
+"""Retraining: new docs -> new adapter version -> evaluation gate -> promote (the
+`polingo retrain` command, whose options cli/retrain.py defines).
 
 Policy, stated once:
 - Nothing happens with fewer than ``--min-changes`` new or changed pairs.
@@ -18,70 +19,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from core.defaults import DEFAULT_ADAPTER, DEFAULT_REGISTRY, ENGINES
 from core.fsutil import atomic_write
-from core.prompt import CONTRACT_PRESETS
 from core.registry import DATA_INDEX, Registry
-from training.config import TrainConfig, contract_option
+from training.config import TrainConfig
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--docs", type=Path, required=True, help="the updated .po tree")
-    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER", DEFAULT_ADAPTER))
-    p.add_argument(
-        "--registry", type=Path, default=Path(os.environ.get("POLINGO_REGISTRY", DEFAULT_REGISTRY))
-    )
-    p.add_argument(
-        "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
-    )
-    p.add_argument("--margin", type=float, default=0.5, help="chrF points the candidate may lose")
-    p.add_argument(
-        "--eval-limit",
-        type=int,
-        default=200,
-        help="held-out pairs scored for each version (0: all)",
-    )
-    p.add_argument(
-        "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
-    )
-    p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
-    p.add_argument(
-        "--contract",
-        type=contract_option,
-        default=None,
-        metavar="{" + ",".join(CONTRACT_PRESETS) + "}",
-        help="train the new version with this prompt contract (default: the current "
-        "version's; with another one, use --from base)",
-    )
-    p.add_argument("--epochs", type=float, default=None, help="default: the current version's")
-    p.add_argument(
-        "--learning-rate", type=float, default=None, help="default: the current version's"
-    )
-    p.add_argument(
-        "--review-log",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="also train on the translations kept or corrected on the review page "
-        "(polingo review's review-log.jsonl); the catalogs win where both translate a text",
-    )
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--max-pairs", type=int, default=None)
-    p.add_argument(
-        "--service-url",
-        default=os.environ.get("POLINGO_SERVICE_URL"),
-        help="running service to reload after a promotion",
-    )
-    p.add_argument("--api-key", default=os.environ.get("POLINGO_API_KEY"))
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, on_promoted: Callable[[], int] | None = None) -> int:
+    """Retrain ``args.adapter`` on ``args.docs`` (the options of `polingo retrain`,
+    cli/retrain.py); 0 done or nothing to do, 3 the candidate failed the gate, else
+    what ``on_promoted`` (telling a running service) returns after a promotion."""
     from training.train import train
 
     registry = Registry(args.registry)
@@ -116,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     registry.promote(candidate, reason=f"retrain: passed the gate against {ref}")
     print(f"promoted {candidate}")
-    if args.service_url:
-        return notify_service(args.service_url, args.api_key)
-    return 0
+    return on_promoted() if on_promoted else 0
 
 
 def load_docs(docs: Path, review_log: Path | None = None) -> Corpus:
@@ -148,8 +98,8 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
     overrides = {
         k: getattr(args, k)
-        for k in ("epochs", "learning_rate", "max_steps", "max_pairs")
-        if getattr(args, k) is not None
+        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates")
+        if getattr(args, k, None) is not None
     }
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
@@ -204,19 +154,3 @@ def gate(
         )
         return False
     return True
-
-
-def notify_service(url: str, api_key: str | None) -> int:
-    """Ask a running service to load the registry's current versions."""
-    from clients.reload import ReloadError, reload_service
-
-    try:
-        answer = reload_service(url, api_key)
-    except ReloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"service reloaded: {answer.loaded}"
-        + (f", refused: {answer.errors}" if answer.errors else "")
-    )
-    return 0

@@ -25,16 +25,17 @@ from typing import Any
 
 from core.base_models import resolve_base_model
 from core.memory import TranslationMemory
-from core.prompt import PromptBuilder
+from core.prompt import Previous, PromptBuilder
 from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
 from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
-from training.data import Corpus, Pair, data_index, load_corpus
+from training.data import Corpus, Pair, data_index, is_heldout, load_corpus
 from training.progress import Progress
 from training.report import write_report
 from training.unsloth_loader import import_unsloth
+from training.updates import Update, load_updates
 
 # LoRA on the linear projections only: vLLM cannot serve LoRA on embeddings or lm_head.
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -62,6 +63,7 @@ class Pairs:
     train: list[Pair]
     heldout: list[Pair]
     terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
+    updates: list[Update]  # update triples (--updates), held-out msgids left out
 
 
 def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
@@ -73,7 +75,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     config = set_process_switches(config)
     pairs = load_pairs(config, corpus)
     model, tokenizer = load_model(resolve_base_model(config.base_model), config)
-    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config, pairs.terms)
+    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config, pairs.terms, pairs.updates)
     if not examples:
         raise TrainingDataError(f"every pair is longer than --max-length {config.max_length}")
     log(
@@ -152,7 +154,19 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
-    return Pairs(corpus=corpus, train=train_pairs, heldout=heldout, terms=terms)
+    updates: list[Update] = []
+    if config.updates is not None:
+        try:
+            found = load_updates(config.updates)
+        except ValueError as exc:
+            raise TrainingDataError(str(exc)) from None
+        # a held-out msgid stays unseen, in update prompts too
+        updates = [u for u in found if not is_heldout(u.msgid, config.heldout_percent)]
+        log(
+            f"updates: {len(updates)} update triples from {config.updates} "
+            f"({len(found) - len(updates)} held out)"
+        )
+    return Pairs(corpus, train_pairs, heldout, terms, updates)
 
 
 def corpus_terms(data: Path) -> list[Term]:
@@ -278,20 +292,31 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
 
 
 def tokenize_pairs(
-    tokenizer: Any, pairs: list[Pair], config: TrainConfig, terms: list[Term] | None = None
+    tokenizer: Any,
+    pairs: list[Pair],
+    config: TrainConfig,
+    terms: list[Term] | None = None,
+    updates: list[Update] | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Training examples through the prompt builder the service uses, and how many were
-    too long. Memory examples come from the other training pairs (leave-one-out), as
-    the adapter's memory.jsonl will hold them."""
+    too long: the pairs, then the update triples in update prompts. Memory examples come
+    from the other training pairs (leave-one-out), as the adapter's memory.jsonl will
+    hold them."""
     memory = TranslationMemory()
     for pair in pairs:
         memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
     builder = PromptBuilder(config.contract, tokenizer, memory, terms, max_length=config.max_length)
-    sources = [p.msgid for p in pairs]
+    rows = [(p.msgid, p.msgstr, p.msgctxt, None) for p in pairs] + [
+        (u.msgid, u.msgstr, u.msgctxt, Previous(u.previous_msgid, u.old_msgstr))
+        for u in updates or []
+    ]
+    sources = [row[0] for row in rows]
     retrieved = builder.examples_for(sources, sources)
     examples, too_long = [], 0
-    for pair, shown in zip(pairs, retrieved, strict=True):
-        input_ids, labels = builder.example(pair.msgid, pair.msgstr, pair.msgctxt, examples=shown)
+    for (source, target, msgctxt, previous), shown in zip(rows, retrieved, strict=True):
+        input_ids, labels = builder.example(
+            source, target, msgctxt, examples=shown, previous=previous
+        )
         if len(input_ids) > config.max_length:
             too_long += 1
             continue
@@ -460,6 +485,7 @@ def build_manifest(
             **recorded_settings(config),
             "device": _device_name(),
             "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
+            "update_triples": len(pairs.updates),
             **progress.summary(),
         },
         parent=config.parent,

@@ -111,7 +111,7 @@ def engine_settings(env: dict[str, str]) -> dict[str, object]:
 
 
 class Service:
-    """`python -m service.serve` in a child process, with POLINGO_* settings."""
+    """`python -m cli.serve` in a child process, with POLINGO_* settings."""
 
     def __init__(self, log: Path, args: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
@@ -119,7 +119,7 @@ class Service:
         self.settings = {**dict(env), **engine_settings({**os.environ, **env})}
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "cli.serve", "--port", str(self.port), *args],
             env={**os.environ, **env},
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,

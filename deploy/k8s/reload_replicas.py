@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import socket
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from clients.reload import ReloadError, reload_service
 from core.registry import Registry
+from core.settings import environment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", required=True, help="DNS name resolving to every replica")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--registry", type=Path, required=True, help="the shared adapter registry")
-    p.add_argument("--adapter", default=os.environ.get("POLINGO_ADAPTER"), help="adapter NAME")
+    p.add_argument("--adapter", default=environment().adapter, help="adapter NAME")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per reload call")
     p.add_argument("--attempts", type=int, default=3, help="tries per replica")
     return p
@@ -71,7 +71,7 @@ def check_replica(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    api_key = os.environ.get("POLINGO_API_KEY", "")
+    api_key = environment().api_key
     if not api_key:
         print("error: POLINGO_API_KEY is not set", file=sys.stderr)
         return 2

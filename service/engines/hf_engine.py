@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from service.engines.base import Generation
+from service.engines.base import Engine, Generation, Sampling
 
 
 def sampling_kwargs(temperature: float) -> dict[str, Any]:
@@ -47,17 +47,29 @@ def left_padded(prompts: list[list[int]], pad: int) -> tuple[Any, Any]:
     return ids, mask
 
 
-def cut_generation(new_tokens: list[int], budget: int, stop: list[int]) -> Generation:
-    """A row's generated tokens up to its own budget and first stop token (``generate``
-    runs every row of a batch to the batch's longest budget)."""
+def cut_generation(
+    new_tokens: list[int], budget: int, stop: list[int], logprobs: list[float] | None = None
+) -> Generation:
+    """A row's generated tokens (and their logprobs) up to its own budget and first stop
+    token (``generate`` runs every row of a batch to the batch's longest budget)."""
     tokens = new_tokens[:budget]
     cut = next((i for i, t in enumerate(tokens) if t in stop), None)
-    if cut is None:
-        return Generation(tokens, "length")
-    return Generation(tokens[:cut], "stop")
+    end = len(tokens) if cut is None else cut
+    kept = logprobs[:end] if logprobs is not None else None
+    return Generation(tokens[:end], "length" if cut is None else "stop", kept)
 
 
-class HfEngine:
+def chosen_logprobs(logits: Any, tokens: Any) -> list[list[float]]:
+    """Each row's logprob of the token it generated at each step: ``logits`` is
+    ``generate``'s raw per-step logits (steps of [rows, vocab]), ``tokens`` the
+    generated ids [rows, steps]."""
+    import torch
+
+    steps = torch.stack(logits, dim=1).float().log_softmax(dim=-1)  # [rows, steps, vocab]
+    return steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
+
+
+class HfEngine(Engine):
     kind = "transformers (fallback)"
 
     def __init__(self, model: Any, pad_token_id: int, device: str = "cpu") -> None:
@@ -101,30 +113,20 @@ class HfEngine:
     def pending(self) -> int:
         return self._running
 
-    async def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        max_tokens: list[int],
-        stop_token_ids: list[int],
-        adapter: str | None,
-        temperature: float = 0.0,
-        seeds: list[int] | None = None,
-        ignore_stop: bool = False,
-    ) -> list[Generation]:
+    async def run(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
         async with self._lock:
             cancel = threading.Event()
             job = asyncio.get_running_loop().run_in_executor(
                 None,
                 self._generate,
                 prompts,
-                max_tokens,
-                stop_token_ids,
-                adapter,
+                sampling.max_tokens,
+                sampling.stop_token_ids,
+                sampling.adapter,
                 cancel,
-                temperature,
-                seeds[0] if seeds else None,
-                ignore_stop,
+                sampling.temperature,
+                sampling.seeds[0] if sampling.seeds else None,
+                sampling.ignore_stop,
             )
             self._running = len(prompts)
             try:
@@ -174,10 +176,14 @@ class HfEngine:
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                output_logits=True,  # raw logits: the tokens' own logprobs, for confidence
+                return_dict_in_generate=True,
             )
         width = ids.shape[1]
+        new = out.sequences[:, width:]
+        logprobs = chosen_logprobs(out.logits, new)
         return [
-            cut_generation(out[row, width:].tolist(), budget, [] if ignore_stop else stop)
+            cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)
         ]
 

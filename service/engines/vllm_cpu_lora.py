@@ -15,16 +15,15 @@ to zero. GPU builds use their own kernels and are left alone.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-KERNELS_ENV = "POLINGO_CPU_LORA_KERNELS"
+from core.settings import CPU_LORA_KERNELS_ENV as KERNELS_ENV  # noqa: F401 (bench, tests)
+from core.settings import environment
 
 
 def register() -> None:
     """vLLM's plugin hook: swap in the batched products on the CPU platform."""
-    if os.environ.get(KERNELS_ENV, "batched") == "vllm":
+    if environment().cpu_lora_kernels == "vllm":
         return
     from vllm.platforms import current_platform
 

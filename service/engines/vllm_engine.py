@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from service.engines.base import Generation, model_max_len
+from service.engines.base import Engine, Generation, Sampling, model_max_len
 
 
-class VllmEngine:
+class VllmEngine(Engine):
     kind = "vllm"
 
     def __init__(self, llm: Any, *, seeded: bool = True) -> None:
@@ -60,28 +60,19 @@ class VllmEngine:
             count = self._llm.output_processor.get_num_unfinished_requests
         return int(count())
 
-    async def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        max_tokens: list[int],
-        stop_token_ids: list[int],
-        adapter: str | None,
-        temperature: float = 0.0,
-        seeds: list[int] | None = None,
-        ignore_stop: bool = False,
-    ) -> list[Generation]:
-        lora = self._loras[adapter] if adapter is not None else None
-        seeds_: list[int | None] = (
-            list(seeds) if seeds is not None and self.seeded else [None] * len(prompts)
+    async def run(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        s = sampling
+        lora = self._loras[s.adapter] if s.adapter is not None else None
+        seeds: list[int | None] = (
+            list(s.seeds) if s.seeds is not None and self.seeded else [None] * len(prompts)
         )
         # gather: one vLLM request per text, all in flight together; cancelling the
         # gather cancels each generate(), which aborts its vLLM request.
         return list(
             await asyncio.gather(
                 *(
-                    self._one(p, m, stop_token_ids, lora, temperature, seed, ignore_stop)
-                    for p, m, seed in zip(prompts, max_tokens, seeds_, strict=True)
+                    self._one(p, m, s.stop_token_ids, lora, s.temperature, seed, s.ignore_stop)
+                    for p, m, seed in zip(prompts, s.max_tokens, seeds, strict=True)
                 )
             )
         )
@@ -105,6 +96,7 @@ class VllmEngine:
             stop_token_ids=[] if ignore_stop else stop,
             ignore_eos=ignore_stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer
+            logprobs=0,  # the chosen tokens' own logprobs (the draft's confidence)
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         final = None
@@ -126,8 +118,14 @@ class VllmEngine:
             raise
         assert final is not None
         completion = final.outputs[0]
-        ids = [t for t in completion.token_ids if t not in stop]
-        return Generation(ids, "length" if completion.finish_reason == "length" else "stop")
+        kept = [k for k, t in enumerate(completion.token_ids) if t not in stop]
+        ids = [completion.token_ids[k] for k in kept]
+        logprobs = None
+        if completion.logprobs is not None:  # one {token id: Logprob} a position
+            steps = completion.logprobs
+            logprobs = [steps[k][completion.token_ids[k]].logprob for k in kept]
+        reason = "length" if completion.finish_reason == "length" else "stop"
+        return Generation(ids, reason, logprobs)
 
 
 # vLLM 0.32 on the CPU: a seeded request (the markup retry's candidates) whose prompt is

@@ -1,0 +1,44 @@
+"""`polingo data stats DIR`: pairs, duplicates, split and problems of a .po tree;
+`polingo data updates OLD NEW [-o FILE]`: update triples mined with msgmerge."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.settings import Environment
+
+
+def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
+    data = sub.add_parser("data", help="inspect training data").add_subparsers(
+        dest="action", required=True
+    )
+    stats = data.add_parser("stats", help="pairs, duplicates, split and problems of a .po tree")
+    stats.add_argument("dir", type=Path, help="a .po file or a folder of them")
+    stats.add_argument("--strict", action="store_true", help="fail on the first unreadable catalog")
+    stats.add_argument("--heldout-percent", type=float, default=3.0)
+    stats.set_defaults(run=run)
+    updates = data.add_parser(
+        "updates",
+        help="mine update triples from two states of a .po tree (msgmerge --previous)",
+    )
+    updates.add_argument("old", type=Path, metavar="OLD_TREE", help="the older catalogs")
+    updates.add_argument("new", type=Path, metavar="NEW_TREE", help="the newer catalogs")
+    updates.add_argument(
+        "-o", "--output", type=Path, default=None, help="JSON-lines file (default: stdout)"
+    )
+    updates.set_defaults(run=run_updates)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.data import load_corpus, stats_lines
+
+    corpus = load_corpus(args.dir, strict=args.strict)
+    print("\n".join(stats_lines(corpus, args.heldout_percent)))
+    return 1 if corpus.problems else 0
+
+
+def run_updates(args: argparse.Namespace) -> int:
+    from training.updates import updates_command
+
+    return updates_command(args.old, args.new, args.output)

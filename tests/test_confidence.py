@@ -1,0 +1,123 @@
+"""A confidence for every draft (core/confidence.py): the engine's token logprobs, the
+consensus of several candidates (MBR with chrF), and the translator answering both."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core.confidence import agreement_matrix, combine, consensus, token_confidence
+from core.settings import Settings
+
+
+def test_token_confidence_is_the_geometric_mean_probability() -> None:
+    assert token_confidence([math.log(0.5), math.log(0.125)]) == pytest.approx(0.25)
+    assert token_confidence([]) is None and token_confidence(None) is None
+
+
+def test_consensus_keeps_the_candidate_that_agrees_most() -> None:
+    greedy = "回傳一個新的串列。"
+    samples = ["回傳新的串列。", "回傳新的串列。", "傳回一個清單"]
+    best, agreement = consensus([greedy, *samples])
+    assert best == 1  # the repeated sample is closest to all the others
+    matrix = agreement_matrix([greedy, *samples])
+    assert matrix[1][2] == 100
+    assert agreement == pytest.approx(sum(matrix[1][j] for j in (0, 2, 3)) / 300)
+    assert consensus([greedy, greedy]) == (0, 1.0)  # ties keep the greedy one
+    assert consensus([greedy]) == (0, None)
+    assert combine(0.8, None) == 0.8 and combine(0.8, 0.4) == 0.6 and combine(None, None) is None
+
+
+def test_hf_engine_logprobs_are_the_models_own(tiny_model_dir: Path) -> None:
+    """The fallback engine's logprobs equal a forward pass over prompt + output."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from service.engines.hf_engine import open_hf_engine
+
+    async def generate() -> list:
+        settings = Settings(engine="transformers", dtype="float32")
+        async with open_hf_engine(settings, tiny_model_dir) as engine:
+            return await engine.generate(
+                [[1, 2, 3, 4], [5, 6]], max_tokens=[6, 3], stop_token_ids=[2], adapter=None
+            )
+
+    generations = asyncio.run(generate())
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    for prompt, g in zip([[1, 2, 3, 4], [5, 6]], generations, strict=True):
+        assert g.logprobs is not None and len(g.logprobs) == len(g.token_ids) > 0
+        ids = torch.tensor([prompt + g.token_ids])
+        with torch.no_grad():
+            steps = model(ids).logits[0, len(prompt) - 1 : -1].log_softmax(-1)
+        expected = steps.gather(-1, torch.tensor(g.token_ids)[:, None]).squeeze(-1)
+        assert g.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+class SeededEngine:
+    """A fake engine (named as such) that answers a script per seed: greedy when
+    unseeded, so that the translator's choice among candidates can be checked."""
+
+    kind = "scripted"
+
+    def __init__(self, tokenizer, by_seed: dict[int | None, str], logprob: float) -> None:
+        self.tokenizer, self.by_seed, self.logprob = tokenizer, by_seed, logprob
+        self.calls: list[dict] = []
+
+    async def generate(self, prompts, *, max_tokens, stop_token_ids, adapter, **sampling):
+        from service.engines import Generation
+
+        self.calls.append({"prompts": len(prompts), **sampling})
+        seeds = sampling.get("seeds") or [None] * len(prompts)
+        out = []
+        for seed in seeds:
+            ids = self.tokenizer.encode(self.by_seed[seed], add_special_tokens=False)
+            out.append(Generation(ids, "stop", [self.logprob] * len(ids)))
+        return out
+
+
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candidates) -> None:
+    from test_service_helpers import stub_translator
+    from transformers import AutoTokenizer
+
+    from core.memory import TranslationMemory
+    from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
+    from service.schemas import TranslateItem, TranslateRequest
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    memory = TranslationMemory()
+    memory.add("Open", "開啟")
+    by_seed = {None: "回傳一個新的串列。", 1: "回傳新的串列。", 2: "回傳新的串列。", 3: "傳回清單"}
+    engine = SeededEngine(tokenizer, by_seed, math.log(0.9))
+    adapter = SimpleNamespace(
+        key="zh@v1",
+        manifest=SimpleNamespace(contract=PromptContract()),
+        prompts=PromptBuilder(PromptContract(), tokenizer),
+        memory=memory,
+        in_flight=0,
+    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(candidates=candidates))
+    translator._current["zh"] = adapter
+    request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
+    model, human = asyncio.run(translator.translate(request)).translations
+    assert human.confidence == 1.0 and human.from_memory
+    if candidates == 1:
+        assert model.text == by_seed[None] and model.confidence == pytest.approx(0.9)
+        assert len(engine.calls) == 1
+        return
+    assert engine.calls[1] == {
+        "prompts": 3, "temperature": RETRY_TEMPERATURE, "seeds": [1, 2, 3], "ignore_stop": False
+    }  # fmt: skip
+    assert model.text == "回傳新的串列。"
+    _, agreement = consensus([by_seed[s] for s in (None, 1, 2, 3)])
+    assert model.confidence == pytest.approx((0.9 + agreement) / 2, abs=1e-3)
+
+
+def test_candidates_setting_is_checked() -> None:
+    assert Settings.from_env({"POLINGO_CANDIDATES": "8"}).candidates == 8
+    with pytest.raises(ValueError, match="POLINGO_CANDIDATES must be 1 or more"):
+        Settings(candidates=0)
