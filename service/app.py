@@ -151,7 +151,7 @@ def create_app(
 async def _until_stopped_or_dead(stop: asyncio.Event, translator: Translator) -> str | None:
     """Wait for shutdown (None) or for the engine to die (the reason)."""
     while not stop.is_set():
-        reason = translator.engine.dead()
+        reason = translator.dead_reason()
         if reason is not None:
             return reason
         with suppress(TimeoutError):

@@ -337,9 +337,15 @@ class Translator:
             for g in generations
         ]
 
+    def dead_reason(self) -> str | None:
+        """Why the engine can no longer generate, or None (also for an engine that
+        cannot tell, such as the test and benchmark stand-ins)."""
+        dead = getattr(self.engine, "dead", None)
+        return dead() if dead is not None else None
+
     def check_alive(self) -> None:
         """Raise EngineDead when the engine can no longer generate."""
-        reason = self.engine.dead()
+        reason = self.dead_reason()
         if reason is not None:
             raise EngineDead(f"the engine died: {reason}")
 
