@@ -392,14 +392,6 @@ def _lint_errors(
     return found
 
 
-def lint_entry(msgid: str, msgstr: str) -> list[str]:
-    """sphinx-lint's findings on one translation, as a translated entry of its own (an
-    update stays fuzzy, which the file's check leaves out)."""
-    entry = polib.POEntry(msgid=msgid, msgstr=msgstr)
-    text = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n' + str(entry)
-    return [message for _, message in _lint_errors(text, list(polib.pofile(text)))]
-
-
 def _preceding(order: list, key: tuple, by_key: dict) -> Unit | None:
     """The filled unit just before ``key`` in the file: a new finding in an untouched entry
     can only come from the text that now precedes it."""

@@ -233,6 +233,13 @@ class Settings:
             raise ValueError(f"{env_name('markup_retries')} must be 0 or more")
         if self.candidates < 1:
             raise ValueError(f"{env_name('candidates')} must be 1 or more")
+        if self.max_batch * (self.candidates - 1) > self.max_queue:
+            raise ValueError(
+                f"{env_name('candidates')}={self.candidates}: a full batch's samples "
+                f"({self.max_batch} x {self.candidates - 1}) exceed {env_name('max_queue')}="
+                f"{self.max_queue} and could never be queued; raise the queue or lower "
+                f"{env_name('max_batch')}"
+            )
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
                      "max_lora_rank", "max_loras", "max_resident_adapters",
                      "header_timeout_s", "body_timeout_s"):  # fmt: skip

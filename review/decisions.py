@@ -18,7 +18,13 @@ from pathlib import Path
 import polib
 
 from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError, atomic_replace
-from clients.filling import Catalog, CatalogError, clean_output, load_catalog
+from clients.filling import (
+    Catalog,
+    CatalogError,
+    clean_output,
+    load_catalog,
+    previous_translation,
+)
 from clients.writer import InvalidCatalogText, write_catalog
 from core.errors import ApiError, Conflict, InvalidRequest, NotFound
 from review import log
@@ -203,7 +209,13 @@ class Reviewer:
             raise Conflict("this entry no longer needs review; reload the page")
         before = forms_of(entry, catalog.nplurals)
         kept = [f.draft for f in before]
-        finals = self._finals(request, [f.source for f in before], kept)
+        if request.action == "restore":
+            old = previous_translation(entry)
+            if old is None or entry.msgid_plural:
+                raise InvalidRequest("restore: this entry has no previous translation")
+            finals = [old]
+        else:
+            finals = self._finals(request, [f.source for f in before], kept)
         unit = catalog.unit_of(entry)
         catalog.fill(unit, finals, fuzzy=False, notes=[])
         unit.status = "filled"
@@ -220,7 +232,9 @@ class Reviewer:
             ) from None
         except (CatalogError, OSError) as exc:
             raise InvalidRequest(f"not saved: {exc}") from None
-        decision = {"accept": "accepted", "reject": "rejected"}.get(request.action, "edited")
+        decision = {"accept": "accepted", "reject": "rejected", "restore": "restored"}.get(
+            request.action, "edited"
+        )
         if decision == "edited" and finals == kept:
             decision = "accepted"  # saved unchanged: the draft was kept
         forms = [(b.source, b.draft, t) for b, t in zip(before, finals, strict=True)]

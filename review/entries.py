@@ -9,15 +9,17 @@ sphinx-lint on the draft, and the ``polingo:`` comments translate-po wrote.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import html
+import re
 from pathlib import Path
 
 import msgspec
 import polib
 from markupsafe import Markup
 
-from clients.filling import CONFIDENCE_NOTE, NOTE_PREFIX
+from clients.filling import CONFIDENCE_NOTE, NOTE_PREFIX, PREVIOUS_NOTE, previous_translation
 from core.catalogs import plural_source
 from core.markup import MARKUP_RE, check_translation, markup_key
 from core.memory import TranslationMemory
@@ -60,6 +62,9 @@ class EntryView(msgspec.Struct, kw_only=True):
     terms: list[TermHint] = []
     skipped: bool = False
     confidence: float | None = None  # translate-po's "# polingo: confidence 0.83"
+    # an update (translate-po on a fuzzy entry msgmerge left): old -> new, as HTML diffs
+    source_diff: str | None = None
+    translation_diff: str | None = None
 
 
 def entry_id(entry: polib.POEntry) -> str:
@@ -82,8 +87,42 @@ def _polingo_lines(entry: polib.POEntry) -> list[str]:
 
 
 def polingo_notes(entry: polib.POEntry) -> list[str]:
-    """polingo's warnings about the entry (its confidence is no warning)."""
-    return [n for n in _polingo_lines(entry) if not n.startswith(CONFIDENCE_NOTE)]
+    """polingo's warnings about the entry (its confidence and the previous translation
+    of an update are no warnings)."""
+    return [n for n in _polingo_lines(entry) if not n.startswith((CONFIDENCE_NOTE, PREVIOUS_NOTE))]
+
+
+# English diffs by word, Chinese by character (it has no spaces between words)
+_WORDS_RE = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def diff_html(old: str, new: str, *, words: bool) -> str:
+    """``old`` -> ``new`` as escaped HTML, removed text in <del>, added text in <ins>."""
+    a = _WORDS_RE.findall(old) if words else list(old)
+    b = _WORDS_RE.findall(new) if words else list(new)
+    out = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            out.append(html.escape("".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            out.append(f"<del>{html.escape(''.join(a[i1:i2]))}</del>")
+        if j2 > j1:
+            out.append(f"<ins>{html.escape(''.join(b[j1:j2]))}</ins>")
+    return "".join(out)
+
+
+def update_diffs(entry: polib.POEntry) -> tuple[str, str] | None:
+    """(source diff, translation diff) of an updated entry; None for other entries."""
+    old = previous_translation(entry)
+    if old is None or entry.msgid_plural:
+        return None
+    previous = entry.previous_msgid or entry.msgid
+    return (
+        diff_html(previous, entry.msgid, words=True),
+        diff_html(old, entry.msgstr, words=False),
+    )
 
 
 def confidence(entry: polib.POEntry) -> float | None:
@@ -144,6 +183,7 @@ def view(entry: polib.POEntry, nplurals: int) -> EntryView:
         lost += [k for k in _keys(form.source) if k not in _keys(form.draft)]
         warnings += lint_text(form.draft)
     other = [ln for ln in (entry.tcomment or "").splitlines() if not ln.startswith(NOTE_PREFIX)]
+    diffs = update_diffs(entry)
     return EntryView(
         eid=entry_id(entry),
         rev=entry_rev(entry),
@@ -156,6 +196,8 @@ def view(entry: polib.POEntry, nplurals: int) -> EntryView:
         comments=other,
         warnings=list(dict.fromkeys(warnings)),
         lost=sorted(set(lost)),
+        source_diff=diffs[0] if diffs else None,
+        translation_diff=diffs[1] if diffs else None,
     )
 
 

@@ -21,7 +21,8 @@ from typing import Literal
 import filelock
 import msgspec
 
-Decision = Literal["accepted", "edited", "rejected"]
+# restored: an updated entry's previous translation kept instead of the draft
+Decision = Literal["accepted", "edited", "rejected", "restored"]
 LOG_NAME = "review-log.jsonl"
 
 
@@ -127,7 +128,7 @@ def training_pairs(records: Iterable[ReviewRecord]) -> list[tuple[str, str, str 
 def kept_share(records: Iterable[ReviewRecord]) -> dict[str, float]:
     """How often translators kept the drafts: decisions by kind and the share accepted
     unchanged (``kept_share``; 0 decisions: no share)."""
-    counts = {"accepted": 0, "edited": 0, "rejected": 0}
+    counts = {"accepted": 0, "edited": 0, "rejected": 0, "restored": 0}
     for record in records:
         counts[record.decision] += 1
     total = sum(counts.values())

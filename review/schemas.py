@@ -6,12 +6,14 @@ from typing import Literal
 
 import msgspec
 
-Action = Literal["accept", "edit", "reject", "skip"]
+# restore: an updated entry's previous translation becomes the final one
+Action = Literal["accept", "edit", "reject", "skip", "restore"]
 
 
 class DecisionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """POST /api/files/{fid}/entries/{eid}: what the translator decided about the entry
-    at version ``rev``; ``texts`` (one per plural form) only with ``edit``."""
+    at version ``rev``; ``texts`` (one per plural form) only with ``edit``; ``restore``
+    only for an entry translate-po updated (its previous translation)."""
 
     action: Action
     rev: str = msgspec.field()

@@ -180,7 +180,7 @@ class Translator:
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    builder.finish(first.text, job.prepared),
+                    keep_code(items[i].text, builder.finish(first.text, job.prepared))[0],
                     False,
                     warnings,
                     self.settings.markup_retries > 0

@@ -207,3 +207,77 @@ def test_no_function_over_80_lines() -> None:
                 if lines > 80 and node.name not in ARGPARSE_BUILDERS:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
     assert not long, long
+
+
+ALLOWED_IMPORTS = {  # README's dependency direction; docs/architecture.json draws it
+    "core": set(),
+    "service": {"core"},
+    "clients": {"core", "service"},
+    "review": {"core", "clients"},
+    "training": {"core", "service", "review"},
+    "cli": {"core", "service", "clients", "review", "training"},
+    "testkit": {"core"},
+}
+
+
+def test_packages_import_only_downwards() -> None:
+    """Function-level imports included: a deferred import is still a dependency."""
+    wrong = []
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for path in _sources(package):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.partition(".")[0]
+                    if top in ALLOWED_IMPORTS and top != package and top not in allowed:
+                        wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert not wrong, wrong
+
+
+def _registry(root: Path) -> Path:
+    for version in ("v1", "v2"):
+        (root / "docs" / version).mkdir(parents=True)
+        (root / "docs" / version / "manifest.json").write_text("{}")
+    (root / "docs" / "CURRENT").write_text("v2\n")
+    return root
+
+
+def test_promote_and_retrain_tell_the_service_with_the_environments_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--service-url: the reload goes out with POLINGO_API_KEY_FILE's key (the one reader
+    of the environment), after `adapters promote` and after retrain's promotion only."""
+    from test_deploy import _FakeReplica
+
+    import training.retrain
+    from cli.main import main
+
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    monkeypatch.delenv("POLINGO_API_KEY", raising=False)
+    monkeypatch.setenv("POLINGO_API_KEY_FILE", str(key))
+    registry = _registry(tmp_path / "registry")
+    replica = _FakeReplica("127.0.0.1", 0, ["docs@v1"], key="k")
+    url = f"http://127.0.0.1:{replica.port}"
+    promoted: list[bool] = []
+
+    def fake_retrain(args: object, on_promoted: object = None) -> int:
+        promoted.append(on_promoted is not None)
+        return on_promoted() if on_promoted else 0  # type: ignore[operator]
+
+    monkeypatch.setattr(training.retrain, "run", fake_retrain)
+    try:
+        argv = ["adapters", "--registry", str(registry), "promote", "docs@v1"]
+        assert main([*argv, "--service-url", url]) == 0
+        assert replica.calls == 1 and (registry / "docs" / "CURRENT").read_text().strip() == "v1"
+        assert main(["retrain", "--docs", str(tmp_path), "--service-url", url]) == 0
+        assert main(["retrain", "--docs", str(tmp_path)]) == 0
+        assert replica.calls == 2 and promoted == [True, False]
+        assert main([*argv, "--service-url", url, "--api-key", "wrong"]) == 1
+    finally:
+        replica.close()

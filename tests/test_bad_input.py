@@ -345,6 +345,11 @@ HTTP_CASES = [
      422, "invalid_request", "items[0].msgctxt", "length <= 500"),
     ("[ x 100,000", {"content": b"[" * 100_000, "headers": JSON}, 422, "invalid_request", None,
      "nested too deeply"),
+    ("previous_text alone", {"json": {"items": [{"text": "Open", "previous_text": "Opened"}]}},
+     422, "invalid_request", "items[0]", "give both or neither"),
+    ("empty previous_translation", {"json": {"items": [
+        {"text": "Open", "previous_text": "Opened", "previous_translation": ""}]}},
+     422, "invalid_request", "items[0].previous_translation", "length >= 1"),
 ]  # fmt: skip
 
 
@@ -360,6 +365,20 @@ def test_http_bad_input(service: str, kwargs, status, kind, param, words) -> Non
     error = response.json()["error"]
     assert (error["type"], error["param"], error["code"]) == (kind, param, status)
     assert words in error["message"]
+
+
+@pytest.mark.slow
+def test_http_update_without_update_mode_answers_the_previous_translation(service: str) -> None:
+    """Issue 41: the tiny adapter's contract has no update mode, so an item with a previous
+    translation gets it back (with a note), not a translation from scratch."""
+    item = {"text": "Open the files.", "previous_text": "Open the file.",
+            "previous_translation": "開啟檔案。"}  # fmt: skip
+    answer = _post(service, json={"items": [item, {"text": "Open the file."}]})
+    assert answer.status_code == 200, answer.text
+    kept, generated = answer.json()["translations"]
+    assert kept["text"] == "開啟檔案。" and not kept["from_memory"]
+    assert "zh@v1 has no update mode: the previous translation is kept" in kept["warnings"]
+    assert generated["text"] != "開啟檔案。"
 
 
 @pytest.mark.slow

@@ -32,23 +32,32 @@ def test_consensus_keeps_the_candidate_that_agrees_most() -> None:
     assert combine(0.8, None) == 0.8 and combine(0.8, 0.4) == 0.6 and combine(None, None) is None
 
 
-def test_hf_engine_logprobs_are_the_models_own(tiny_model_dir: Path) -> None:
-    """The fallback engine's logprobs equal a forward pass over prompt + output."""
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_hf_engine_logprobs_are_the_models_own(tiny_model_dir: Path, temperature: float) -> None:
+    """The fallback engine's logprobs equal a forward pass over prompt + output, for
+    greedy and sampled outputs (the temperature undone, as vLLM reports them)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from service.engines.hf_engine import open_hf_engine
 
+    prompts = [[1, 2, 3, 4], [5, 6]]
+
     async def generate() -> list:
         settings = Settings(engine="transformers", dtype="float32")
         async with open_hf_engine(settings, tiny_model_dir) as engine:
             return await engine.generate(
-                [[1, 2, 3, 4], [5, 6]], max_tokens=[6, 3], stop_token_ids=[2], adapter=None
+                prompts,
+                max_tokens=[6, 3],
+                stop_token_ids=[2],
+                adapter=None,
+                temperature=temperature,
+                seeds=[7, 7] if temperature else None,
             )
 
     generations = asyncio.run(generate())
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    for prompt, g in zip([[1, 2, 3, 4], [5, 6]], generations, strict=True):
+    for prompt, g in zip(prompts, generations, strict=True):
         assert g.logprobs is not None and len(g.logprobs) == len(g.token_ids) > 0
         ids = torch.tensor([prompt + g.token_ids])
         with torch.no_grad():
@@ -118,6 +127,10 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
 
 
 def test_candidates_setting_is_checked() -> None:
-    assert Settings.from_env({"POLINGO_CANDIDATES": "8"}).candidates == 8
+    assert Settings.from_env({"POLINGO_CANDIDATES": "4"}).candidates == 4
     with pytest.raises(ValueError, match="POLINGO_CANDIDATES must be 1 or more"):
         Settings(candidates=0)
+    # 64 texts x 7 samples would never fit the default queue of 256: said, not skipped
+    with pytest.raises(ValueError, match="POLINGO_MAX_QUEUE=256 and could never be queued"):
+        Settings(candidates=8)
+    assert Settings(candidates=8, max_queue=512).candidates == 8

@@ -129,6 +129,55 @@ def test_page_shows_warnings_and_highlights_lost_markup(tmp_path: Path, memory) 
     assert "<li>placeholders changed: -{num} -{num}</li>" in page
 
 
+UPDATED_PO = """\
+msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+
+# polingo: previous translation: "呼叫 :func:`len` 取得長度。"
+#, fuzzy
+#| msgid "Call :func:`len` for the length."
+msgid "Call :func:`len` for the :term:`length`."
+msgstr "呼叫 :func:`len` 取得\\\\ :term:`長度 <length>`。"
+
+#, fuzzy
+msgid "A draft without a previous translation."
+msgstr "沒有先前翻譯的草稿。"
+"""
+
+
+def test_updated_entry_shows_both_diffs_and_restores_the_old_translation(
+    tmp_path: Path, memory
+) -> None:
+    """Issue 41: an entry translate-po updated shows old -> new English and old -> draft
+    translation; "restore" (key o) saves the previous translation, the rest as it was."""
+    path = tmp_path / "updated.po"
+    path.write_text(UPDATED_PO, encoding="utf-8")
+    subprocess.run(["powrap", "--quiet", str(path)], check=True)
+    log_path = tmp_path / "review-log.jsonl"
+    with TestClient(create_app(Reviewer([path], log_path, memory))) as client:
+        page = client.get("/files/0").text
+        assert page.count('class="update"') == 1 and page.count('data-action="restore"') == 1
+        # the English gained a :term: around a word the old translation already had
+        assert "for the <ins>:term:`</ins>length<ins>`</ins>." in page
+        assert "取得<ins>\\ :term:`</ins>長度<ins> &lt;length&gt;`</ins>。" in page
+        assert "polingo: previous translation" not in page  # shown as the diff, no warning
+        updated, plain = pending(path)
+        other = decide(client, entry_id(plain), entry_rev(plain), "restore")
+        assert other.status_code == 422 and "no previous translation" in other.text
+        done = decide(client, entry_id(updated), entry_rev(updated), "restore")
+        assert done.status_code == 200, done.text
+        assert done.json()["decision"] == "restored"
+        assert done.json()["texts"] == ["呼叫 :func:`len` 取得長度。"]
+    entry = polib.pofile(str(path))[0]
+    assert (entry.msgstr, entry.flags, entry.tcomment) == ("呼叫 :func:`len` 取得長度。", [], "")
+    assert entry.previous_msgid is None and polib.pofile(str(path))[1].fuzzy
+    check_tools(path)
+    (record,) = log.read(log_path)
+    assert record.decision == "restored" and record.final == "呼叫 :func:`len` 取得長度。"
+    assert log.kept_share([record])["review_restored"] == 1
+
+
 def test_log_appends_stay_whole_with_concurrent_writers(tmp_path: Path) -> None:
     path = tmp_path / "review-log.jsonl"
     text = "譯" * 3000  # records of several pages: a torn write would show
@@ -370,6 +419,7 @@ def test_eval_reports_the_kept_share(tmp_path: Path, capsys) -> None:
         "review_accepted": "2",
         "review_edited": "1",
         "review_rejected": "1",
+        "review_restored": "0",
         "review_decisions": "4",
         "kept_share": "0.5",
     }

@@ -655,6 +655,7 @@ def test_retrain_reads_the_config_back_from_a_manifest(tmp_path: Path) -> None:
         (["--fixed-shapes", "-2"], "--fixed-shapes -2: give 0 (off) or more"),
         (["--packing", "--fixed-shapes", "2"], "--packing already gives one shape"),
         (["--learning-rate", "0"], "--learning-rate 0.0: give a positive rate"),
+        (["--updates", "/nonexistent.jsonl"], "--updates /nonexistent.jsonl: no such file"),
     ],
 )
 def test_bad_settings_exit_2_with_a_message_before_any_model_loads(

@@ -304,6 +304,27 @@ def test_failed_or_needless_edits_keep_the_old_translation(
     capsys.readouterr()
 
 
+def test_update_checks_name_what_the_edit_broke_and_eval_keeps_the_old_there() -> None:
+    from core.markup import update_problems
+    from service.translator import Outcome
+    from training.evaluate import _checked_update
+    from training.updates import Update
+
+    old = "呼叫 :func:`len`。"
+    source = "Call :func:`len` now."
+    assert update_problems(source, old, "現在呼叫 :func:`len`。") == []
+    assert update_problems(source, old, "現在呼叫。") == ["markup lost: :func:`len`"]
+    glued = update_problems(source, old, "現在呼叫:func:`len`。")
+    assert glued and glued[0].startswith("sphinx-lint: missing space before role")
+    # a problem the old translation had already is not the edit's fault
+    assert update_problems("See :term:`x` and :func:`f`.", "見 :func:`f`。", "見 :func:`f`。") == []
+    update = Update("Call :func:`len`.", source, old, "現在呼叫 :func:`len`。")
+    bad = Outcome("現在呼叫。", "現在呼叫。", False, [], False)
+    assert _checked_update(update, bad).text == old
+    good = bad._replace(text="現在呼叫 :func:`len`。")
+    assert _checked_update(update, good) == good
+
+
 # ---- the translator and the HTTP schema ------------------------------------------------
 
 
@@ -361,3 +382,85 @@ def test_translator_updates_only_with_an_update_contract(tokenizer, tiny_model_d
     translator, adapter, engine = translator_for(UPDATE, tokenizer, tiny_model_dir, [edit])
     (answer,) = asyncio.run(translator.translate_items(adapter, [item]))
     assert answer.text == "Python 是一種易學的:term:`interactive`語言。請見 :func:`len`。"
+
+
+# ---- training and evaluation, for real (slow) -------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`polingo train --updates FILE` trains the update mode (contract version 3 in the
+    manifest), and `polingo eval --updates OLD NEW` scores keep-old, scratch and update
+    through the service's translator (transformers engine, CPU)."""
+    from test_training import polingo
+
+    from core.registry import Registry
+
+    docs = tmp_path / "docs"
+    shutil.copytree(OLD / "tutorial", docs / "tutorial")
+    registry = tmp_path / "registry"
+    done = polingo(
+        "train", "--data", str(docs), "--updates", str(TRIPLES), "--base-model",
+        str(tiny_model_dir), "--adapter", "zh", "--registry", str(registry), "--max-pairs",
+        "40", "--max-steps", "4", "--batch-tokens", "2048", "--promote",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "update triples from" in done.stderr
+    manifest = Registry(registry).manifest("zh")
+    assert manifest.contract == UPDATE and 30 <= manifest.training["update_triples"] <= 40
+    assert manifest.training["updates"] == str(TRIPLES)
+    done = polingo(
+        "eval", "--updates", str(OLD / "tutorial"), str(NEW / "tutorial"), "--adapter", "zh",
+        "--registry", str(registry), "--engine", "transformers", "--markup-retries", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "7 update entries (6 kept unchanged by the humans)"
+    assert lines[1].split() == ["keep-old", "scratch", "update", "update-checked"]
+    table = {ln.split()[0]: ln.split()[1:] for ln in lines[2:]}
+    assert table["pairs"] == ["7"] * 4 and table["unchanged_entries"] == ["6"] * 4
+    assert table["from_memory"][0] == "0"
+    assert float(table["chrf"][0]) == 99.67 and float(table["unchanged_returned"][0]) == 1
+    # polingo retrain keeps training the update mode: the parent's triples, or --updates
+    shutil.copytree(NEW / "tutorial", docs / "tutorial", dirs_exist_ok=True)
+    done = polingo(
+        "retrain", "--docs", str(docs), "--adapter", "zh", "--registry", str(registry),
+        "--min-changes", "0", "--max-steps", "2", "--eval-limit", "2", "--engine",
+        "transformers", "--margin", "100",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = Registry(registry).manifest("zh@v2")
+    assert again.contract == UPDATE and again.training["update_triples"] > 0
+
+
+def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Path) -> None:
+    import argparse
+
+    from core.registry import DataSummary, Manifest, Registry
+    from training.config import TrainConfig, recorded_settings
+    from training.retrain import candidate_config
+
+    registry = Registry(tmp_path / "reg")
+    parent = TrainConfig(data=tmp_path, updates=TRIPLES)
+    with registry.new_version("zh") as (version, folder):
+        registry.write_manifest(
+            folder,
+            Manifest(
+                name="zh",
+                version=version,
+                base_model="tiny",
+                contract=parent.contract,
+                data=DataSummary(fingerprint="sha256:x", source="d"),
+                training=recorded_settings(parent),
+            ),  # fmt: skip
+        )
+    args = argparse.Namespace(
+        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
+        max_steps=None, max_pairs=None, contract=None, updates=None,
+    )  # fmt: skip
+    config = candidate_config(registry, "zh@v1", args)
+    assert config.updates == TRIPLES and config.contract == UPDATE
+    args.updates, args.contract = tmp_path / "more.jsonl", CONTRACT_PRESETS["v2"]
+    config = candidate_config(registry, "zh@v1", args)
+    assert config.updates == tmp_path / "more.jsonl"
+    assert config.contract == CONTRACT_PRESETS["v2-update"]  # --updates turns update mode on

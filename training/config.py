@@ -219,6 +219,8 @@ def validate(config: TrainConfig) -> None:
     """Raise ConfigError for the first setting that cannot train, before any work."""
     _check_numbers(config)
     _check_experimental(config.experimental)
+    if config.updates is not None and not config.updates.exists():
+        raise ConfigError("updates", f"--updates {config.updates}: no such file or folder")
     if config.optim is not None:
         from transformers.training_args import OptimizerNames
 

@@ -147,7 +147,10 @@
     }
     if (ev.ctrlKey || ev.metaKey) return;
     const keys = { a: "accept", r: "reject", s: "skip" };
-    if (keys[ev.key]) {
+    if (ev.key === "o" && current && current.querySelector('[data-action="restore"]')) {
+      ev.preventDefault();
+      act(current, "restore"); // an updated entry: keep its previous translation
+    } else if (keys[ev.key]) {
       ev.preventDefault();
       act(current, keys[ev.key]);
     } else if (ev.key === "e" && current && open(current)) {

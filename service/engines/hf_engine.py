@@ -59,14 +59,35 @@ def cut_generation(
     return Generation(tokens[:end], "length" if cut is None else "stop", kept)
 
 
-def chosen_logprobs(logits: Any, tokens: Any) -> list[list[float]]:
-    """Each row's logprob of the token it generated at each step: ``logits`` is
-    ``generate``'s raw per-step logits (steps of [rows, vocab]), ``tokens`` the
-    generated ids [rows, steps]."""
-    import torch
+class ChosenLogprobs:
+    """A ``generate`` logits processor that records each row's logprob of the token it
+    chose at each step, keeping one step's distribution at a time (``output_logits``
+    would keep every step's: rows x steps x vocabulary, tens of GB for a batch of long
+    outputs with Gemma's 262k-token vocabulary). transformers runs a caller's processors
+    before its sampling warpers (temperature, top-k), so these are the model's own
+    logprobs, as vLLM reports them."""
 
-    steps = torch.stack(logits, dim=1).float().log_softmax(dim=-1)  # [rows, steps, vocab]
-    return steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
+    def __init__(self) -> None:
+        self.steps: list[Any] = []  # [rows] tensors, one per generated token
+        self._last: Any = None  # the previous step's log-softmax, until its token is known
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._last is not None:  # the token chosen from it is now input_ids' last
+            self.steps.append(self._last.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._last = scores.float().log_softmax(dim=-1)
+        return scores
+
+    def rows(self, new_tokens: Any) -> list[list[float]]:
+        """Each row's logprobs for ``new_tokens`` [rows, steps], the generated ids."""
+        import torch
+
+        if self._last is not None and new_tokens.shape[1] > len(self.steps):
+            last = new_tokens[:, len(self.steps) : len(self.steps) + 1]
+            self.steps.append(self._last.gather(-1, last).squeeze(-1))
+            self._last = None
+        if not self.steps:
+            return [[] for _ in range(new_tokens.shape[0])]
+        return torch.stack(self.steps, dim=1).tolist()
 
 
 class HfEngine(Engine):
@@ -150,7 +171,7 @@ class HfEngine(Engine):
         ignore_stop: bool = False,
     ) -> list[Generation]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -167,6 +188,7 @@ class HfEngine(Engine):
         # one generator for the whole batch: transformers cannot seed rows apart
         if seed is not None:
             torch.manual_seed(seed)
+        recorder = ChosenLogprobs()
         with torch.inference_mode(), scope:
             out = model.generate(
                 input_ids=ids.to(self._device),
@@ -176,12 +198,10 @@ class HfEngine(Engine):
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                output_logits=True,  # raw logits: the tokens' own logprobs, for confidence
-                return_dict_in_generate=True,
+                logits_processor=LogitsProcessorList([recorder]),  # for the confidence
             )
-        width = ids.shape[1]
-        new = out.sequences[:, width:]
-        logprobs = chosen_logprobs(out.logits, new)
+        new = out[:, ids.shape[1] :]
+        logprobs = recorder.rows(new)
         return [
             cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)

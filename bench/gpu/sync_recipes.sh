@@ -1,0 +1,109 @@
+# Issues 41 and 42 on one GPU: the update mode and the document split, all jobs side by side
+# (a 270M model leaves the GPU mostly idle), each in its own folder under /tmp/runs:
+#   upd      the default recipe (v2 contract, 4 examples, r=32, 3 epochs) on the 2024-07-20
+#            snapshot plus the update triples (which end 2024-07-18), update mode on; scored
+#            on the 2024-07-20 -> 2024-10-19 update set (polingo eval --updates)
+#   scratch  the same recipe without the update mode, scored on the same set
+#   v4       polingo retrain of the shipped registry on 2024-10-19 plus the update triples,
+#            update mode on; its gate scores it against zh-tw@v3 on both held-out splits
+# Usage (after the carry calls: .whl + .carry/d + .carry/u (gettext debs) + .carry/g1, then .carry/g2 .. g5, each
+# `bash bench/gpu/sync_recipes.sh stash`; then the tree with core/default_adapter):
+#   bash bench/gpu/sync_recipes.sh start [upd scratch v4]
+# then, in the calls that follow: bash bench/gpu/sync_recipes.sh wait SECONDS (returns early
+# when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
+# $OUT/manifests.json; at the end the v4 registry comes back in 15 MiB pieces if its gate
+# promoted it: cat v4.tgz.part* | tar xz).
+set -euo pipefail
+source bench/gpu/env.sh
+# gettext (msgmerge for eval --updates): Debian's packages, unpacked in the first call
+if [ ! -d /tmp/gettext ] && ls .carry/u/*.deb >/dev/null 2>&1; then
+  for deb in .carry/u/*.deb; do dpkg -x "$deb" /tmp/gettext; done
+fi
+export PATH=/tmp/gettext/usr/bin:$PATH LD_LIBRARY_PATH=/tmp/gettext/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+runs=/tmp/runs
+old=/tmp/data/2024-07-20
+new=/tmp/data/2024-10-19
+updates=/tmp/data/updates-2021-2024.jsonl
+recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384 --rank 32
+        --alpha 64 --learning-rate 2e-4 --epochs 3 --logging-steps 25 --save-steps 100000)
+
+job() {  # job NAME COMMAND...: run in its own session and folder, log to NAME.log
+  local name=$1; shift
+  mkdir -p "$runs/$name/reg" && cp -r "$repo/core/default_adapter/zh-tw" "$runs/$name/reg/zh-tw"
+  (cd "$runs/$name" && setsid nohup bash -c "$* ; echo \"exit status: \$?\"; touch done" \
+     >"$runs/$name.log" 2>&1 < /dev/null &)
+}
+
+finished() { [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -ge "$(ls "$runs"/*.log | wc -l)" ]; }
+
+start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this tree
+  [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
+  local repo=/tmp/repo-$SECONDS jobs=("${@:-upd scratch v4}")
+  rm -rf "$repo" && mkdir -p "$runs" && cp -r "$PWD" "$repo"
+  export PYTHONPATH=/tmp/site:$repo
+  local cli="python3 -m cli.main"
+  local eval_updates="$cli eval --updates $old $new --registry reg --engine transformers"
+  for name in ${jobs[*]}; do
+    case $name in
+      upd) job upd "$cli train --data $old --adapter upd --registry reg ${recipe[*]} \
+--contract v2-update --updates $updates --promote && $eval_updates --adapter upd" ;;
+      scratch) job scratch "$cli train --data $old --adapter scratch --registry reg ${recipe[*]} \
+--contract v2 --promote && $eval_updates --adapter scratch --modes keep-old,scratch" ;;
+      v4) job v4 "$cli retrain --docs $new --registry reg --adapter zh-tw --from base \
+--contract v2-update --updates $updates --min-changes 0 --eval-limit ${EVAL_LIMIT:-400} \
+--engine transformers --epochs 3" ;;
+      *) echo "unknown job $name" >&2; exit 2 ;;
+    esac
+  done
+  sleep 20 && tail -n 3 "$runs"/*.log
+}
+
+collect() {  # one file of logs, one of manifests and reports: $OUT brings back at most 8 files
+  for log in "$runs"/*.log; do
+    echo "=== $(basename "$log")"
+    grep -v -E "_pytree|Warning:|Loading weights|it/s\]$|bm25s\|DEBUG" "$log" || true
+  done >"$OUT/logs.txt"
+  nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader >>"$OUT/logs.txt" || true
+  python3 - "$runs" >"$OUT/manifests.json" <<'PY'
+import json, pathlib, sys
+runs = pathlib.Path(sys.argv[1])
+found = {}
+for pattern in ("*/reg/*/v*/manifest.json", "*/reg/*/v*/report/*.json", "*/*.json"):
+    for path in sorted(runs.glob(pattern)):
+        if path.name in ("loss.json", "examples.json") or path.stat().st_size > 2_000_000:
+            continue
+        try:
+            found[str(path.relative_to(runs))] = json.loads(path.read_text())
+        except ValueError:
+            pass
+print(json.dumps(found, indent=1))
+PY
+}
+
+pack() {  # v4's registry, if its gate promoted it, LoRA weights in fp16 as shipped
+  local reg=$runs/v4/reg/zh-tw version
+  version=$(cat "$reg/CURRENT")
+  [ "$version" != v3 ] || { echo "v4: not promoted by its gate" | tee -a "$OUT/logs.txt"; return 0; }
+  python3 bench/gpu/lora_fp16.py "$reg/$version/adapter_model.safetensors"
+  tar czf - -C "$runs/v4/reg" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
+    zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/v4.tgz.part"
+}
+
+case ${1:-} in
+  stash) stash_piece
+    [ -d .carry/d ] || exit 0  # the first call also checks the imports and msgmerge
+    python3 -c "import cli.main, training.train, training.evaluate, training.retrain, \
+training.updates, service.translator, service.engines.hf_engine, core.prompt, core.chinese, \
+unsloth, trl, bitsandbytes, opencc, hanzidentifier, bm25s, sphinxlint, prometheus_client, polib, \
+msgspec, datasets, sacrebleu, matplotlib; print('imports ok')"
+    msgmerge --version | head -1 ;;
+  start) shift; start "$@" ;;
+  wait)
+    deadline=$((SECONDS + ${2:-500}))
+    while [ $SECONDS -lt $deadline ] && ! finished; do
+      sleep 15; collect  # what is under $OUT comes back even if the call is cut off
+    done
+    collect; tail -n 4 "$runs"/*.log
+    if finished; then pack; fi ;;
+  *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
+esac
