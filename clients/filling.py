@@ -72,6 +72,8 @@ class Catalog:
         for the entries this run changes."""
         self.path = path
         self.fingerprint = fingerprint
+        # the file's line ending, kept when it is written (msgcat's output has "\n")
+        self.newline = "\r\n" if text.partition("\n")[0].endswith("\r") else "\n"
         self._normalized = run_msgcat(text, path)
         self._blocks = self._normalized.rstrip("\n").split("\n\n")
         self.po = polib.pofile(self._normalized, wrapwidth=0)

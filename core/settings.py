@@ -9,6 +9,7 @@ together, raise ValueError naming the variable. Nothing here builds an engine.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,18 @@ class Settings:
     (POLINGO_API_KEY_FILE): a mounted secret."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted; larger ones get 413 (POLINGO_MAX_BODY_BYTES)."""
+    header_timeout_s: float = 10.0
+    """Seconds a connection may take to send a request's headers, counted from its
+    opening or the request's first byte; then it is closed (POLINGO_HEADER_TIMEOUT).
+    uvicorn has no such limit of its own."""
+    body_timeout_s: float = 30.0
+    """Seconds a request may take to send its body once its headers are in; then the
+    connection is closed (POLINGO_BODY_TIMEOUT)."""
+    allowed_hosts: str | None = None
+    """Comma-separated Host header values answered besides the loopback names
+    (POLINGO_ALLOWED_HOSTS, e.g. "mt.example.org,*.example.org"). A service bound to
+    loopback answers 127.0.0.1, localhost and [::1] only (a DNS-rebinding page gets 400);
+    bound beyond it, unset answers any Host (Kubernetes probes send the pod's IP)."""
 
     # --- adapters ---
     registry: Path | None = None
@@ -87,6 +100,11 @@ class Settings:
     """Largest adapter rank vLLM accepts (POLINGO_MAX_LORA_RANK)."""
     max_loras: int = 4
     """Adapters vLLM keeps active in one batch (POLINGO_MAX_LORAS)."""
+    max_resident_adapters: int = 8
+    """Adapter versions loaded at once, the current ones included
+    (POLINGO_MAX_RESIDENT_ADAPTERS). A request may pin any registry version
+    (NAME@VERSION), which loads it; beyond this number the least recently used version
+    that is neither current nor in use is unloaded. Each costs its weights in memory."""
     max_num_seqs: int | None = None
     """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS); unset: 256 on a GPU, 64 on
     a CPU (docs/benchmarks.md has the measurements)."""
@@ -165,6 +183,14 @@ class Settings:
 
         return 16384 if torch.cuda.is_available() else None
 
+    def host_allowlist(self) -> list[str] | None:
+        """The Host header values the service answers; None: any (see allowed_hosts)."""
+        extra = [h.strip() for h in (self.allowed_hosts or "").split(",") if h.strip()]
+        if not _is_loopback(self.host):
+            return extra or None
+        names = {"127.0.0.1", "localhost", "[::1]", self.host}
+        return [h for n in sorted(names) for h in (n, f"{n}:{self.port}")] + extra
+
     @property
     def model_cache_dir(self) -> Path:
         """Where base-model aliases are materialised: $POLINGO_CACHE/models."""
@@ -224,7 +250,8 @@ class Settings:
                 f"{env_name('max_batch')}"
             )
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
-                     "max_lora_rank", "max_loras"):  # fmt: skip
+                     "max_lora_rank", "max_loras", "max_resident_adapters",
+                     "header_timeout_s", "body_timeout_s"):  # fmt: skip
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
         if self.max_batch > MAX_BATCH:
@@ -254,6 +281,8 @@ class Settings:
 
 _ENV_NAMES = {
     "watch_interval_s": "POLINGO_WATCH_INTERVAL",
+    "header_timeout_s": "POLINGO_HEADER_TIMEOUT",
+    "body_timeout_s": "POLINGO_BODY_TIMEOUT",
     "cache": "POLINGO_CACHE",
     "max_new_tokens_cap": "POLINGO_MAX_NEW_TOKENS",
 }
@@ -262,6 +291,15 @@ _ENV_NAMES = {
 def env_name(field: str) -> str:
     """The environment variable of a Settings field."""
     return _ENV_NAMES.get(field, f"POLINGO_{field.upper()}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _to_path(kind: type, value: Any) -> Any:
@@ -275,12 +313,13 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def read_key_file(path: Path) -> str | None:
-    """The API key in ``path`` (POLINGO_API_KEY_FILE), stripped; None if empty."""
+    """The API key in ``path`` (POLINGO_API_KEY_FILE): its first line, stripped (as the
+    docs say; a comment below it is not part of the key); None if empty."""
     try:
-        key = path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{env_name('api_key_file')}: cannot read {path}: {exc}") from None
-    return key or None
+    return (text.splitlines() or [""])[0].strip() or None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -341,23 +341,14 @@ def test_schema_takes_previous_texts_both_or_neither() -> None:
 
 
 def translator_for(contract: PromptContract, tokenizer, tiny_model_dir: Path, greedy: list[str]):  # noqa: ANN001, ANN201
+    from test_service_helpers import stub_translator
     from test_service_units import ScriptedEngine
 
     from core.memory import TranslationMemory
-    from core.registry import Registry
     from core.settings import Settings
-    from service.translator import Translator
 
     engine = ScriptedEngine(tokenizer, greedy, {})
-    translator = Translator(
-        settings=Settings(markup_retries=0),
-        registry=Registry(tiny_model_dir / "no-registry"),
-        engine=engine,
-        tokenizer=tokenizer,
-        base_model="tiny",
-        base_path=tiny_model_dir,
-        default_adapter="zh",
-    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(markup_retries=0))
     adapter = SimpleNamespace(
         key="zh@v9",
         memory=TranslationMemory(),

@@ -138,6 +138,9 @@ class HfEngine(Engine):
                     peft.set_adapter(next(k for k in peft.peft_config if k != key))
                 peft.delete_adapter(key)
 
+    def dead(self) -> str | None:
+        return None  # runs in this process: it cannot die alone
+
     def pending(self) -> int:
         return self._running
 
