@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cli.options import (
@@ -33,8 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
 def run(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     if args.action == "list":
-        print_versions(registry)
-        return 0
+        return 1 if print_versions(registry) else 0
     if args.action == "promote":
         name, version = registry.resolve(args.ref)
         registry.promote(f"{name}@{version}", reason="polingo adapters promote")
@@ -48,15 +48,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_versions(registry: Registry) -> None:
-    """One line per version: current mark, base, parent, headline metrics, date."""
+def print_versions(registry: Registry) -> int:
+    """One line per version: current mark, base, parent, headline metrics, date. A
+    version whose manifest cannot be read is named on stderr and the rest listed;
+    returns how many could not be read."""
     names = registry.names()
     if not names:
         print(f"no adapters in {registry.root}")
+    bad = 0
     for name in names:
         current = registry.current(name)
         for version in registry.versions(name):
-            m = registry.manifest(f"{name}@{version}")
+            try:
+                m = registry.manifest(f"{name}@{version}")
+            except (OSError, ValueError) as exc:
+                print(f"! {name}@{version}  unreadable manifest: {exc}", file=sys.stderr)
+                bad += 1
+                continue
             mark = "*" if version == current else " "
             metrics = "  ".join(
                 f"{k}={v:g}"
@@ -67,3 +75,4 @@ def print_versions(registry: Registry) -> None:
                 f"{mark} {name}@{version}  base={m.base_model}  "
                 f"parent={m.parent or '-'}  {metrics}  {m.created_at}"
             )
+    return bad

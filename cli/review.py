@@ -59,5 +59,10 @@ def run(args: argparse.Namespace) -> int:
         f"review; decisions go to {reviewer.log_path}\nopen http://{host}:{args.port}/",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    from core.settings import Settings
+    from service.timeouts import timed_protocol
+
+    limits = Settings()  # the service's read timeouts (a public port needs them here too)
+    http = timed_protocol(limits.header_timeout_s, limits.body_timeout_s)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=http)
     return 0

@@ -62,6 +62,21 @@ class Backend(Protocol):
     async def translate(self, items: list[TranslateItem]) -> list[Translation]: ...
 
 
+def server_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and a valid port; ValueError saying
+    what is wrong otherwise (checked before any file is read)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+    return value
+
+
 def _retry_after(value: str | None) -> float:
     if not value:
         return 1.0
@@ -178,11 +193,13 @@ class InProcessBackend:
         self.label = label
 
     async def translate(self, items: list[TranslateItem]) -> list[Translation]:
-        from service.errors import Overloaded, ServiceError, UnknownAdapter
+        from service.errors import EngineDead, Overloaded, ServiceError, UnknownAdapter
 
         request = TranslateRequest(items=items, adapter=self.adapter)
         try:
             answer = await self.translator.translate(request)  # type: ignore[attr-defined]
+        except EngineDead as exc:  # nothing more can be translated: the run stops
+            raise BackendUnavailable(exc.message) from None
         except Overloaded as exc:
             raise ServiceBusy(exc.message, min(float(exc.retry_after), MAX_RETRY_WAIT_S)) from None
         except UnknownAdapter as exc:

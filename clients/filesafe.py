@@ -69,7 +69,7 @@ class CatalogLock:
             timeout=0,
             thread_local=False,
             fallback_to_soft=False,  # the unlink on release needs flock's semantics
-            on_acquired=_write_pid,
+            on_acquired=self._write_pid,
         )
 
     def acquire(self) -> None:
@@ -98,10 +98,15 @@ class CatalogLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-
-def _write_pid(fd: int) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    def _write_pid(self, fd: int) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            # a full disk: filelock releases the lock on our error; remove the file we
+            # created while we still hold it, so that no stray FILE.po.lock is left
+            self.path.unlink(missing_ok=True)
+            raise
 
 
 def _read_pid(path: Path) -> str:

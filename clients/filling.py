@@ -72,6 +72,8 @@ class Catalog:
         for the entries this run changes."""
         self.path = path
         self.fingerprint = fingerprint
+        # the file's line ending, kept when it is written (msgcat's output has "\n")
+        self.newline = "\r\n" if text.partition("\n")[0].endswith("\r") else "\n"
         self._normalized = run_msgcat(text, path)
         self._blocks = self._normalized.rstrip("\n").split("\n\n")
         self.po = polib.pofile(self._normalized, wrapwidth=0)
@@ -388,14 +390,6 @@ def _lint_errors(
         entry = translated[i]
         found.append(((entry.msgctxt, entry.msgid), f"{error.msg} ({error.checker_name})"))
     return found
-
-
-def lint_entry(msgid: str, msgstr: str) -> list[str]:
-    """sphinx-lint's findings on one translation, as a translated entry of its own (an
-    update stays fuzzy, which the file's check leaves out)."""
-    entry = polib.POEntry(msgid=msgid, msgstr=msgstr)
-    text = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n' + str(entry)
-    return [message for _, message in _lint_errors(text, list(polib.pofile(text)))]
 
 
 def _preceding(order: list, key: tuple, by_key: dict) -> Unit | None:

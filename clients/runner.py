@@ -34,9 +34,9 @@ from clients.filesafe import (
     LockedError,
     remove_stale_temporaries,
 )
-from clients.filling import Catalog, CatalogError, Unit, clean_output, lint_entry, load_catalog
+from clients.filling import Catalog, CatalogError, Unit, clean_output, load_catalog
 from clients.writer import write_catalog
-from core.markup import check_translation
+from core.markup import check_translation, update_problems
 from service.schemas import MAX_BATCH, MAX_TEXT_CHARS, TranslateItem, Translation
 
 
@@ -296,12 +296,9 @@ class Runner:
         if output == old:
             unit.status, unit.reason = "kept", "the previous translation needs no change"
             return
-        problems = list(answer.warnings) + check_translation(source, output)
-        problems = [p for p in problems if p not in check_translation(source, old)]
-        new_lint = [p for p in lint_entry(source, output) if p not in lint_entry(source, old)]
-        problems += [f"sphinx-lint: {p}" for p in new_lint]
+        problems = update_problems(source, old, output, answer.warnings)
         if problems:
-            unit.status, unit.reason = "kept", "; ".join(dict.fromkeys(problems))
+            unit.status, unit.reason = "kept", "; ".join(problems)
             return
         unit.confidence = answer.confidence
         catalog.fill(unit, [output], fuzzy=True, notes=[])

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--server",
         metavar="URL",
+        type=_server_url,
         default=environment().server,
         help="base URL of a running polingo service (default: $POLINGO_SERVER; "
         "none: translate in this process)",
@@ -326,6 +327,15 @@ def _main(argv: Sequence[str] | None) -> int:
     status = _report(results, fatal)
     _show(results, args.show)
     return status
+
+
+def _server_url(value: str) -> str:
+    from clients.backends import server_url
+
+    try:
+        return server_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Fatal(Exception):

@@ -28,7 +28,8 @@ def write_catalog(catalog: Catalog, units: list[Unit], *, on_invalid: str) -> st
     with a note ("fuzzy"), put back as it was ("skip"), or the whole write is refused
     with ``InvalidCatalogText`` ("refuse": a person's decision is never altered).
     ``ChangedOnDiskError`` if the file is no longer what was read; ``catalog.fingerprint``
-    becomes the new file's. Returns the text written."""
+    becomes the new file's. The file keeps its line endings (CRLF or LF). Returns the
+    text written, with "\n" line endings."""
     if on_invalid == "refuse":
         text = catalog.render()
         found, stray = catalog.problems(text, units)
@@ -38,5 +39,6 @@ def write_catalog(catalog: Catalog, units: list[Unit], *, on_invalid: str) -> st
             raise InvalidCatalogText(f"{catalog.path}: {'; '.join(unique)[:500]}", unique)
     else:
         text = catalog.render_checked(units, on_invalid=on_invalid)
-    catalog.fingerprint = atomic_replace(catalog.path, text.encode(), catalog.fingerprint)
+    data = text.replace("\n", catalog.newline).encode()
+    catalog.fingerprint = atomic_replace(catalog.path, data, catalog.fingerprint)
     return text

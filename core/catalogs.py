@@ -66,7 +66,7 @@ def msgfmt_check(path: Path) -> None:
     if msgfmt is None:
         return
     done = subprocess.run(
-        [msgfmt, "--check", "-o", os.devnull, str(path)],
+        [msgfmt, "--check", "-o", os.devnull, "--", str(path)],  # "--": a path may start with -
         capture_output=True,
         text=True,
         errors="replace",

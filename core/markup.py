@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 
 from core.chinese import load_conventions, mainland_phrases, simplified_usage
 
@@ -160,3 +161,29 @@ def check_translation(
     if controls:
         warnings.append("control characters: " + " ".join(controls))
     return warnings
+
+
+def lint_translation(source: str, translation: str) -> list[str]:
+    """sphinx-lint's findings on one translation, read as the .po entry it would be (as
+    translated: an update stays fuzzy, which a file's check leaves out)."""
+    import polib
+    from sphinxlint import check_text
+    from sphinxlint.checkers import all_checkers
+    from sphinxlint.utils import po2rst
+
+    entry = polib.POEntry(msgid=source, msgstr=translation)
+    text = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n' + str(entry)
+    enabled = {c for c in all_checkers.values() if c.enabled}
+    return [f"{e.msg} ({e.checker_name})" for e in check_text("entry.po", po2rst(text), enabled)]
+
+
+def update_problems(source: str, old: str, output: str, warnings: Iterable[str] = ()) -> list[str]:
+    """Why an update's ``output`` must not replace the translation ``old`` of the
+    previous source: the markup warnings (``warnings``: the service's, besides
+    check_translation's) and sphinx-lint findings it has that ``old`` did not. Empty: it
+    may (translate-po's rule, and `polingo eval --updates`'s update-checked mode)."""
+    before = set(check_translation(source, old))
+    found = [w for w in [*warnings, *check_translation(source, output)] if w not in before]
+    old_lint = set(lint_translation(source, old))
+    found += [f"sphinx-lint: {f}" for f in lint_translation(source, output) if f not in old_lint]
+    return list(dict.fromkeys(found))

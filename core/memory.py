@@ -14,7 +14,6 @@ from pathlib import Path
 class TranslationMemory:
     def __init__(self) -> None:
         self._exact: dict[tuple[str | None, str], str] = {}
-        self._by_msgid: dict[str, str] = {}
         self._pairs: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
@@ -26,17 +25,24 @@ class TranslationMemory:
         if (msgctxt, msgid) not in self._exact:
             self._pairs.append((msgid, msgstr))
         self._exact.setdefault((msgctxt, msgid), msgstr)
-        # The first translation seen answers lookups whose context is unknown.
-        self._by_msgid.setdefault(msgid, msgstr)
 
     def pairs(self) -> list[tuple[str, str]]:
         """(msgid, msgstr) of every entry, in the order they were added."""
         return list(self._pairs)
 
+    def without(self, msgids: set[str]) -> TranslationMemory:
+        """A copy lacking every entry whose msgid is in ``msgids`` (held-out texts)."""
+        out = TranslationMemory()
+        for (msgctxt, msgid), msgstr in self._exact.items():
+            if msgid not in msgids:
+                out.add(msgid, msgstr, msgctxt)
+        return out
+
     def lookup(self, msgid: str, msgctxt: str | None = None) -> str | None:
-        """The human translation of (msgctxt, msgid), else of msgid in any context."""
-        found = self._exact.get((msgctxt, msgid))
-        return found if found is not None else self._by_msgid.get(msgid)
+        """The human translation of this msgid in this very msgctxt (None: no context).
+        Never one made for another context: a memory answer is written without the fuzzy
+        flag, as reviewed, which only the same msgid and msgctxt justify."""
+        return self._exact.get((msgctxt, msgid))
 
     @classmethod
     def load(cls, path: Path) -> TranslationMemory:

@@ -37,8 +37,9 @@ HISTORY = "HISTORY.jsonl"
 MEMORY = "memory.jsonl"  # translation memory: the training pairs, one JSON object a line
 DATA_INDEX = "data_index.json"  # pair key hash -> translation hash, for retraining diffs
 
-_VERSION_RE = re.compile(r"^v(\d+)$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# fullmatch, not "$": "$" also matches before a final newline ("zh-tw\n")
+_VERSION_RE = re.compile(r"v(\d+)")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class RegistryError(Exception):
@@ -51,8 +52,12 @@ class DataSummary(msgspec.Struct, kw_only=True):
     files: int = 0
     pairs: int = 0
     train_pairs: int = 0
-    heldout_pairs: int = 0
+    heldout_pairs: int = 0  # the pair split
+    # the document split: None for a version trained before it (on every catalog)
+    document_pairs: int | None = None
+    document_files: list[str] | None = None
     dropped_too_long: int = 0
+    extra_pairs: int = 0  # extra training text (TrainConfig.extra_data), not in the memory
     new_pairs: int | None = None  # against the parent version's data
     changed_pairs: int | None = None
     removed_pairs: int | None = None
@@ -67,8 +72,10 @@ class Manifest(msgspec.Struct, kw_only=True):
     contract: PromptContract
     data: DataSummary
     training: dict[str, object] = {}
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {}  # on the pair split
     baseline_metrics: dict[str, float] = {}
+    document_metrics: dict[str, float] = {}  # on the document split (training/data.py)
+    document_baseline_metrics: dict[str, float] = {}
     parent: str | None = None
     created_at: str = ""
     command: str = ""
@@ -85,7 +92,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     """'NAME' or 'NAME@VERSION' -> (name, version or None); RegistryError for anything
     else (paths, '..', bad versions), so that no caller can reach outside a registry."""
     name, at, version = ref.partition("@")
-    if not _NAME_RE.match(name) or (at and not _VERSION_RE.match(version)):
+    if not _NAME_RE.fullmatch(name) or (at and not _VERSION_RE.fullmatch(version)):
         raise RegistryError(f"bad adapter {ref!r}: {NAME_RULE}")
     return name, version or None
 
@@ -97,7 +104,7 @@ class Registry:
     def folder(self, name: str) -> Path:
         """ROOT/NAME, for a valid name whose folder resolves inside the root (a symlink
         pointing elsewhere is refused too)."""
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise RegistryError(f"bad adapter name {name!r}: {NAME_RULE}")
         folder = self.root / name
         if folder.exists() and not folder.resolve().is_relative_to(self.root.resolve()):
@@ -111,7 +118,7 @@ class Registry:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and _NAME_RE.match(p.name) and self.versions(p.name)
+            if p.is_dir() and _NAME_RE.fullmatch(p.name) and self.versions(p.name)
         )
 
     def versions(self, name: str) -> list[str]:
@@ -121,26 +128,47 @@ class Registry:
         found = [
             p.name
             for p in folder.iterdir()
-            if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()
+            if _VERSION_RE.fullmatch(p.name) and (p / MANIFEST).is_file()
         ]
         return sorted(found, key=lambda v: int(v[1:]))
 
     def current(self, name: str) -> str | None:
+        """The version CURRENT names, or None where it is missing or names no version."""
+        try:
+            return self._pointed(name)
+        except RegistryError:
+            return None
+
+    def _pointed(self, name: str) -> str:
+        """The version CURRENT names; RegistryError saying what is wrong with it otherwise
+        (missing, empty, not text, naming no version here)."""
         pointer = self.folder(name) / CURRENT
-        if pointer.is_file():
-            version = pointer.read_text().strip()
-            if version in self.versions(name):
-                return version
-        return None
+        try:
+            version = pointer.read_bytes().decode("utf-8").strip()
+        except FileNotFoundError:
+            raise RegistryError(
+                f"adapter {name!r} has no {CURRENT} file: promote a version "
+                f"(polingo adapters promote {name}@vN)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{pointer}: unreadable ({exc})") from None
+        versions = self.versions(name)
+        if version not in versions:
+            raise RegistryError(
+                f"{pointer} names {version!r}, which is not a version of {name!r} "
+                f"(has {', '.join(versions) or 'none'}): promote one"
+            )
+        return version
 
     def resolve(self, ref: str) -> tuple[str, str]:
-        """'NAME[@VERSION]' -> (name, version); the current version when none is named."""
+        """'NAME[@VERSION]' -> (name, version); the version CURRENT names when none is
+        named, never a version nobody promoted (RegistryError if CURRENT is broken)."""
         name, version = parse_ref(ref)
         versions = self.versions(name)
         if not versions:
             raise RegistryError(f"no adapter named {name!r} in registry {self.root}")
         if version is None:
-            version = self.current(name) or versions[-1]
+            version = self._pointed(name)
         if version not in versions:
             raise RegistryError(
                 f"adapter {name!r} has no version {version!r} (has {', '.join(versions)})"
@@ -198,7 +226,13 @@ class Registry:
         self.write_manifest(self.path(ref), manifest)
 
     def promote(self, ref: str, reason: str = "") -> str:
+        """Point CURRENT at ``ref``'s version; RegistryError (CURRENT untouched) if its
+        manifest cannot be read: a version the service would refuse is never made current."""
         name, version = self.resolve(ref)
+        try:
+            self.manifest(f"{name}@{version}")
+        except (OSError, ValueError) as exc:  # msgspec's errors are ValueErrors
+            raise RegistryError(f"{name}@{version} cannot be promoted: {exc}") from None
         previous = self.current(name)
         atomic_write(self.folder(name) / CURRENT, (version + "\n").encode())
         entry = {

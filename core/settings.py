@@ -9,6 +9,7 @@ together, raise ValueError naming the variable. Nothing here builds an engine.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,18 @@ class Settings:
     (POLINGO_API_KEY_FILE): a mounted secret."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted; larger ones get 413 (POLINGO_MAX_BODY_BYTES)."""
+    header_timeout_s: float = 10.0
+    """Seconds a connection may take to send a request's headers, counted from its
+    opening or the request's first byte; then it is closed (POLINGO_HEADER_TIMEOUT).
+    uvicorn has no such limit of its own."""
+    body_timeout_s: float = 30.0
+    """Seconds a request may take to send its body once its headers are in; then the
+    connection is closed (POLINGO_BODY_TIMEOUT)."""
+    allowed_hosts: str | None = None
+    """Comma-separated Host header values answered besides the loopback names
+    (POLINGO_ALLOWED_HOSTS, e.g. "mt.example.org,*.example.org"). A service bound to
+    loopback answers 127.0.0.1, localhost and [::1] only (a DNS-rebinding page gets 400);
+    bound beyond it, unset answers any Host (Kubernetes probes send the pod's IP)."""
 
     # --- adapters ---
     registry: Path | None = None
@@ -87,6 +100,11 @@ class Settings:
     """Largest adapter rank vLLM accepts (POLINGO_MAX_LORA_RANK)."""
     max_loras: int = 4
     """Adapters vLLM keeps active in one batch (POLINGO_MAX_LORAS)."""
+    max_resident_adapters: int = 8
+    """Adapter versions loaded at once, the current ones included
+    (POLINGO_MAX_RESIDENT_ADAPTERS). A request may pin any registry version
+    (NAME@VERSION), which loads it; beyond this number the least recently used version
+    that is neither current nor in use is unloaded. Each costs its weights in memory."""
     max_num_seqs: int | None = None
     """Sequences vLLM batches at once (POLINGO_MAX_NUM_SEQS); unset: 256 on a GPU, 64 on
     a CPU (docs/benchmarks.md has the measurements)."""
@@ -117,6 +135,15 @@ class Settings:
     """Every text generates exactly its token budget, no stop token ends it: for
     throughput measurements on models with random weights, so that every engine
     generates the same number of tokens (POLINGO_EXACT_LENGTH). Not for translating."""
+    repetition_penalty: float = 1.0
+    """Repetition control at decoding (issue 42), off at 1: vLLM's and transformers'
+    repetition_penalty, which divides the logits of every token the prompt or the
+    translation already has, markup and examples included (POLINGO_REPETITION_PENALTY)."""
+    frequency_penalty: float = 0.0
+    """Repetition control of the translation alone, off at 0: a token's logit loses this
+    much for each time the translation already has it, prompt not counted; vLLM's
+    frequency_penalty, and the same rule for the transformers engine, -2 to 2
+    (POLINGO_FREQUENCY_PENALTY)."""
     markup_retries: int = prompt.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
@@ -155,6 +182,14 @@ class Settings:
         import torch
 
         return 16384 if torch.cuda.is_available() else None
+
+    def host_allowlist(self) -> list[str] | None:
+        """The Host header values the service answers; None: any (see allowed_hosts)."""
+        extra = [h.strip() for h in (self.allowed_hosts or "").split(",") if h.strip()]
+        if not _is_loopback(self.host):
+            return extra or None
+        names = {"127.0.0.1", "localhost", "[::1]", self.host}
+        return [h for n in sorted(names) for h in (n, f"{n}:{self.port}")] + extra
 
     @property
     def model_cache_dir(self) -> Path:
@@ -215,7 +250,8 @@ class Settings:
                 f"{env_name('max_batch')}"
             )
         for name in ("port", "max_batch", "max_queue", "max_text_chars", "max_body_bytes",
-                     "max_lora_rank", "max_loras"):  # fmt: skip
+                     "max_lora_rank", "max_loras", "max_resident_adapters",
+                     "header_timeout_s", "body_timeout_s"):  # fmt: skip
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
         if self.max_batch > MAX_BATCH:
@@ -233,6 +269,10 @@ class Settings:
         for name in ("max_num_seqs", "max_num_batched_tokens"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"{env_name('repetition_penalty')} must be positive (1: off)")
+        if not -2 <= self.frequency_penalty <= 2:
+            raise ValueError(f"{env_name('frequency_penalty')} must lie in [-2, 2] (0: off)")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
         if self.watch_interval_s < 0:
@@ -241,6 +281,8 @@ class Settings:
 
 _ENV_NAMES = {
     "watch_interval_s": "POLINGO_WATCH_INTERVAL",
+    "header_timeout_s": "POLINGO_HEADER_TIMEOUT",
+    "body_timeout_s": "POLINGO_BODY_TIMEOUT",
     "cache": "POLINGO_CACHE",
     "max_new_tokens_cap": "POLINGO_MAX_NEW_TOKENS",
 }
@@ -249,6 +291,15 @@ _ENV_NAMES = {
 def env_name(field: str) -> str:
     """The environment variable of a Settings field."""
     return _ENV_NAMES.get(field, f"POLINGO_{field.upper()}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _to_path(kind: type, value: Any) -> Any:
@@ -262,12 +313,13 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def read_key_file(path: Path) -> str | None:
-    """The API key in ``path`` (POLINGO_API_KEY_FILE), stripped; None if empty."""
+    """The API key in ``path`` (POLINGO_API_KEY_FILE): its first line, stripped (as the
+    docs say; a comment below it is not part of the key); None if empty."""
     try:
-        key = path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{env_name('api_key_file')}: cannot read {path}: {exc}") from None
-    return key or None
+    return (text.splitlines() or [""])[0].strip() or None
 
 
 @dataclass(frozen=True, kw_only=True)

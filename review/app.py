@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from core.asgi import AddHeaders, HeadAsGet
 from core.errors import ApiError, ErrorBody, ErrorResponse
 from review.auth import json_bodies_only, require_key
 from review.controllers import LOGIN, ApiController, LoginController, PageController
@@ -39,7 +40,7 @@ def create_app(
     def engine_setup(engine: JinjaTemplateEngine) -> None:
         engine.engine.filters["rst"] = highlight
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             PageController,
             ApiController,
@@ -56,12 +57,19 @@ def create_app(
         openapi_config=None,
         logging_config=None,
     )
+    # another site's page may not frame this one (clickjacking its Accept/Reject buttons)
+    frames = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+    app.asgi_handler = AddHeaders(HeadAsGet(app.asgi_handler), frames)
+    return app
 
 
 def error_of(exc: Exception) -> tuple[int, ErrorBody]:
     """The one mapping of exceptions to (status, envelope)."""
     if isinstance(exc, ApiError):  # the review's own, the key's and the media type's
         return exc.status, exc.body()
+    if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
+        message = "the body is nested too deeply"
+        return 422, ErrorBody(message=message, type="invalid_request", code=422)
     if isinstance(exc, ValidationException):
         details = exc.extra if isinstance(exc.extra, list) else []
         first = details[0] if details and isinstance(details[0], dict) else {}

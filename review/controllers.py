@@ -7,6 +7,7 @@ from typing import Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
 from litestar.response import Redirect, Template
 
@@ -79,6 +80,9 @@ class ApiController(Controller):
         return {"overall": reviewer.overall(), "files": reviewer.summaries()}
 
 
+LOGIN_LIMIT = RateLimitConfig(rate_limit=("minute", 10), set_rate_limit_headers=False)
+
+
 class LoginController(Controller):
     """Only where the server needs the API key (it is bound beyond loopback)."""
 
@@ -88,7 +92,8 @@ class LoginController(Controller):
     async def form(self) -> Template:
         return Template("login.html", context={"failed": False})
 
-    @post(LOGIN, operation_id="login", status_code=303)
+    # 10 tries a minute per client address: enough for a person, not for guessing keys
+    @post(LOGIN, operation_id="login", status_code=303, middleware=[LOGIN_LIMIT.middleware])
     async def login(
         self,
         request: Request,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polib
 
-from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError
+from clients.filesafe import CatalogLock, ChangedOnDiskError, LockedError, atomic_replace
 from clients.filling import (
     Catalog,
     CatalogError,
@@ -26,7 +26,7 @@ from clients.filling import (
     previous_translation,
 )
 from clients.writer import InvalidCatalogText, write_catalog
-from core.errors import Conflict, InvalidRequest, NotFound
+from core.errors import ApiError, Conflict, InvalidRequest, NotFound
 from review import log
 from review.entries import (
     EntryView,
@@ -39,6 +39,11 @@ from review.entries import (
     view,
 )
 from review.schemas import DecisionRequest, DecisionResponse, FileSummary, Progress
+
+
+class NotSaved(ApiError, status=500, type="not_saved"):
+    """The decision could not be recorded (the review log cannot be written); the
+    catalog was left as it was."""
 
 
 @dataclass
@@ -156,17 +161,41 @@ class Reviewer:
                     f"{f.path.name} is being written by another program: {exc}; "
                     "try again when it has finished"
                 ) from None
+            except OSError as exc:
+                raise NotSaved(f"not saved: cannot lock {f.path.name}: {exc}") from None
             try:
-                record, entry = self._apply(f.path, eid, request)
+                record, entry = self._apply_logged(f.path, eid, request)
             finally:
                 lock.release()
-        log.append(self.log_path, [record])
         f.skipped.discard(eid)
         return self._answer(fid, eid, record.decision, entry)
 
-    def _apply(
+    def _apply_logged(
         self, path: Path, eid: str, request: DecisionRequest
     ) -> tuple[log.ReviewRecord, polib.POEntry]:
+        """``_apply`` and its log record: both or neither. The log is opened first; if
+        the record still cannot be written, the catalog is put back as it was."""
+        unwritable = (
+            f"not saved: the review log {self.log_path} cannot be written ({{}}); "
+            "the catalog was left as it was: fix that (or restart with another "
+            "--review-log) and decide again"
+        )
+        try:
+            with log.appender(self.log_path) as append:
+                before = path.read_bytes()
+                record, entry, catalog = self._apply(path, eid, request)
+                try:
+                    append([record])
+                except OSError as exc:
+                    atomic_replace(path, before, catalog.fingerprint)
+                    raise NotSaved(unwritable.format(exc)) from None
+        except OSError as exc:  # the log's folder, file or lock
+            raise NotSaved(unwritable.format(exc)) from None
+        return record, entry
+
+    def _apply(
+        self, path: Path, eid: str, request: DecisionRequest
+    ) -> tuple[log.ReviewRecord, polib.POEntry, Catalog]:
         catalog = self._load(path)
         entry = next((e for e in catalog.po if entry_id(e) == eid and not e.obsolete), None)
         if entry is None:
@@ -219,7 +248,7 @@ class Reviewer:
             decision=decision,  # type: ignore[arg-type]
             forms=forms if entry.msgid_plural else [],
         )
-        return record, entry
+        return record, entry, catalog
 
     @staticmethod
     def _finals(request: DecisionRequest, sources: list[str], current: list[str]) -> list[str]:

@@ -12,7 +12,8 @@ This module needs neither clients/ nor the web app: training/ reads logs through
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -55,17 +56,41 @@ _encoder = msgspec.json.Encoder()
 def append(path: Path, records: Iterable[ReviewRecord]) -> None:
     """Append ``records`` durably; the lock makes each write whole even with several
     writers (filelock's flock, blocking for at most 10 s)."""
-    data = b"".join(_encoder.encode(r) + b"\n" for r in records)
-    if not data:
-        return
+    with appender(path) as write:
+        write(records)
+
+
+@contextmanager
+def appender(path: Path) -> Iterator[Callable[[Iterable[ReviewRecord]], None]]:
+    """The log opened for appending, its lock held: open it before making the change
+    that it records, so that a log that cannot be written (OSError here) stops the
+    change. The yielded function appends records whole or not at all (OSError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(f"{path}.lock", timeout=10):
+        created = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        written = False
+
+        def write(records: Iterable[ReviewRecord]) -> None:
+            nonlocal written
+            data = b"".join(_encoder.encode(r) + b"\n" for r in records)
+            if not data:
+                return
+            size = os.fstat(fd).st_size
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # no half line (a full disk)
+                raise
+            written = True
+
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            yield write
         finally:
             os.close(fd)
+            if created and not written:  # nothing decided: no empty log left behind
+                path.unlink(missing_ok=True)
 
 
 def read(path: Path) -> Iterator[ReviewRecord]:

@@ -119,6 +119,26 @@ def check_adapter_shapes(key: str, path: Path, base_shapes: dict[str, tuple[int,
                     )
 
 
+def check_adapter_values(key: str, path: Path) -> None:
+    """Refuse weights holding NaN or infinity: such an adapter passes the warm-up (it
+    generates, tokens of nothing) and answers every request with an empty string."""
+    weights = path / ADAPTER_WEIGHTS[0]
+    if not weights.is_file():
+        return
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        for name in handle.keys():  # noqa: SIM118
+            tensor = handle.get_tensor(name)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise AdapterLoadError(
+                    f"{key}: {name.removeprefix('base_model.model.')} holds {bad} NaN or "
+                    "infinite values: the adapter is broken (a diverged training run?)"
+                )
+
+
 def load_memory(key: str, path: Path) -> TranslationMemory:
     try:
         return TranslationMemory.load(path / MEMORY)

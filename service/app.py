@@ -17,17 +17,19 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from litestar import Litestar, Request, Response
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.asgi import HeadAsGet
 from core.settings import Settings
 from service.controllers import OpsController, TranslationController
-from service.errors import UnsupportedMediaType, error_body
+from service.errors import EngineDead, NotReady, UnsupportedMediaType, error_body
 from service.metrics import Metrics
-from service.schemas import ErrorResponse, Health
+from service.schemas import ErrorBody, ErrorResponse, Health
 from service.translator import Translator, open_translator
 
 access_log = logging.getLogger("polingo.access")
@@ -46,15 +48,28 @@ class ServiceState:
 
     def not_ready_reason(self) -> str:
         if self.failure:
-            return f"the engine failed to start: {self.failure}"
+            return f"the engine failed: {self.failure}"
         return "the engine is still loading"
 
     def health(self) -> Health:
+        """Liveness: EngineDead (503) once the engine failed or died, so that a
+        supervisor (Kubernetes' liveness probe) restarts the service."""
+        if self.failure:
+            raise EngineDead(self.not_ready_reason())
         if self.translator is not None:
+            self.translator.check_alive()
             return self.translator.health()
         engine = "vllm" if self.settings.engine == "vllm" else "transformers (fallback)"
-        status = "failed" if self.failure else "starting"
-        return Health(status, engine, self.settings.base_model or "", [])
+        return Health("starting", engine, self.settings.base_model or "", [])
+
+    def ready(self) -> Translator:
+        """The translator, or NotReady/EngineDead (503) saying why there is none."""
+        if self.translator is None:
+            if self.failure:
+                raise EngineDead(self.not_ready_reason())
+            raise NotReady(self.not_ready_reason(), retry_after=5)
+        self.translator.check_alive()
+        return self.translator
 
 
 def create_app(
@@ -62,9 +77,12 @@ def create_app(
     translator: Translator | None = None,
     *,
     on_failure: Callable[[str], None] | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> Litestar:
     """The app. Without ``translator`` it opens one from ``settings`` in the background;
-    ``on_failure`` is called with the reason if that fails (serve stops the server)."""
+    ``on_failure`` is called with the reason if that fails or the engine dies later
+    (serve stops the server). ``allowed_hosts``: the Host headers answered (others get
+    400); None answers any (``Settings.host_allowlist`` gives serve's)."""
     metrics = translator.metrics if translator is not None else Metrics()
     service = ServiceState(settings, translator, metrics)
 
@@ -84,12 +102,17 @@ def create_app(
                         opened.engine.kind,
                         opened.health().adapters,
                     )
-                    await stop.wait()
+                    reason = await _until_stopped_or_dead(stop, opened)
+                    if reason is not None:  # the engine died: stop, to be restarted
+                        service.failure = reason
+                        log.error("the engine died (%s): stopping the service", reason)
+                        if on_failure is not None:
+                            on_failure(f"the engine died: {reason}")
             except Exception as exc:
                 service.failure = f"{type(exc).__name__}: {exc}"
                 log.exception("engine failed to start")
                 if on_failure is not None:
-                    on_failure(service.failure)
+                    on_failure(f"the engine did not start: {service.failure}")
             finally:
                 service.translator = None
 
@@ -106,19 +129,34 @@ def create_app(
             with suppress(asyncio.CancelledError):
                 await task
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[TranslationController, OpsController],
         guards=[json_bodies_only],
         state=State({"service": service}),
         lifespan=[engine_lifespan],
         exception_handlers={Exception: handle_error},
-        middleware=[lambda app: AccessLog(app, metrics)],
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=allowed_hosts) if allowed_hosts else None,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="polingo translation service", version="1", path="/schema"
         ),
         logging_config=None,
     )
+    # Around the whole app, not as route middleware: 404 and 405 answers (no route)
+    # get their log line and metric too.
+    app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler), metrics)
+    return app
+
+
+async def _until_stopped_or_dead(stop: asyncio.Event, translator: Translator) -> str | None:
+    """Wait for shutdown (None) or for the engine to die (the reason)."""
+    while not stop.is_set():
+        reason = translator.dead_reason()
+        if reason is not None:
+            return reason
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    return None
 
 
 def json_bodies_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
@@ -138,6 +176,14 @@ def json_bodies_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 
 def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    if request.scope.get("state", {}).get("disconnected"):
+        # the client went away mid-request (Litestar: "client disconnected prematurely"):
+        # its abort, not a server error; logged and counted as 499
+        request.scope["state"]["cancelled"] = True
+        return Response(
+            ErrorResponse(ErrorBody("client disconnected", "client_disconnected", None, 499)),
+            status_code=499,
+        )
     status, body, headers = error_body(exc)
     if status >= 500 and status != 503:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -157,6 +203,13 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        state = scope.setdefault("state", {})
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state["disconnected"] = True
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -165,14 +218,13 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             # the route's template ("/schema/{path:path}"), never the raw path: one
             # label per route, and one ("other") for every path no route has
             routed = scope.get("route_handler") is not None
             path = (scope.get("path_template") or "other") if routed else "other"
-            state = scope.get("state", {})
             if state.get("cancelled"):
                 status = 499
             self.metrics.requests.labels(path, str(status)).inc()

@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from service.errors import NotReady, ServiceError, Unauthorized
+from service.errors import ServiceError, Unauthorized
 from service.metrics import CONTENT_TYPE
 from service.schemas import (
     AdapterList,
@@ -48,10 +48,7 @@ class ClientDisconnected(ServiceError):
 
 
 def provide_translator(state: State) -> Translator:
-    translator = state.service.translator
-    if translator is None:
-        raise NotReady(state.service.not_ready_reason(), retry_after=5)
-    return translator
+    return state.service.ready()
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -113,14 +110,15 @@ class TranslationController(Controller):
 
 
 class OpsController(Controller):
-    @get(HEALTH, operation_id="health")
+    @get(HEALTH, operation_id="health", responses=_errors(503))
     async def health(self, state: State) -> Health:
-        """Liveness, and which engine serves."""
+        """Liveness, and which engine serves; 503 once the engine failed or died."""
         return state.service.health()
 
     @get(READY, operation_id="ready", responses=_errors(503))
     async def ready(self, state: State) -> dict[str, str]:
-        """200 once the engine and the default adapter are loaded, 503 before."""
+        """200 once the engine and the default adapter are loaded, 503 before and once
+        the engine died."""
         provide_translator(state)
         return {"status": "ready"}
 

@@ -53,6 +53,11 @@ class NotReady(Overloaded, type="not_ready"):
     """The engine is still loading."""
 
 
+class EngineDead(ApiError, status=503, type="engine_dead"):
+    """The generation engine died (its core process ended): nothing can be translated
+    until the service restarts; /health and /ready answer this too, and serve exits."""
+
+
 class AdapterLoadError(ApiError, status=422, type="adapter_error"):
     """An adapter version that cannot be served (bad files, other base model, warm-up failed)."""
 
@@ -77,6 +82,9 @@ def error_body(exc: BaseException) -> tuple[int, ErrorBody, dict[str, str]]:
     if isinstance(exc, ApiError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else {}
         return exc.status, exc.body(), headers
+    if isinstance(exc, RecursionError):  # msgspec on "[[[[..." nested past Python's limit
+        message = "request body is not valid JSON: nested too deeply"
+        return 422, ErrorBody(message, "invalid_request", None, 422), {}
     if isinstance(exc, ValidationException):
         # Litestar's body validation: extra holds [{"message", "key", "source"}]
         details = exc.extra if isinstance(exc.extra, list) else []

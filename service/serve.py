@@ -44,7 +44,7 @@ def configure_logging(level: str) -> None:
 
 
 def serve(settings: Settings, log_level: str = "info") -> int:
-    """Serve under uvicorn until stopped: 0, or 1 when the engine could not start; 2 when
+    """Serve under uvicorn until stopped: 0, or 1 when the engine could not start or died; 2 when
     the registry is not a folder. JSON logs at ``log_level`` on stderr."""
     assert settings.registry is not None  # Settings refuses a missing one
     if not settings.registry.is_dir():
@@ -66,19 +66,25 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.timeouts import timed_protocol
 
     failures: list[str] = []
     server: uvicorn.Server | None = None
 
-    def stop(reason: str) -> None:  # the engine could not start: exit rather than idle
+    def stop(reason: str) -> None:  # the engine did not start or died: exit rather than idle
         failures.append(reason)
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_failure=stop)
+    app = create_app(settings, on_failure=stop, allowed_hosts=settings.host_allowlist())
     # uvicorn's own access log is off: the app writes one structured line per request.
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, access_log=False, log_config=None
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
@@ -90,6 +96,6 @@ def _serve(settings: Settings) -> int:
         sys.stderr.flush()
         os._exit(0)
     if failures:
-        print(f"polingo serve: the engine did not start: {failures[0]}", file=sys.stderr)
+        print(f"polingo serve: stopped: {failures[0]}", file=sys.stderr)
         return 1
     return 0

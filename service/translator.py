@@ -35,11 +35,18 @@ from service.adapters import (
     base_weight_shapes,
     check_adapter_files,
     check_adapter_shapes,
+    check_adapter_values,
     load_adapter_terms,
     load_memory,
 )
 from service.engines import Engine, model_max_len, open_engine
-from service.errors import AdapterLoadError, InvalidRequest, Overloaded, UnknownAdapter
+from service.errors import (
+    AdapterLoadError,
+    EngineDead,
+    InvalidRequest,
+    Overloaded,
+    UnknownAdapter,
+)
 from service.metrics import Metrics
 from service.schemas import (
     MAX_MSGCTXT_CHARS,
@@ -111,6 +118,7 @@ class Translator:
         self._loaded: dict[str, LoadedAdapter] = {}  # "NAME@VERSION" -> adapter
         self._current: dict[str, LoadedAdapter] = {}  # NAME -> the version requests get
         self._history: dict[str, list[str]] = {}  # NAME -> keys, oldest first
+        self._used: dict[str, None] = {}  # loaded keys, least recently used first
         self._lock = asyncio.Lock()  # one adapter load at a time
 
     # ---- translation ----
@@ -297,6 +305,7 @@ class Translator:
                 f"{self.settings.max_queue}: retry later",
                 retry_after=2,
             )
+        self.check_alive()
         self.in_flight += len(jobs)
         adapter.in_flight += 1
         self.metrics.queue_depth.set(self.in_flight)
@@ -310,6 +319,9 @@ class Translator:
                 seeds=seeds,
                 ignore_stop=self.settings.exact_length,
             )
+        except Exception:
+            self.check_alive()  # vLLM's EngineDeadError -> EngineDead (503)
+            raise
         finally:
             self.in_flight -= len(jobs)
             adapter.in_flight -= 1
@@ -324,6 +336,18 @@ class Translator:
             )
             for g in generations
         ]
+
+    def dead_reason(self) -> str | None:
+        """Why the engine can no longer generate, or None (also for an engine that
+        cannot tell, such as the test and benchmark stand-ins)."""
+        dead = getattr(self.engine, "dead", None)
+        return dead() if dead is not None else None
+
+    def check_alive(self) -> None:
+        """Raise EngineDead when the engine can no longer generate."""
+        reason = self.dead_reason()
+        if reason is not None:
+            raise EngineDead(f"the engine died: {reason}")
 
     # ---- adapters ----
     async def adapter(self, ref: str | None) -> LoadedAdapter:
@@ -340,13 +364,15 @@ class Translator:
                 return self._current[name]
             raise UnknownAdapter(f"adapter {name!r} is not served here", param="adapter")
         key = f"{name}@{version}"
-        if key in self._loaded:
-            return self._loaded[key]
-        if version not in self.registry.versions(name):
-            raise UnknownAdapter(f"adapter {key!r} is not in the registry", param="adapter")
-        async with self._lock:  # a pinned older version: load it on first use
-            if key not in self._loaded:
-                self._remember(await self._load(name, version))
+        if key not in self._loaded:
+            if version not in self.registry.versions(name):
+                raise UnknownAdapter(f"adapter {key!r} is not in the registry", param="adapter")
+            async with self._lock:  # a pinned older version: load it on first use
+                if key not in self._loaded:
+                    self._remember(await self._load(name, version))
+                    await self._evict_unused()
+        self._used.pop(key, None)
+        self._used[key] = None  # most recently used
         return self._loaded[key]
 
     async def _load(self, name: str, version: str) -> LoadedAdapter:
@@ -364,6 +390,7 @@ class Translator:
         path = self.registry.root / name / version
         check_adapter_files(key, path, self.settings.max_lora_rank)
         check_adapter_shapes(key, path, self._base_shapes)
+        await asyncio.to_thread(check_adapter_values, key, path)  # reads every tensor
         memory = load_memory(key, path)
         prompts = PromptBuilder(
             manifest.contract,
@@ -405,6 +432,7 @@ class Translator:
 
     def _remember(self, adapter: LoadedAdapter) -> None:
         self._loaded[adapter.key] = adapter
+        self._used[adapter.key] = None
         keys = self._history.setdefault(adapter.name, [])
         if adapter.key not in keys:
             keys.append(adapter.key)
@@ -417,9 +445,27 @@ class Translator:
             adapter = self._loaded[key]
             if adapter is current or adapter.in_flight:
                 continue
-            await self.engine.remove_adapter(key)
-            del self._loaded[key]
-            keys.remove(key)
+            await self._unload(key)
+
+    async def _evict_unused(self) -> None:
+        """Pinned versions (NAME@VERSION in requests) stay loaded until more than
+        ``max_resident_adapters`` are: then the least recently used ones that are not
+        current and not in use are unloaded."""
+        limit = self.settings.max_resident_adapters
+        current = {a.key for a in self._current.values()}
+        for key in list(self._used):
+            if len(self._loaded) <= limit:
+                break
+            adapter = self._loaded[key]
+            if key not in current and not adapter.in_flight:
+                await self._unload(key)
+
+    async def _unload(self, key: str) -> None:
+        adapter = self._loaded.pop(key)
+        self._used.pop(key, None)
+        self._history[adapter.name].remove(key)
+        log.info("unloaded adapter %s", key)
+        await self.engine.remove_adapter(key)
 
     async def reload(self) -> ReloadResponse:
         """Serve each registry name's current version; a version that fails leaves the
@@ -447,14 +493,23 @@ class Translator:
         return ReloadResponse(sorted(a.key for a in self._current.values()), errors)
 
     async def watch(self, interval: float) -> None:
-        """Reload whenever a CURRENT pointer changes (polling)."""
+        """Reload whenever a CURRENT pointer changes (polling). A registry that cannot be
+        read (a CURRENT being rewritten, a full disk) is logged and polled again: this
+        loop ends only when cancelled."""
+        reported: dict[str, str] = {}
         while True:
             await asyncio.sleep(interval)
-            wanted = {n: self.registry.current(n) for n in self.registry.names()}
-            served = {n: a.version for n, a in self._current.items()}
-            if any(v and served.get(n) != v for n, v in wanted.items()):
-                with suppress(Exception):
-                    await self.reload()
+            try:
+                wanted = {n: self.registry.current(n) for n in self.registry.names()}
+                served = {n: a.version for n, a in self._current.items()}
+                if any(v and served.get(n) != v for n, v in wanted.items()):
+                    result = await self.reload()
+                    for where, error in result.errors.items():
+                        if reported.get(where) != error:  # once, not every poll
+                            log.warning("reload: %s: %s", where, error)
+                    reported = dict(result.errors)
+            except Exception:
+                log.exception("registry watch: poll failed; polling again")
 
     # ---- descriptions ----
     def health(self) -> Health:

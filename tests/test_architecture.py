@@ -240,9 +240,21 @@ def test_packages_import_only_downwards() -> None:
 
 
 def _registry(root: Path) -> Path:
+    import msgspec
+
+    from core.prompt import PromptContract
+    from core.registry import DataSummary, Manifest
+
     for version in ("v1", "v2"):
         (root / "docs" / version).mkdir(parents=True)
-        (root / "docs" / version / "manifest.json").write_text("{}")
+        manifest = Manifest(  # a readable one: promote refuses a broken manifest
+            name="docs",
+            version=version,
+            base_model="tiny",
+            contract=PromptContract(),
+            data=DataSummary(fingerprint="test", source="tests"),
+        )
+        (root / "docs" / version / "manifest.json").write_bytes(msgspec.json.encode(manifest))
     (root / "docs" / "CURRENT").write_text("v2\n")
     return root
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +32,9 @@ EVIL_REFS = ["/tmp/evil@v1", "../evil@v1", "/tmp/./evil@v1", "//tmp/evil@v1", "z
 
 
 # ---- adapter references ---------------------------------------------------------------
-@pytest.mark.parametrize("ref", [*EVIL_REFS, "", ".hidden", "a" * 65, "zh@", "zh@v"])
+@pytest.mark.parametrize(
+    "ref", [*EVIL_REFS, "", ".hidden", "a" * 65, "zh@", "zh@v", "zh-tw\n", "zh-tw@v1\n"]
+)
 def test_adapter_refs_outside_the_rule_are_refused(ref: str) -> None:
     with pytest.raises(RegistryError, match="no paths"):
         parse_ref(ref)
@@ -50,12 +53,30 @@ def test_registry_paths_stay_inside_the_root(tmp_path: Path) -> None:
         registry.versions("../outside")
 
 
+def _manifest(name: str, version: str) -> bytes:
+    from core.prompt import PromptContract
+    from core.registry import DataSummary, Manifest
+
+    data = DataSummary(fingerprint="test", source="tests")
+    manifest = Manifest(
+        name=name, version=version, base_model="tiny", contract=PromptContract(), data=data
+    )
+    return msgspec.json.encode(manifest)
+
+
+def _bare_registry(root: Path, versions: list[str]) -> Registry:
+    """Versions with a manifest and nothing else (what the registry itself looks at)."""
+    registry = Registry(root)
+    for version in versions:
+        (registry.folder("zh") / version).mkdir(parents=True)
+        (registry.folder("zh") / version / "manifest.json").write_bytes(_manifest("zh", version))
+    return registry
+
+
 def test_rollback_skips_a_version_whose_folder_was_removed(tmp_path: Path) -> None:
     # the shipped registry keeps v1 and the current version, not every one between
-    registry = Registry(tmp_path / "registry")
+    registry = _bare_registry(tmp_path / "registry", ["v1", "v2", "v3"])
     for version in ("v1", "v2", "v3"):
-        (registry.folder("zh") / version).mkdir(parents=True)
-        (registry.folder("zh") / version / "manifest.json").write_text("{}")
         registry.promote(f"zh@{version}")
     (registry.folder("zh") / "v2" / "manifest.json").unlink()
     assert registry.rollback("zh") == "v1" and registry.current("zh") == "v1"
@@ -64,6 +85,44 @@ def test_rollback_skips_a_version_whose_folder_was_removed(tmp_path: Path) -> No
     registry.promote("zh@v1")  # v1 after v1: nothing earlier that exists
     with pytest.raises(RegistryError, match="no earlier promoted version"):
         registry.rollback("zh")
+
+
+@pytest.mark.parametrize(
+    ("pointer", "words"),
+    [(b"v9\n", "names 'v9', which is not a version"), (b"", "names ''"),
+     (b"\xff\xfe", "unreadable"), (None, "no CURRENT file")],
+)  # fmt: skip
+def test_a_broken_current_is_an_error_not_the_newest_version(
+    pointer: bytes | None, words: str, tmp_path: Path
+) -> None:
+    """40.1/40.2: v4 was never promoted; a broken CURRENT must not make it current."""
+    registry = _bare_registry(tmp_path / "registry", ["v1", "v3", "v4"])
+    registry.promote("zh@v3")
+    current = registry.folder("zh") / "CURRENT"
+    if pointer is None:
+        current.unlink()
+    else:
+        current.write_bytes(pointer)
+    with pytest.raises(RegistryError, match=words):
+        registry.resolve("zh")
+    assert registry.current("zh") is None  # no exception: /adapters lists them all
+    assert registry.resolve("zh@v4") == ("zh", "v4")  # a named version still resolves
+
+
+def test_promote_refuses_a_version_with_a_broken_manifest(tmp_path: Path, capsys) -> None:
+    """40.16: promote exits non-zero and leaves CURRENT; list names the bad one, lists the rest."""
+    from cli.main import main
+
+    registry = _bare_registry(tmp_path / "registry", ["v1", "v2"])
+    registry.promote("zh@v1")
+    (registry.folder("zh") / "v2" / "manifest.json").write_text('{"name": "zh", "vers')
+    assert main(["adapters", "--registry", str(registry.root), "promote", "zh@v2"]) == 2
+    assert "zh@v2 cannot be promoted" in capsys.readouterr().err
+    assert registry.current("zh") == "v1"
+    assert main(["adapters", "--registry", str(registry.root), "list"]) == 1
+    out, err = capsys.readouterr()
+    assert "* zh@v1" in out and "zh@v2" not in out
+    assert "! zh@v2  unreadable manifest" in err
 
 
 # ---- settings that cannot work together --------------------------------------------------
@@ -145,6 +204,79 @@ def test_serve_refuses_a_queue_below_the_batch(capsys) -> None:
     assert "POLINGO_MAX_QUEUE=4 is below" in capsys.readouterr().err
 
 
+def test_api_key_file_gives_its_first_line_only(tmp_path: Path) -> None:
+    """40.17: the docs say the first line; the rest (a comment) is not part of the key."""
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret \n# rotated 2026-12-01\n")
+    assert Settings.from_env({"POLINGO_API_KEY_FILE": str(key_file)}).api_key == "s3cret"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://[::1", "ftp://host", "host:80"])
+def test_translate_po_refuses_a_bad_server_url(url: str, tmp_path: Path, capsys) -> None:
+    """40.14: a clear message and exit 2, not an OverflowError or InvalidURL traceback."""
+    from clients.translate_po import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(tmp_path), "--server", url])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--server" in err and url in err and "Traceback" not in err
+
+
+def test_a_catalog_named_like_an_option_is_checked(tmp_path: Path, monkeypatch) -> None:
+    """40.13: `translate-po -- -o.po`: the path reaches msgfmt as a file, not an option."""
+    from core.catalogs import read_checked
+
+    monkeypatch.chdir(tmp_path)
+    good = (REPO / "examples/sample.po").read_bytes()
+    Path("-o.po").write_bytes(good)
+    assert read_checked(Path("-o.po")) == good
+    assert not Path(".po").exists()  # msgfmt did not take ".po" as its output file
+
+
+def test_crlf_catalog_keeps_its_line_endings(tmp_path: Path) -> None:
+    """40.12: a CRLF catalog stays CRLF (only the filled entry's lines change)."""
+    from clients.filesafe import CatalogLock
+    from clients.filling import load_catalog
+    from clients.writer import write_catalog
+
+    path = tmp_path / "crlf.po"
+    lf = (REPO / "examples/sample.po").read_bytes()
+    path.write_bytes(lf.replace(b"\n", b"\r\n"))
+    with CatalogLock(path):
+        catalog = load_catalog(path)
+        unit = catalog.units(include_fuzzy=False)[0]
+        catalog.fill(unit, ["譯文" for _ in unit.texts], fuzzy=True, notes=[])
+        unit.status = "filled"
+        write_catalog(catalog, [unit], on_invalid="fuzzy")
+    written = path.read_bytes()
+    assert written.count(b"\n") == written.count(b"\r\n") > 10
+    assert "譯文".encode() in written
+    check = subprocess.run(["msgfmt", "--check", "-o", os.devnull, str(path)])
+    assert check.returncode == 0
+
+
+def test_a_full_disk_while_locking_leaves_no_lock_file(tmp_path: Path, monkeypatch) -> None:
+    """40.15: the lock file is created, then writing the pid into it fails (ENOSPC)."""
+    import errno
+
+    from clients.filesafe import CatalogLock, lock_path
+
+    path = tmp_path / "x.po"
+    path.write_bytes((REPO / "examples/sample.po").read_bytes())
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match="No space left"):
+        CatalogLock(path).acquire()
+    assert not lock_path(path).exists()
+    monkeypatch.undo()
+    with CatalogLock(path):  # and the next run locks it as usual
+        assert lock_path(path).exists()
+
+
 def test_serve_reads_the_api_key_from_a_file(tmp_path: Path) -> None:
     import argparse
 
@@ -175,6 +307,8 @@ def service(tmp_path_factory, tiny_model_dir: Path, tiny_adapter: Path) -> Itera
         "POLINGO_REGISTRY": str(registry.root),
         "POLINGO_ENGINE": "transformers",
         "POLINGO_MAX_NEW_TOKENS": "8",
+        "POLINGO_HEADER_TIMEOUT": "2",
+        "POLINGO_BODY_TIMEOUT": "2",
     }
     with running_service(env, root / "service.log") as url:
         yield url
@@ -209,6 +343,8 @@ HTTP_CASES = [
     ("missing body", {"headers": JSON}, 422, "invalid_request", None, "no body"),
     ("100k-char msgctxt", {"json": {"items": [{"text": "Open", "msgctxt": "x" * 100_000}]}},
      422, "invalid_request", "items[0].msgctxt", "length <= 500"),
+    ("[ x 100,000", {"content": b"[" * 100_000, "headers": JSON}, 422, "invalid_request", None,
+     "nested too deeply"),
     ("previous_text alone", {"json": {"items": [{"text": "Open", "previous_text": "Opened"}]}},
      422, "invalid_request", "items[0]", "give both or neither"),
     ("empty previous_translation", {"json": {"items": [
@@ -262,6 +398,7 @@ def test_http_metrics_bounded_and_typed_once(service: str) -> None:
     for i in range(5):  # every label the test can create, once
         httpx.get(f"{service}/schema/x{i}")
         httpx.get(f"{service}/nope/{i}")
+        httpx.delete(f"{service}/translate")  # 405
     httpx.get(service + "/metrics")  # /metrics's own series appear after its first answer
     before = httpx.get(service + "/metrics")
     assert before.headers["content-type"].count("charset") == 1
@@ -273,8 +410,77 @@ def test_http_metrics_bounded_and_typed_once(service: str) -> None:
     paths = {
         line.split('path="')[1].split('"')[0] for line in after.splitlines() if 'path="' in line
     }
-    # route templates only; paths no route has never reach the app's middleware (404)
-    assert paths == {"/translate", "/metrics", "/ready", "/schema/{path}"}, paths
+    # route templates only, and "other" for every path no route has (404, 405: logged
+    # and counted too)
+    assert paths == {"/translate", "/metrics", "/ready", "/schema/{path}", "other"}, paths
+    assert 'path="other",status="404"' in after and 'path="other",status="405"' in after
+
+
+@pytest.mark.slow
+def test_http_host_rule_and_head(service: str) -> None:
+    """40.11: bound to loopback, only loopback names as Host (a DNS-rebinding page gets
+    400); 40.19: HEAD /health answers as GET does, without a body."""
+    for path in ("/health", "/adapters"):
+        assert httpx.get(service + path, headers={"host": "evil.example"}).status_code == 400
+    response = _post(service, json={"items": [{"text": "Open"}]}, headers={"host": "evil.example"})
+    assert response.status_code == 400
+    port = service.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert httpx.get(service + "/health", headers={"host": host}).status_code == 200
+    head = httpx.head(service + "/health")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "application/json"
+
+
+def _raw(service: str, data: bytes) -> socket.socket:
+    host, port = service.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(data)
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> bytes:
+    """What the server sent before it closed the connection (a 60 s socket timeout
+    fails the test if it never does)."""
+    received = b""
+    with sock:
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received
+
+
+@pytest.mark.slow
+def test_http_slow_clients_are_cut_off_and_aborts_are_not_500(service: str) -> None:
+    """40.10: a connection that sends half its headers, or half its body, is closed
+    after the header or body timeout (2 s here); 40.6: a client that goes away mid-body
+    counts as 499, never as a 500."""
+
+    def count(status: str) -> float:
+        text = httpx.get(service + "/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("polingo_requests_total{")
+            and f'path="/translate",status="{status}"' in line
+        )
+
+    before_499, before_500 = count("499"), count("500")
+    idle = _raw(service, b"")
+    partial_headers = _raw(service, b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    head = (b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n")  # fmt: skip
+    partial_body = _raw(service, head + b'{"items": [')
+    assert _closed_by_server(idle) == b""
+    assert _closed_by_server(partial_headers) == b""
+    assert _closed_by_server(partial_body) == b""
+    gone = _raw(service, head + b'{"items": [')
+    time.sleep(0.5)
+    gone.close()  # the client's own abort, mid-body
+    deadline = time.monotonic() + 60
+    while count("499") < before_499 + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count("499") == before_499 + 2  # the cut-off body and the abort
+    assert count("500") == before_500
 
 
 # ---- cancellation at the engine layer (transformers engine; see the report) ---------------

@@ -320,6 +320,79 @@ def test_beyond_loopback_every_request_wants_the_key(tmp_path: Path, monkeypatch
         assert client.get("/files/0").status_code == 200  # the session cookie
 
 
+def test_reject_with_an_unwritable_log_changes_nothing(tmp_path: Path, memory) -> None:
+    """40.4: the log cannot be written (its folder is a file): the draft stays, the
+    answer says why, and once the log can be written the same decision goes through."""
+    path = copy(tmp_path, ERRORS)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    reviewer = Reviewer([path], blocker / "review-log.jsonl", memory)
+    entry = pending(path)[0]
+    with TestClient(create_app(reviewer)) as client:
+        answer = decide(client, entry_id(entry), entry_rev(entry), "reject")
+        assert answer.status_code == 500, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "not_saved"
+        assert str(blocker / "review-log.jsonl") in error["message"]
+        assert "the catalog was left as it was" in error["message"]
+        assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
+        reviewer.log_path = tmp_path / "review-log.jsonl"
+        answer = decide(client, entry_id(entry), entry_rev(entry), "reject")
+        assert answer.status_code == 200, answer.text
+    assert [r.decision for r in log.read(reviewer.log_path)] == ["rejected"]
+    check_tools(path)
+
+
+def test_a_log_write_that_fails_puts_the_catalog_back(tmp_path: Path, memory, monkeypatch):
+    """40.4, the other order: the log opens but the record cannot be written (a full
+    disk): the catalog, already rewritten, is put back as it was."""
+    import errno
+
+    path = copy(tmp_path, ERRORS)
+    reviewer = Reviewer([path], tmp_path / "review-log.jsonl", memory)
+    entry = pending(path)[0]
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("review-log.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with TestClient(create_app(reviewer)) as client:
+        answer = decide(client, entry_id(entry), entry_rev(entry), "accept")
+    assert answer.status_code == 500 and "No space left" in answer.json()["error"]["message"]
+    assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
+    assert not reviewer.log_path.exists()  # no half line either
+
+
+def test_review_page_head_frames_nesting_and_login_limit(tmp_path: Path, monkeypatch) -> None:
+    """40.19: HEAD answers as GET; no page may be framed by another site; /login takes
+    10 tries a minute. 40.5: a body of 100,000 "[" is a 422, not a RecursionError 500."""
+    monkeypatch.setenv("POLINGO_API_KEY", "s3cret-key")
+    path = copy(tmp_path, ERRORS)
+    app = prepare(args_for(str(path), "--host", "0.0.0.0", "--review-log", str(tmp_path / "l")))
+    entry = pending(path)[0]
+    url = f"/api/files/0/entries/{entry_id(entry)}"
+    with TestClient(app) as client:
+        client.headers["x-api-key"] = "s3cret-key"
+        page = client.get("/")
+        head = client.head("/")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == page.headers["content-type"]
+        for answer in (page, head, client.get("/files/99")):
+            assert answer.headers["x-frame-options"] == "DENY"
+            assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+        nested = client.post(
+            url, content=b"[" * 100_000, headers={"content-type": "application/json"}
+        )
+        assert nested.status_code == 422, nested.text
+        assert "nested too deeply" in nested.json()["error"]["message"]
+        tries = [client.post("/login", data={"key": "wrong"}).status_code for _ in range(12)]
+        assert tries == [401] * 10 + [429] * 2
+    assert path.read_bytes() == (CORPUS / ERRORS).read_bytes()
+
+
 def write_log(path: Path) -> None:
     log.append(
         path,

@@ -98,7 +98,9 @@ def test_settings_reject_bad_values_by_name() -> None:
         Settings.from_env({"POLINGO_MAX_LORAS": "0"})
 
 
-def test_memory_keys_on_context_then_msgid(tmp_path: Path) -> None:
+def test_memory_answers_only_the_same_msgid_and_msgctxt(tmp_path: Path) -> None:
+    # issue 40.3: an answer from the memory skips review (no fuzzy flag), so a
+    # translation made for another context (or for none) must never answer
     path = tmp_path / "memory.jsonl"
     rows = [
         {"msgid": "Open", "msgctxt": "menu", "msgstr": "開啟（選單）"},
@@ -110,8 +112,10 @@ def test_memory_keys_on_context_then_msgid(tmp_path: Path) -> None:
     memory = TranslationMemory.load(path)
     assert memory.lookup("Open", "menu") == "開啟（選單）"
     assert memory.lookup("Open") == "開啟"
-    assert memory.lookup("Open", "other") == "開啟（選單）"  # context unknown: msgid alone
-    assert memory.lookup("Close") == "關閉"
+    assert memory.lookup("Open", "other") is None
+    assert memory.lookup("Close") is None  # only "button" has it
+    assert memory.lookup("Close", "verb: to close a complaint") is None
+    assert memory.lookup("Close", "button") == "關閉"
     assert memory.lookup("Empty") is None
     assert memory.lookup("Missing") is None
 
@@ -265,6 +269,9 @@ class ScriptedEngine:
     def __init__(self, tokenizer, greedy: list[str], samples: dict[int, str]) -> None:
         self.tokenizer, self.greedy, self.samples = tokenizer, greedy, samples
         self.calls: list[dict] = []
+
+    def dead(self) -> None:
+        return None
 
     async def generate(self, prompts, *, max_tokens, stop_token_ids, adapter, **sampling):
         from service.engines import Generation

@@ -304,6 +304,27 @@ def test_failed_or_needless_edits_keep_the_old_translation(
     capsys.readouterr()
 
 
+def test_update_checks_name_what_the_edit_broke_and_eval_keeps_the_old_there() -> None:
+    from core.markup import update_problems
+    from service.translator import Outcome
+    from training.evaluate import _checked_update
+    from training.updates import Update
+
+    old = "呼叫 :func:`len`。"
+    source = "Call :func:`len` now."
+    assert update_problems(source, old, "現在呼叫 :func:`len`。") == []
+    assert update_problems(source, old, "現在呼叫。") == ["markup lost: :func:`len`"]
+    glued = update_problems(source, old, "現在呼叫:func:`len`。")
+    assert glued and glued[0].startswith("sphinx-lint: missing space before role")
+    # a problem the old translation had already is not the edit's fault
+    assert update_problems("See :term:`x` and :func:`f`.", "見 :func:`f`。", "見 :func:`f`。") == []
+    update = Update("Call :func:`len`.", source, old, "現在呼叫 :func:`len`。")
+    bad = Outcome("現在呼叫。", "現在呼叫。", False, [], False)
+    assert _checked_update(update, bad).text == old
+    good = bad._replace(text="現在呼叫 :func:`len`。")
+    assert _checked_update(update, good) == good
+
+
 # ---- the translator and the HTTP schema ------------------------------------------------
 
 
@@ -320,23 +341,14 @@ def test_schema_takes_previous_texts_both_or_neither() -> None:
 
 
 def translator_for(contract: PromptContract, tokenizer, tiny_model_dir: Path, greedy: list[str]):  # noqa: ANN001, ANN201
+    from test_service_helpers import stub_translator
     from test_service_units import ScriptedEngine
 
     from core.memory import TranslationMemory
-    from core.registry import Registry
     from core.settings import Settings
-    from service.translator import Translator
 
     engine = ScriptedEngine(tokenizer, greedy, {})
-    translator = Translator(
-        settings=Settings(markup_retries=0),
-        registry=Registry(tiny_model_dir / "no-registry"),
-        engine=engine,
-        tokenizer=tokenizer,
-        base_model="tiny",
-        base_path=tiny_model_dir,
-        default_adapter="zh",
-    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(markup_retries=0))
     adapter = SimpleNamespace(
         key="zh@v9",
         memory=TranslationMemory(),
@@ -395,9 +407,10 @@ def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0] == "7 update entries (6 kept unchanged by the humans)"
-    assert lines[1].split() == ["keep-old", "scratch", "update"]
+    assert lines[1].split() == ["keep-old", "scratch", "update", "update-checked"]
     table = {ln.split()[0]: ln.split()[1:] for ln in lines[2:]}
-    assert table["pairs"] == ["7", "7", "7"] and table["unchanged_entries"] == ["6", "6", "6"]
+    assert table["pairs"] == ["7"] * 4 and table["unchanged_entries"] == ["6"] * 4
+    assert table["from_memory"][0] == "0"
     assert float(table["chrf"][0]) == 99.67 and float(table["unchanged_returned"][0]) == 1
     # polingo retrain keeps training the update mode: the parent's triples, or --updates
     shutil.copytree(NEW / "tutorial", docs / "tutorial", dirs_exist_ok=True)

@@ -60,6 +60,10 @@ class Engine:
         """Continuations of ``prompts`` as ``sampling`` says; cancelling aborts them."""
         raise NotImplementedError
 
+    def dead(self) -> str | None:
+        """Why the engine can no longer generate (e.g. its process died), or None."""
+        ...
+
     async def generate(
         self,
         prompts: list[list[int]],

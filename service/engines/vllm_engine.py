@@ -21,7 +21,16 @@ from service.engines.base import Engine, Generation, Sampling, model_max_len
 class VllmEngine(Engine):
     kind = "vllm"
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        seeded: bool = True,
+        repetition_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+    ) -> None:
+        """``seeded``: per-request seeds are passed to vLLM (see ``engine_args``);
+        the penalties: repetition control at decoding (core.settings)."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -31,6 +40,18 @@ class VllmEngine(Engine):
         self._lora_request = LoRARequest
         self._loras: dict[str, Any] = {}
         self._ids = itertools.count(1)
+        self._penalties = {
+            "repetition_penalty": repetition_penalty,
+            "frequency_penalty": frequency_penalty,
+        }
+        self.seeded = seeded
+
+    def dead(self) -> str | None:
+        """Why this engine can no longer generate (its core process died), or None."""
+        llm = self._llm
+        if llm is None or not llm.errored:
+            return None
+        return f"the vLLM engine core stopped ({llm.dead_error})"
 
     async def add_adapter(self, key: str, path: Path) -> None:
         request = self._lora_request(key, next(self._ids), str(path))
@@ -54,7 +75,9 @@ class VllmEngine(Engine):
     async def run(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
         s = sampling
         lora = self._loras[s.adapter] if s.adapter is not None else None
-        seeds: list[int | None] = list(s.seeds) if s.seeds is not None else [None] * len(prompts)
+        seeds: list[int | None] = (
+            list(s.seeds) if s.seeds is not None and self.seeded else [None] * len(prompts)
+        )
         # gather: one vLLM request per text, all in flight together; cancelling the
         # gather cancels each generate(), which aborts its vLLM request.
         return list(
@@ -87,6 +110,7 @@ class VllmEngine(Engine):
             detokenize=False,  # the translator decodes with the contract's tokenizer
             logprobs=0,  # the chosen tokens' own logprobs (the draft's confidence)
             output_kind=RequestOutputKind.FINAL_ONLY,
+            **self._penalties,
         )
         final = None
         request_id = uuid.uuid4().hex
@@ -117,34 +141,68 @@ class VllmEngine(Engine):
         return Generation(ids, reason, logprobs)
 
 
-@asynccontextmanager
-async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
-    from vllm import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    args = AsyncEngineArgs(
+# vLLM 0.32 on the CPU: a seeded request (the markup retry's candidates) whose prompt is
+# computed in more than one engine step (chunked prefill: vLLM's CPU default step budget
+# is 2,048 tokens, and a prompt also gets split to fill what is left of a step) kills the
+# engine core with `RuntimeError: CPU Generator does not use offset`, and every request
+# after it gets EngineDeadError. Cause: after each step, GPUModelRunner._bookkeeping_sync
+# (v1/worker/gpu_model_runner.py) rewinds the per-request generator of every request in
+# `discard_request_mask` (scheduled tokens < its tokens: a partial prefill) by
+# `gen.set_offset(gen.get_offset() - 4)`, a Philox offset that only CUDA generators have;
+# CPUModelRunner inherits it. Reproduction: tests/test_engine_failures.py (step budget
+# 128, prompts of 455 tokens, SamplingParams(seed=0, temperature=0.7)); upstream-style
+# report in docs/benchmarks.md. Workaround, keeping the seeds (reproducible retries): on
+# the CPU, chunked prefill off and a step budget of at least max_model_len, so that every
+# prompt is computed in one step and the mask stays empty; should vLLM turn chunked
+# prefill back on, the seeds are dropped (sampling still works, unseeded).
+def engine_args(settings: Settings, model_path: Path, *, on_cpu: bool) -> dict[str, Any]:
+    """The AsyncEngineArgs of the service's engine."""
+    max_len = model_max_len(model_path, settings.max_model_len)
+    budget = settings.engine_max_num_batched_tokens()
+    chunked = None  # vLLM's default (on)
+    if on_cpu:
+        budget = max(budget or 2048, max_len)
+        chunked = False
+    return dict(
         model=str(model_path),
         tokenizer=str(model_path),
         dtype=settings.engine_dtype(),
         seed=0,
-        max_model_len=model_max_len(model_path, settings.max_model_len),
+        max_model_len=max_len,
         max_num_seqs=settings.engine_max_num_seqs(),
-        max_num_batched_tokens=settings.engine_max_num_batched_tokens(),
+        max_num_batched_tokens=budget,
+        enable_chunked_prefill=chunked,
         tensor_parallel_size=settings.tensor_parallel_size,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enable_lora=True,
         max_lora_rank=settings.max_lora_rank,
         max_loras=settings.max_loras,
-        max_cpu_loras=max(settings.max_loras, 8),
+        max_cpu_loras=max(settings.max_loras, settings.max_resident_adapters),
         enable_prefix_caching=settings.prefix_caching,
         enforce_eager=not settings.cuda_graphs,
         disable_log_stats=True,
         use_tqdm_on_load=False,  # no progress bar in logs or in translate-po's report
     )
+
+
+@asynccontextmanager
+async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
+    from vllm import AsyncEngineArgs
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    on_cpu = current_platform.is_cpu()
+    args = AsyncEngineArgs(**engine_args(settings, model_path, on_cpu=on_cpu))
     # Start-up blocks for tens of seconds (engine process, weights, KV cache); a thread
     # keeps the event loop answering /health and /ready meanwhile.
     llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-    engine = VllmEngine(llm)
+    chunked = llm.vllm_config.scheduler_config.enable_chunked_prefill
+    engine = VllmEngine(
+        llm,
+        seeded=not (on_cpu and chunked),
+        repetition_penalty=settings.repetition_penalty,
+        frequency_penalty=settings.frequency_penalty,
+    )
     try:
         yield engine
     finally:
