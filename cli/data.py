@@ -16,7 +16,13 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     stats = data.add_parser("stats", help="pairs, duplicates, split and problems of a .po tree")
     stats.add_argument("dir", type=Path, help="a .po file or a folder of them")
     stats.add_argument("--strict", action="store_true", help="fail on the first unreadable catalog")
-    stats.add_argument("--heldout-percent", type=float, default=3.0)
+    stats.add_argument("--heldout-percent", type=float, default=3.0, help="the pair split")
+    stats.add_argument(
+        "--document-percent",
+        type=float,
+        default=7.0,
+        help="the document split: percent of the catalogs held out whole",
+    )
     stats.set_defaults(run=run)
     updates = data.add_parser(
         "updates",
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from training.data import load_corpus, stats_lines
 
     corpus = load_corpus(args.dir, strict=args.strict)
-    print("\n".join(stats_lines(corpus, args.heldout_percent)))
+    print("\n".join(stats_lines(corpus, args.heldout_percent, args.document_percent)))
     return 1 if corpus.problems else 0
 
 

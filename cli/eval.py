@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from cli.options import adapter_default, registry_default
 from core.defaults import ENGINES
@@ -16,9 +17,27 @@ from core.settings import Environment
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     ev = sub.add_parser("eval", help="translate the held-out split and score it")
     ev.add_argument(
-        "--adapter", default=adapter_default(env), help="NAME[@VERSION] (default: current)"
+        "--adapter",
+        nargs="+",
+        default=adapter_default(env),  # one name; several given are a list
+        metavar="NAME[@VERSION]",
+        help="the version to score (default: the current one); several of one base model "
+        "are scored in one engine run on the splits of the first (--data)",
     )
-    ev.add_argument("--data", type=Path, help=".po tree whose held-out split is scored")
+    ev.add_argument("--data", type=Path, help=".po tree whose held-out splits are scored")
+    ev.add_argument(
+        "--split",
+        choices=["both", "pair", "document"],
+        default="both",
+        help="the pair split (msgids of partly translated pages), the document split (whole "
+        "catalogs no version trained on) or both (default)",
+    )
+    ev.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="print the scores only; by default they go into each version's manifest and report/",
+    )
     ev.add_argument(
         "--review-log",
         type=Path,
@@ -28,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         "polingo review's log; without --data, only that",
     )
     ev.add_argument("--registry", type=Path, default=registry_default(env))
-    ev.add_argument("--limit", type=int, default=None, help="score only the first N held-out pairs")
+    ev.add_argument(
+        "--limit", type=int, default=None, help="score N pairs of each split (the same N each time)"
+    )
     ev.add_argument(
         "--engine",
         choices=ENGINES,
@@ -42,6 +63,22 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         metavar="N",
         help="candidates sampled when a greedy translation loses markup; 0: greedy only "
         f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
+    )
+    ev.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        metavar="X",
+        help="repetition control at decoding: >1 penalises tokens the prompt or the "
+        "translation has (POLINGO_REPETITION_PENALTY, default 1: off)",
+    )
+    ev.add_argument(
+        "--frequency-penalty",
+        type=float,
+        default=None,
+        metavar="X",
+        help="repetition control of the translation alone: a logit loses X a time the "
+        "token was generated (POLINGO_FREQUENCY_PENALTY, default 0: off)",
     )
     ev.add_argument(
         "--candidates",
@@ -73,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.registry import Registry
-    from training.evaluate import evaluate, review_metrics
+    from training.evaluate import SPLITS, evaluate_many, review_metrics
 
     if args.updates is not None:
         return run_updates(args)
@@ -85,22 +122,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key:18} {value:10.4g}")
     if args.data is None:
         return 0
-    ev = evaluate(
+    results = evaluate_many(
         Registry(args.registry),
-        args.adapter,
+        refs(args.adapter),
         args.data,
         limit=args.limit,
         engine=args.engine,
         markup_retries=args.markup_retries,
         candidates=args.candidates,
+        record=args.record,
+        splits=SPLITS if args.split == "both" else (args.split,),
+        decoding={
+            k: getattr(args, k)
+            for k in ("repetition_penalty", "frequency_penalty")
+            if getattr(args, k) is not None
+        },
     )
-    for key, value in ev.metrics.items():
-        baseline = ev.baseline.get(key)
-        print(
-            f"{key:18} {value:10.4g}"
-            + (f"   copy-source {baseline:10.4g}" if baseline is not None else "")
-        )
+    print_evaluations(results)
     return 0
+
+
+def refs(adapter: str | list[str]) -> list[str]:
+    """--adapter's versions: the default (one name) or those given."""
+    return [adapter] if isinstance(adapter, str) else adapter
+
+
+def print_evaluations(results: list[dict[str, Any]]) -> None:
+    """One table a split, labelled, a column a version, then copy-the-source."""
+    for split in results[0]:
+        rows = [r[split] for r in results]
+        first = rows[0]
+        print(f"{first.label} ({len(first.outcomes)} pairs)")
+        print(f"{'':26}" + "".join(f"{r.ref:>16}" for r in rows) + f"{'copy-source':>14}")
+        for key, value in first.metrics.items():
+            cells = "".join(f"{r.metrics.get(key, float('nan')):16.4g}" for r in rows[1:])
+            baseline = first.baseline.get(key)
+            tail = f"{baseline:14.4g}" if baseline is not None else ""
+            print(f"  {key:24}{value:16.4g}{cells}{tail}")
+        print()
 
 
 def run_updates(args: argparse.Namespace) -> int:
@@ -126,7 +185,7 @@ def run_updates(args: argparse.Namespace) -> int:
         updates,
         modes,
         registry=Registry(args.registry),
-        ref=args.adapter,
+        ref=refs(args.adapter)[0],
         engine=args.engine,
         markup_retries=args.markup_retries,
     )

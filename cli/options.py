@@ -57,7 +57,8 @@ def _option(f: dataclasses.Field, hint: object, default: object = None) -> dict[
         options["choices"] = meta["choices"]
     options.update(custom)
     if not options.get("required"):
-        options["default"] = kind(default) if kind is Path and default is not None else default
+        path = kind is Path and isinstance(default, str)  # not a tuple of paths (nargs)
+        options["default"] = Path(default) if path else default
     return options
 
 

@@ -21,12 +21,18 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     p.add_argument(
         "--min-changes", type=int, default=50, help="new+changed pairs needed to retrain"
     )
-    p.add_argument("--margin", type=float, default=0.5, help="chrF points the candidate may lose")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.5,
+        help="chrF points the candidate may lose on each split (the document split "
+        "decides; the pair split must not lose more either)",
+    )
     p.add_argument(
         "--eval-limit",
         type=int,
         default=200,
-        help="held-out pairs scored for each version (0: all)",
+        help="pairs of each held-out split scored for each version (0: all)",
     )
     p.add_argument(
         "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"

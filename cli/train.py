@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_limit:
         from training.evaluate import evaluate
 
-        ev = evaluate(registry, ref, args.data, limit=args.eval_limit)
-        print(f"{ref}: {ev.metrics}  (copy source: {ev.baseline})")
+        for result in evaluate(registry, ref, args.data, limit=args.eval_limit).values():
+            print(f"{ref} {result.label}: {result.metrics}  (copy source: {result.baseline})")
     if args.promote or registry.current(args.adapter) is None:
         registry.promote(
             ref, reason="first version" if not args.promote else "polingo train --promote"

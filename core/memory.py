@@ -30,6 +30,14 @@ class TranslationMemory:
         """(msgid, msgstr) of every entry, in the order they were added."""
         return list(self._pairs)
 
+    def without(self, msgids: set[str]) -> TranslationMemory:
+        """A copy lacking every entry whose msgid is in ``msgids`` (held-out texts)."""
+        out = TranslationMemory()
+        for (msgctxt, msgid), msgstr in self._exact.items():
+            if msgid not in msgids:
+                out.add(msgid, msgstr, msgctxt)
+        return out
+
     def lookup(self, msgid: str, msgctxt: str | None = None) -> str | None:
         """The human translation of this msgid in this very msgctxt (None: no context).
         Never one made for another context: a memory answer is written without the fuzzy

@@ -86,10 +86,15 @@ class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
     # previous translation, new source) -> new translation, and the service answers
     # items that carry a previous translation that way.
     update: bool = False
+    # Examples only when their word overlap with the source (core.retrieval.similarity)
+    # is at least this, so an unrelated page gets fewer or none (issue 42); 0: any.
+    min_similarity: float = 0.0
 
     def __post_init__(self) -> None:
         if self.examples < 0:
             raise ValueError("contract.examples must be >= 0")
+        if not 0.0 <= self.min_similarity <= 1.0:
+            raise ValueError("contract.min_similarity must lie in [0, 1]")
         if self.uses_v2() and self.version < V2_VERSION:
             raise ValueError(
                 "contract.translate_labels/examples/terms/post_edit need contract version "
@@ -103,7 +108,13 @@ class PromptContract(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("contract.translate_labels needs protect_markup")
 
     def uses_v2(self) -> bool:
-        return self.translate_labels or self.examples > 0 or self.terms or self.post_edit
+        return (
+            self.translate_labels
+            or self.examples > 0
+            or self.terms
+            or self.post_edit
+            or self.min_similarity > 0
+        )
 
     def with_update(self) -> PromptContract:
         """This contract with the update mode on (version 3)."""
@@ -412,7 +423,9 @@ class PromptBuilder:
         """The memory examples of many sources at once (one batched retrieval)."""
         if self.index is None:
             return [[] for _ in sources]
-        return self.index.search(sources, self.contract.examples, exclude)
+        return self.index.search(
+            sources, self.contract.examples, exclude, min_similarity=self.contract.min_similarity
+        )
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

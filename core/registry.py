@@ -52,8 +52,12 @@ class DataSummary(msgspec.Struct, kw_only=True):
     files: int = 0
     pairs: int = 0
     train_pairs: int = 0
-    heldout_pairs: int = 0
+    heldout_pairs: int = 0  # the pair split
+    # the document split: None for a version trained before it (on every catalog)
+    document_pairs: int | None = None
+    document_files: list[str] | None = None
     dropped_too_long: int = 0
+    extra_pairs: int = 0  # extra training text (TrainConfig.extra_data), not in the memory
     new_pairs: int | None = None  # against the parent version's data
     changed_pairs: int | None = None
     removed_pairs: int | None = None
@@ -68,8 +72,10 @@ class Manifest(msgspec.Struct, kw_only=True):
     contract: PromptContract
     data: DataSummary
     training: dict[str, object] = {}
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {}  # on the pair split
     baseline_metrics: dict[str, float] = {}
+    document_metrics: dict[str, float] = {}  # on the document split (training/data.py)
+    document_baseline_metrics: dict[str, float] = {}
     parent: str | None = None
     created_at: str = ""
     command: str = ""

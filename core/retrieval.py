@@ -3,8 +3,9 @@
 Only pairs worth showing are indexed: translated (msgstr differs from msgid) and short
 enough (MAX_EXAMPLE_CHARS), so examples cannot crowd the source out of the prompt.
 A query never gets back a pair whose msgid equals the query's text or ``exclude``
-(the pair itself in training: leave-one-out). Ties keep the memory's order, so
-prompts are deterministic.
+(the pair itself in training: leave-one-out), nor, with a ``min_similarity``, one
+whose word overlap with it (``similarity``) is lower. Ties keep the memory's order,
+so prompts are deterministic.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(text.lower())
 
 
+def similarity(a: str, b: str) -> float:
+    """How alike two English texts are, 0 to 1: the Jaccard overlap of their word sets
+    (the words BM25 ranks by). Unlike a BM25 score it does not grow with the memory's
+    size, so one threshold (or one failure report band) means the same everywhere."""
+    left, right = set(words(a)), set(words(b))
+    if not left or not right:
+        return 0.0
+    return len(left & right) / len(left | right)
+
+
 class ExampleIndex:
     """BM25 over the English side of (msgid, msgstr) pairs."""
 
@@ -55,9 +66,15 @@ class ExampleIndex:
         return len(self.examples)
 
     def search(
-        self, queries: Sequence[str], k: int, exclude: Sequence[str | None] | None = None
+        self,
+        queries: Sequence[str],
+        k: int,
+        exclude: Sequence[str | None] | None = None,
+        *,
+        min_similarity: float = 0.0,
     ) -> list[list[Example]]:
-        """For each query, up to ``k`` examples, most similar first."""
+        """For each query, up to ``k`` examples, most similar first; with
+        ``min_similarity``, only those whose ``similarity`` to the query reaches it."""
         if k <= 0 or not self.examples or not queries:
             return [[] for _ in queries]
         vocab = self._bm25.vocab_dict
@@ -81,6 +98,8 @@ class ExampleIndex:
             for score, doc in order:
                 example = self.examples[int(doc)]
                 if -score <= 0 or example.msgid in banned:
+                    continue
+                if min_similarity and similarity(example.msgid, queries[i]) < min_similarity:
                     continue
                 found[i].append(example)
                 if len(found[i]) == k:

@@ -135,6 +135,15 @@ class Settings:
     """Every text generates exactly its token budget, no stop token ends it: for
     throughput measurements on models with random weights, so that every engine
     generates the same number of tokens (POLINGO_EXACT_LENGTH). Not for translating."""
+    repetition_penalty: float = 1.0
+    """Repetition control at decoding (issue 42), off at 1: vLLM's and transformers'
+    repetition_penalty, which divides the logits of every token the prompt or the
+    translation already has, markup and examples included (POLINGO_REPETITION_PENALTY)."""
+    frequency_penalty: float = 0.0
+    """Repetition control of the translation alone, off at 0: a token's logit loses this
+    much for each time the translation already has it, prompt not counted; vLLM's
+    frequency_penalty, and the same rule for the transformers engine, -2 to 2
+    (POLINGO_FREQUENCY_PENALTY)."""
     markup_retries: int = prompt.MARKUP_RETRIES
     """Candidates sampled when a greedy translation loses, repeats or invents a markup
     placeholder; the candidate (or greedy translation) that keeps it best is answered;
@@ -260,6 +269,10 @@ class Settings:
         for name in ("max_num_seqs", "max_num_batched_tokens"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive ({env_name(name)})")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"{env_name('repetition_penalty')} must be positive (1: off)")
+        if not -2 <= self.frequency_penalty <= 2:
+            raise ValueError(f"{env_name('frequency_penalty')} must lie in [-2, 2] (0: off)")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
         if self.watch_interval_s < 0:

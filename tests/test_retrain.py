@@ -5,6 +5,8 @@ nothing; a version made worse on purpose is not promoted; rollback works.
 
 Subsets of the snapshots (their tutorial/ folders) and SmolLM2-135M keep it CPU-sized;
 a real pretrained base is needed so that a sabotaged version scores measurably worse.
+The document split is set to 20% of the catalogs (two of tutorial/'s, in both
+snapshots), so that the gate decides on it as it does on the whole corpus.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from test_service_helpers import running_service
 from test_training import polingo
 
 from core.registry import Registry
+from training.data import load_corpus
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "retrain-key"
 BASE = "smollm2-135m"
 TRAIN_OPTIONS = ["--max-pairs", "48", "--max-steps", "6", "--batch-tokens", "2048"]
+DOCUMENT_FILES = ["tutorial/floatingpoint.po", "tutorial/inputoutput.po"]
 EVAL_OPTIONS = ["--eval-limit", "6", "--engine", "transformers"]
 
 
@@ -45,10 +49,18 @@ def registry(workdir: Path) -> Registry:
     done = polingo(
         "train", "--data", str(workdir / "2024-07-20"), "--base-model", BASE,
         "--adapter", "zh", "--registry", str(workdir / "registry"), *TRAIN_OPTIONS,
+        "--document-percent", "20",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     reg = Registry(workdir / "registry")
     assert reg.current("zh") == "v1"
+    # the document split is in neither the training data nor the memory
+    manifest = reg.manifest("zh@v1")
+    assert manifest.data.document_files == DOCUMENT_FILES and manifest.data.document_pairs
+    assert manifest.training["document_percent"] == 20.0
+    documents = {p.msgid for p in load_corpus(workdir / "2024-07-20").splits(3.0, 20.0).documents}
+    memory = (reg.path("zh@v1") / "memory.jsonl").read_text(encoding="utf-8").splitlines()
+    assert documents and not documents & {json.loads(line)["msgid"] for line in memory}
     return reg
 
 
@@ -98,6 +110,13 @@ def test_new_docs_make_a_promoted_version_the_service_switches_to(
     decision = json.loads((registry.path("zh@v2") / "report" / "gate.json").read_text())
     assert decision["promoted"] and decision["reference"]["ref"] == "zh@v1"
     assert decision["margin"] == 100 and "chrf" in decision["reference"]["metrics"]
+    # decided on the document split, both splits recorded, labelled
+    assert decision["decided_on"] == "document split"
+    assert decision["document_files"] == DOCUMENT_FILES
+    assert decision["splits"]["document split"]["pairs"] == 6
+    assert decision["splits"]["pair split"]["pairs"] == 6
+    assert "chrf" in decision["candidate"]["document_metrics"]
+    assert "document split: chrF zh@v2" in done.stdout and "pair split: chrF zh@v2" in done.stdout
     manifest = registry.manifest("zh@v2")
     assert manifest.parent == "zh@v1"
     assert (manifest.data.new_pairs, manifest.data.changed_pairs) == (235, 6)
@@ -125,6 +144,9 @@ def test_a_worse_version_is_not_promoted_and_rollback_works(
     decision = json.loads((registry.path("zh@v3") / "report" / "gate.json").read_text())
     assert decision["promoted"] is False and decision["reference"]["ref"] == "zh@v2"
     assert decision["candidate"]["metrics"]["chrf"] < decision["reference"]["metrics"]["chrf"] - 5
+    document = decision["splits"]["document split"]
+    assert document["delta"] < -5 and document["passed"] is False
+    assert "is worse on the document split" in bad.stdout
 
     listed = polingo("adapters", "--registry", str(registry.root), "list")
     assert listed.returncode == 0 and "* zh@v2" in listed.stdout and "  zh@v3" in listed.stdout

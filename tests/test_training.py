@@ -596,6 +596,8 @@ def _other_value(name: str, default: object, option: str) -> tuple[object, list[
         return (not default), [option if not default else "--no-" + option[2:]]
     if name in ("stats_file", "registry", "updates"):
         return Path("elsewhere"), [option, "elsewhere"]
+    if name == "extra_data":
+        return (Path("old"), Path("updates.jsonl")), [option, "old", "updates.jsonl"]
     if isinstance(default, str):
         return "other", [option, "other"]
     value = 5 if default is None else default + (0.25 if isinstance(default, float) else 3)

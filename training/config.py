@@ -135,7 +135,20 @@ class TrainConfig:
     heldout_percent: float = knob(
         3.0, "percent of the msgids held out for evaluation (a stable hash of each msgid)"
     )
+    document_percent: float = knob(
+        7.0,
+        "percent of the catalogs held out whole for evaluation, the document split (a "
+        "stable hash of each path; 7 is about 5% of the pairs); 0: none",
+    )
     max_pairs: int | None = knob(None, "train on a deterministic subset of N pairs")
+    extra_data: tuple[Path, ...] = knob(
+        (),
+        "extra training text (issue 42): other .po trees (an older snapshot) or update "
+        "triples (.jsonl), less every text of either held-out split (a held-out catalog "
+        "by its path) and every key the data translates; trained on, not put in the "
+        "memory (default: none)",
+        argparse={"nargs": "+", "type": Path, "metavar": "PATH"},
+    )
     load_in_4bit: bool | None = knob(None, "QLoRA nf4 (default: on CUDA only)", flag="4bit")
     gradient_checkpointing: bool = knob(
         True, "recompute activations in the backward (Unsloth offloads them): less memory"
@@ -180,6 +193,7 @@ class TrainConfig:
             setattr(self, name, Path(getattr(self, name)))
         if self.init_adapter is not None:
             self.init_adapter = Path(self.init_adapter)
+        self.extra_data = tuple(Path(p) for p in self.extra_data)
         if self.updates is not None:
             self.updates = Path(self.updates)
             # update triples train the update mode: the contract must say so
@@ -207,6 +221,7 @@ def recorded_settings(config: TrainConfig) -> dict[str, Any]:
         for k, v in dataclasses.asdict(config).items()
         if k not in skip
     }
+    out["extra_data"] = [str(p) for p in config.extra_data]
     out["experimental"].pop("stats_file", None)
     return out
 
@@ -219,6 +234,9 @@ def validate(config: TrainConfig) -> None:
     """Raise ConfigError for the first setting that cannot train, before any work."""
     _check_numbers(config)
     _check_experimental(config.experimental)
+    for path in config.extra_data:
+        if not path.exists():
+            raise ConfigError("extra_data", f"--extra-data {path}: no such file or folder")
     if config.updates is not None and not config.updates.exists():
         raise ConfigError("updates", f"--updates {config.updates}: no such file or folder")
     if config.optim is not None:
@@ -254,6 +272,11 @@ def _check_numbers(c: TrainConfig) -> None:
         (
             "heldout_percent",
             0.0 <= c.heldout_percent < 100.0,
+            "give a percent from 0 up to (not including) 100",
+        ),
+        (
+            "document_percent",
+            0.0 <= c.document_percent < 100.0,
             "give a percent from 0 up to (not including) 100",
         ),
         ("max_pairs", c.max_pairs is None or c.max_pairs >= 1, "give 1 or more"),

@@ -7,9 +7,14 @@ Policy, stated once:
   the default: cheaper than from scratch) and trains on ALL pairs of the new docs,
   old ones included, so it does not forget them. ``--from base`` retrains from the
   base model with the same settings (use it when the prompt contract or base changes).
-- Both versions are scored on the same held-out split of the new docs (the split is
-  a hash of the msgid, so no held-out msgid ever trained); the candidate is promoted
-  unless its chrF is worse than the current one's by more than ``--margin`` points.
+- Both versions are scored on the same two held-out splits of the new docs
+  (training/data.py: whole catalogs chosen by a hash of their path, and msgids chosen
+  by a hash of the msgid, so no held-out text ever trained). The gate decides on the
+  document split, pages no version saw: the candidate is refused when its chrF there is
+  worse than the current one's by more than ``--margin`` points, and when it is on the
+  pair split either. A tree with no document split (a few catalogs) is decided on the
+  pair split alone, and says so. Both splits' figures go to the candidate's
+  report/gate.json.
 - An interrupted retrain leaves CURRENT untouched (a version folder appears whole or
   not at all); a rerun resumes from the run's last checkpoint.
 """
@@ -23,6 +28,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.fsutil import atomic_write
 from core.registry import DATA_INDEX, Registry
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace, on_promoted: Callable[[], int] | None = None) 
     for key, value in changes.items():
         setattr(manifest.data, key, value)
     registry.update_manifest(candidate, manifest)
-    if not gate(registry, candidate, ref, corpus, config.heldout_percent, args):
+    if not gate(registry, candidate, ref, corpus, config, args):
         return 3
     registry.promote(candidate, reason=f"retrain: passed the gate against {ref}")
     print(f"promoted {candidate}")
@@ -120,37 +126,91 @@ def gate(
     candidate: str,
     ref: str,
     corpus: Corpus,
-    heldout_percent: float,
+    config: TrainConfig,
     args: argparse.Namespace,
 ) -> bool:
-    """Score both versions on one held-out subset, through the service's translator;
-    True when the candidate is not worse than ``ref`` by more than ``--margin`` chrF."""
-    from training.evaluate import evaluate_versions, heldout_subset, record_evaluation
-
-    _, heldout = corpus.split(heldout_percent)
-    pairs = heldout_subset(heldout, args.eval_limit)
-    new, old = evaluate_versions(registry, [candidate, ref], pairs, engine=args.engine)
-    record_evaluation(registry, new, pairs, args.eval_limit)
-    delta = new.metrics["chrf"] - old.metrics["chrf"]
-    print(
-        f"chrF {candidate} {new.metrics['chrf']:.2f} vs {ref} "
-        f"{old.metrics['chrf']:.2f} ({delta:+.2f})"
+    """Score both versions on the same held-out subsets of both splits, through the
+    service's translator; True when the candidate loses no more than ``--margin`` chrF
+    on either (the module docstring). The decision goes to report/gate.json."""
+    from training.evaluate import (
+        DOCUMENT,
+        LABELS,
+        PAIR,
+        evaluate_splits,
+        heldout_sets,
+        mark_trained_on,
+        record_evaluations,
+        warn_trained_on,
     )
-    passed = delta >= -args.margin
+
+    held = heldout_sets(
+        corpus, config.heldout_percent, config.document_percent, limit=args.eval_limit
+    )
+    for version in (candidate, ref):
+        warn_trained_on(registry, version, held.document_files)
+    new, old = evaluate_splits(registry, [candidate, ref], held.sets, engine=args.engine)
+    for version, result in ((candidate, new), (ref, old)):
+        mark_trained_on(registry, version, result, held.document_files)
+    record_evaluations(registry, new, args.eval_limit)
+    verdicts = decide(new, old, args.margin)
+    for label, v in verdicts.items():
+        print(
+            f"{label}: chrF {candidate} {v['candidate_chrf']:.2f} vs {ref} "
+            f"{v['reference_chrf']:.2f} ({v['delta']:+.2f})"
+        )
+    decided_on = LABELS[DOCUMENT] if DOCUMENT in new else LABELS[PAIR]
+    if DOCUMENT not in new:
+        print(f"no document split in {args.docs}: the gate decides on the pair split alone")
+    passed = all(v["passed"] for v in verdicts.values())
     decision = {
-        "candidate": {"ref": candidate, "metrics": new.metrics},
-        "reference": {"ref": ref, "metrics": old.metrics},
-        "pairs": len(pairs),
+        "candidate": _side(candidate, new),
+        "reference": _side(ref, old),
+        "pairs": len(held.sets[PAIR]),
+        "document_pairs": len(held.sets[DOCUMENT]),
+        "document_files": held.document_files,
         "margin": args.margin,
+        "metric": "chrf",
+        "decided_on": decided_on,
+        "splits": verdicts,
         "promoted": passed,
     }
     report = registry.path(candidate) / "report"
     report.mkdir(exist_ok=True)  # the decision beside the candidate's own figures
     atomic_write(report / "gate.json", json.dumps(decision, indent=1).encode())
     if not passed:
+        worse = [label for label, v in verdicts.items() if not v["passed"]]
         print(
-            f"not promoted: {candidate} is worse by more than --margin {args.margin}; "
-            f"{ref} stays current"
+            f"not promoted: {candidate} is worse on the {' and the '.join(worse)} by more "
+            f"than --margin {args.margin}; {ref} stays current"
         )
         return False
     return True
+
+
+def decide(new: dict[str, Any], old: dict[str, Any], margin: float) -> dict[str, dict[str, Any]]:
+    """For each split both versions were scored on (training.evaluate.Evaluation by
+    split), labelled: pairs, both chrF, the delta, and whether the candidate passed
+    (it lost no more than ``margin``)."""
+    from training.evaluate import LABELS
+
+    verdicts = {}
+    for split, result in new.items():
+        delta = round(result.metrics["chrf"] - old[split].metrics["chrf"], 2)
+        verdicts[LABELS[split]] = {
+            "pairs": int(result.metrics["pairs"]),
+            "candidate_chrf": result.metrics["chrf"],
+            "reference_chrf": old[split].metrics["chrf"],
+            "delta": delta,
+            "passed": delta >= -margin,
+        }
+    return verdicts
+
+
+def _side(ref: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One version's figures in gate.json: ``metrics`` (pair split), ``document_metrics``."""
+    side: dict[str, Any] = {"ref": ref}
+    if "pair" in result:
+        side["metrics"] = result["pair"].metrics
+    if "document" in result:
+        side["document_metrics"] = result["document"].metrics
+    return side

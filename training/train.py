@@ -31,7 +31,16 @@ from core.terms import Term, read_glossary, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
-from training.data import Corpus, Pair, data_index, is_heldout, load_corpus
+from training.data import (
+    Corpus,
+    Pair,
+    Splits,
+    data_index,
+    extra_pairs,
+    is_document_heldout,
+    is_heldout,
+    load_corpus,
+)
 from training.progress import Progress
 from training.report import write_report
 from training.unsloth_loader import import_unsloth
@@ -61,7 +70,10 @@ class Pairs:
 
     corpus: Corpus
     train: list[Pair]
-    heldout: list[Pair]
+    heldout: list[Pair]  # the pair split
+    documents: list[Pair]  # the document split: never in train, nor in the memory
+    document_files: list[str]
+    extra: list[Pair]  # extra training text: trained on, not in the memory
     terms: list[Term]  # the glossary's, when the contract puts terms in the prompt
     updates: list[Update]  # update triples (--updates), held-out msgids left out
 
@@ -75,7 +87,9 @@ def train(config: TrainConfig, corpus: Corpus | None = None) -> TrainResult:
     config = set_process_switches(config)
     pairs = load_pairs(config, corpus)
     model, tokenizer = load_model(resolve_base_model(config.base_model), config)
-    examples, too_long = tokenize_pairs(tokenizer, pairs.train, config, pairs.terms, pairs.updates)
+    examples, too_long = tokenize_pairs(
+        tokenizer, pairs.train, config, pairs.terms, pairs.updates, extra=pairs.extra
+    )
     if not examples:
         raise TrainingDataError(f"every pair is longer than --max-length {config.max_length}")
     log(
@@ -142,31 +156,79 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
         corpus = load_corpus(config.data)
     for problem in corpus.problems:
         log(f"warning: skipped {problem}")
-    train_pairs, heldout = corpus.split(config.heldout_percent)
+    splits = corpus.splits(config.heldout_percent, config.document_percent)
+    train_pairs, heldout = splits.train, splits.pairs
     if config.max_pairs:
         train_pairs = sorted(train_pairs, key=lambda p: _hash(p.key))[: config.max_pairs]
     if not train_pairs:
         raise TrainingDataError(f"no translated pairs found under {config.data}")
     log(
-        f"data: {len(train_pairs)} training pairs, {len(heldout)} held out, "
-        f"from {corpus.files} catalogs"
+        f"data: {len(train_pairs)} training pairs, held out: {len(heldout)} (pair split), "
+        f"{len(splits.documents)} in {len(splits.document_files)} whole catalogs "
+        f"(document split), from {corpus.files} catalogs"
     )
+    extra = load_extra(config, corpus)
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
-    updates: list[Update] = []
-    if config.updates is not None:
-        try:
-            found = load_updates(config.updates)
-        except ValueError as exc:
-            raise TrainingDataError(str(exc)) from None
-        # a held-out msgid stays unseen, in update prompts too
-        updates = [u for u in found if not is_heldout(u.msgid, config.heldout_percent)]
-        log(
-            f"updates: {len(updates)} update triples from {config.updates} "
-            f"({len(found) - len(updates)} held out)"
+    return Pairs(
+        corpus=corpus,
+        train=train_pairs,
+        heldout=heldout,
+        documents=splits.documents,
+        document_files=splits.document_files,
+        extra=extra,
+        terms=terms,
+        updates=load_update_triples(config, splits),
+    )
+
+
+def load_extra(config: TrainConfig, corpus: Corpus) -> list[Pair]:
+    """The extra training text (``--extra-data``), held-out texts left out."""
+    if not config.extra_data:
+        return []
+    extra, counts = extra_pairs(
+        config.extra_data,
+        corpus,
+        heldout_percent=config.heldout_percent,
+        document_percent=config.document_percent,
+    )
+    log(
+        f"extra training text: {len(extra)} pairs from {len(config.extra_data)} sources "
+        f"(left out: {counts.get('known', 0)} the data translates, "
+        f"{counts.get('document_split', 0)} of held-out catalogs, "
+        f"{counts.get('pair_split', 0)} held-out msgids, "
+        f"{counts.get('too_long', 0)} too long)"
+    )
+    return extra
+
+
+def load_update_triples(config: TrainConfig, splits: Splits) -> list[Update]:
+    """The update triples (``--updates``) less those of either held-out split: a held-out
+    msgid (or previous msgid) stays unseen in update prompts too, and so does every
+    text of a held-out catalog (by its path, as the document split chooses them)."""
+    if config.updates is None:
+        return []
+    try:
+        found = load_updates(config.updates)
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from None
+    documents = {p.msgid for p in splits.documents}
+
+    def held(u: Update) -> bool:
+        texts = (u.msgid, u.previous_msgid)
+        return (
+            any(is_heldout(t, config.heldout_percent) or t in documents for t in texts)
+            or bool(u.file)
+            and is_document_heldout(u.file, config.document_percent)
         )
-    return Pairs(corpus, train_pairs, heldout, terms, updates)
+
+    updates = [u for u in found if not held(u)]
+    log(
+        f"updates: {len(updates)} update triples from {config.updates} "
+        f"({len(found) - len(updates)} held out)"
+    )
+    return updates
 
 
 def corpus_terms(data: Path) -> list[Term]:
@@ -297,16 +359,19 @@ def tokenize_pairs(
     config: TrainConfig,
     terms: list[Term] | None = None,
     updates: list[Update] | None = None,
+    *,
+    extra: list[Pair] | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Training examples through the prompt builder the service uses, and how many were
-    too long: the pairs, then the update triples in update prompts. Memory examples come
-    from the other training pairs (leave-one-out), as the adapter's memory.jsonl will
-    hold them."""
+    too long: the pairs, the extra pairs, then the update triples in update prompts.
+    Memory examples come from the other training pairs (leave-one-out), as the adapter's
+    memory.jsonl will hold them; ``extra`` pairs train with examples from that memory,
+    but are in it for no other pair."""
     memory = TranslationMemory()
     for pair in pairs:
         memory.add(pair.msgid, pair.msgstr, pair.msgctxt)
     builder = PromptBuilder(config.contract, tokenizer, memory, terms, max_length=config.max_length)
-    rows = [(p.msgid, p.msgstr, p.msgctxt, None) for p in pairs] + [
+    rows = [(p.msgid, p.msgstr, p.msgctxt, None) for p in pairs + (extra or [])] + [
         (u.msgid, u.msgstr, u.msgctxt, Previous(u.previous_msgid, u.old_msgstr))
         for u in updates or []
     ]
@@ -479,6 +544,9 @@ def build_manifest(
             pairs=len(pairs.corpus.pairs),
             train_pairs=len(examples),
             heldout_pairs=len(pairs.heldout),
+            document_pairs=len(pairs.documents),
+            document_files=pairs.document_files,
+            extra_pairs=len(pairs.extra),
             dropped_too_long=pairs.corpus.dropped_too_long + too_long,
         ),
         training={

@@ -93,8 +93,18 @@ class ChosenLogprobs:
 class HfEngine(Engine):
     kind = "transformers (fallback)"
 
-    def __init__(self, model: Any, pad_token_id: int, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: Any,
+        pad_token_id: int,
+        device: str = "cpu",
+        *,
+        repetition_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+    ) -> None:
         self._base = model
+        self._repetition_penalty = repetition_penalty
+        self._frequency_penalty = frequency_penalty
         self._device = device
         self._peft: Any = None
         self._pad = pad_token_id
@@ -198,7 +208,11 @@ class HfEngine(Engine):
                 **stop_kwargs(stop, max(max_tokens), ignore_stop),
                 pad_token_id=self._pad,
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                logits_processor=LogitsProcessorList([recorder]),  # for the confidence
+                # the recorder first: the model's own logprobs, as vLLM reports them
+                logits_processor=LogitsProcessorList(
+                    [recorder, *self._penalty_processors(ids.shape[1])]
+                ),
+                **self._penalty_kwargs(),
             )
         new = out[:, ids.shape[1] :]
         logprobs = recorder.rows(new)
@@ -206,6 +220,36 @@ class HfEngine(Engine):
             cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)
         ]
+
+    def _penalty_kwargs(self) -> dict[str, Any]:
+        """transformers' repetition_penalty, when set."""
+        if self._repetition_penalty != 1.0:
+            return {"repetition_penalty": self._repetition_penalty}
+        return {}
+
+    def _penalty_processors(self, width: int) -> list[Any]:
+        """vLLM's frequency_penalty rule (generated tokens only), when set."""
+        if self._frequency_penalty:
+            return [frequency_penalty(self._frequency_penalty, width)]
+        return []
+
+
+def frequency_penalty(penalty: float, width: int) -> Any:
+    """A logits processor: each token's logit less ``penalty`` times its count among the
+    tokens generated so far (past the prompt's ``width`` columns)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class FrequencyPenalty(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            generated = input_ids[:, width:]
+            if generated.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores)
+            counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            return scores - penalty * counts
+
+    return FrequencyPenalty()
 
 
 @asynccontextmanager
@@ -224,6 +268,12 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
         pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
         if isinstance(pad, list):
             pad = pad[0]
-        return HfEngine(model, int(pad or 0), device)
+        return HfEngine(
+            model,
+            int(pad or 0),
+            device,
+            repetition_penalty=settings.repetition_penalty,
+            frequency_penalty=settings.frequency_penalty,
+        )
 
     yield await asyncio.to_thread(load)

@@ -21,8 +21,16 @@ from service.engines.base import Engine, Generation, Sampling, model_max_len
 class VllmEngine(Engine):
     kind = "vllm"
 
-    def __init__(self, llm: Any, *, seeded: bool = True) -> None:
-        """``seeded``: per-request seeds are passed to vLLM (see ``engine_args``)."""
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        seeded: bool = True,
+        repetition_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+    ) -> None:
+        """``seeded``: per-request seeds are passed to vLLM (see ``engine_args``);
+        the penalties: repetition control at decoding (core.settings)."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -32,6 +40,10 @@ class VllmEngine(Engine):
         self._lora_request = LoRARequest
         self._loras: dict[str, Any] = {}
         self._ids = itertools.count(1)
+        self._penalties = {
+            "repetition_penalty": repetition_penalty,
+            "frequency_penalty": frequency_penalty,
+        }
         self.seeded = seeded
 
     def dead(self) -> str | None:
@@ -98,6 +110,7 @@ class VllmEngine(Engine):
             detokenize=False,  # the translator decodes with the contract's tokenizer
             logprobs=0,  # the chosen tokens' own logprobs (the draft's confidence)
             output_kind=RequestOutputKind.FINAL_ONLY,
+            **self._penalties,
         )
         final = None
         request_id = uuid.uuid4().hex
@@ -184,7 +197,12 @@ async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterato
     # keeps the event loop answering /health and /ready meanwhile.
     llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
     chunked = llm.vllm_config.scheduler_config.enable_chunked_prefill
-    engine = VllmEngine(llm, seeded=not (on_cpu and chunked))
+    engine = VllmEngine(
+        llm,
+        seeded=not (on_cpu and chunked),
+        repetition_penalty=settings.repetition_penalty,
+        frequency_penalty=settings.frequency_penalty,
+    )
     try:
         yield engine
     finally:
