@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.options import adapter_default, registry_default
-from core.defaults import ENGINES
-from core.prompt import MARKUP_RETRIES
-from core.settings import Environment
+from cli.options import adapter_default, add_settings_options, registry_default
+from core.settings import Environment, Settings
+
+DECODING_OPTIONS = (
+    "engine", "markup_retries", "repetition_penalty", "frequency_penalty", "candidates",
+)  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
@@ -50,44 +52,8 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     ev.add_argument(
         "--limit", type=int, default=None, help="score N pairs of each split (the same N each time)"
     )
-    ev.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=None,
-        help="the service's engine that translates (POLINGO_ENGINE, default vllm)",
-    )
-    ev.add_argument(
-        "--markup-retries",
-        type=int,
-        default=None,
-        metavar="N",
-        help="candidates sampled when a greedy translation loses markup; 0: greedy only "
-        f"(POLINGO_MARKUP_RETRIES, default {MARKUP_RETRIES})",
-    )
-    ev.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=None,
-        metavar="X",
-        help="repetition control at decoding: >1 penalises tokens the prompt or the "
-        "translation has (POLINGO_REPETITION_PENALTY, default 1: off)",
-    )
-    ev.add_argument(
-        "--frequency-penalty",
-        type=float,
-        default=None,
-        metavar="X",
-        help="repetition control of the translation alone: a logit loses X a time the "
-        "token was generated (POLINGO_FREQUENCY_PENALTY, default 0: off)",
-    )
-    ev.add_argument(
-        "--candidates",
-        type=int,
-        default=None,
-        metavar="N",
-        help="candidates per text, greedy plus N-1 samples, the consensus answered; "
-        "reports MBR against greedy when N > 1 (POLINGO_CANDIDATES, default 1)",
-    )
+    # the service's decoding settings, for this run only
+    add_settings_options(ev, Settings, only=DECODING_OPTIONS)
     ev.add_argument(
         "--updates",
         nargs=2,

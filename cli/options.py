@@ -103,12 +103,15 @@ def settings_flag(field: str) -> str:
     return "--" + env_name(field).split("_", 1)[1].lower().replace("_", "-")
 
 
-def add_settings_options(p: Parser, cls: type) -> None:
-    """One option per field of ``cls`` (core.settings.Settings); none has a default here,
-    so that an option left out keeps the environment's value (or the field's default)."""
+def add_settings_options(p: Parser, cls: type, only: tuple[str, ...] | None = None) -> None:
+    """One option per field of ``cls`` (core.settings.Settings; ``only``: these fields);
+    none has a default here, so that an option left out keeps the environment's value
+    (or the field's default)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         kind = _kind(hints[f.name])
         help_ = docs[f.name].replace("%", "%%")
         if isinstance(f.default, bool):

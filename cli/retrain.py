@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 
 from cli import options
-from core.defaults import ENGINES
 from core.prompt import CONTRACT_PRESETS
-from core.settings import Environment
+from core.settings import Environment, Settings
 from training.config import contract_option
 
 
@@ -34,9 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         default=200,
         help="pairs of each held-out split scored for each version (0: all)",
     )
-    p.add_argument(
-        "--engine", choices=ENGINES, default=None, help="evaluation engine (POLINGO_ENGINE, vllm)"
-    )
+    options.add_settings_options(p, Settings, only=("engine",))  # the evaluation's engine
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
     p.add_argument(
         "--contract",

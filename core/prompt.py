@@ -263,7 +263,17 @@ def protect_labels(
     if target is None:
         return protected, None, items, pairs
 
-    def protect_target(match: re.Match[str]) -> str:
+    return protected, _with_placeholders(target, whole, pending), items, pairs
+
+
+def _with_placeholders(
+    text: str, whole: dict[str, int], pending: dict[str, list[tuple[int, int]]]
+) -> str:
+    """``text`` with the items of a source's protection replaced by their placeholders:
+    a whole item by its number, a titled one by its pair around its own label (the label
+    may differ: it is the translation's). Items the source lacks stay as written."""
+
+    def swap(match: re.Match[str]) -> str:
         item = match.group(0)
         parts = split_titled(item)
         if parts is None:
@@ -274,7 +284,7 @@ def protect_labels(
         a, b = queue.pop(0)
         return placeholder(a) + parts[1] + placeholder(b)
 
-    return protected, MARKUP_RE.sub(protect_target, target), items, pairs
+    return MARKUP_RE.sub(swap, text)
 
 
 def restore(text: str, items: list[str]) -> str:
@@ -306,19 +316,7 @@ def protect_with(text: str, items: list[str], pairs: list[tuple[int, int]]) -> s
     pending: dict[str, list[tuple[int, int]]] = {}
     for a, b in pairs:
         pending.setdefault(items[a - 1] + items[b - 1].lstrip(), []).append((a, b))
-
-    def swap(match: re.Match[str]) -> str:
-        item = match.group(0)
-        parts = split_titled(item)
-        if parts is None:
-            return placeholder(whole[item]) if item in whole else item
-        queue = pending.get(markup_key(item))
-        if not queue:
-            return item
-        a, b = queue.pop(0)
-        return placeholder(a) + parts[1] + placeholder(b)
-
-    return MARKUP_RE.sub(swap, text)
+    return _with_placeholders(text, whole, pending)
 
 
 def messages(

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from test_service_helpers import REPO, add_version, free_port, running_service
+from test_service_helpers import REPO, add_version, descendants, free_port, running_service
 
 from core.markup import check_translation
 from core.registry import Registry, RegistryError, parse_ref
@@ -528,23 +528,6 @@ def test_cancelled_translation_frees_the_engine(tmp_path: Path, tiny_model_dir, 
 
 
 # ---- processes: kill -9 and SIGTERM while loading (vLLM engine) ----------------------------
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child in Path("/proc").iterdir():
-            if not child.name.isdigit():
-                continue
-            try:
-                fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent and int(child.name) not in found:
-                found.add(int(child.name))
-                todo.append(int(child.name))
-    return found
-
-
 def _alive(pids: set[int]) -> set[int]:
     alive = set()
     for pid in pids:
@@ -571,7 +554,7 @@ def _wait_for_engine_processes(proc: subprocess.Popen, limit: float = 300) -> se
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the command ended before its engine started"
-        kids = _descendants(proc.pid)
+        kids = descendants(proc.pid)
         names = {Path(f"/proc/{k}/cmdline").read_bytes()[:40] for k in _alive(kids)}
         if any(b"VLLM::Worker" in n or b"VLLM::EngineCore" in n for n in names):
             return kids
@@ -593,7 +576,7 @@ def test_killed_in_process_translate_po_leaves_no_engine(
     try:
         kids = _wait_for_engine_processes(proc)
         time.sleep(2)  # the workers too
-        kids |= _descendants(proc.pid)
+        kids |= descendants(proc.pid)
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 10
@@ -601,7 +584,7 @@ def test_killed_in_process_translate_po_leaves_no_engine(
             time.sleep(0.2)
         assert not _alive(kids), "engine processes survived translate-po"
     finally:
-        for pid in _alive(_descendants(proc.pid)):
+        for pid in _alive(descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
 
 

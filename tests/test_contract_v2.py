@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS
-from test_training import polingo
+from test_training import polingo, train_args, tutorial_docs
 
 from core.memory import TranslationMemory
 from core.prompt import CONTRACT_PRESETS, PromptBuilder
@@ -61,14 +61,12 @@ def test_training_tokens_start_with_the_serving_prompt(tiny_model_dir: Path) -> 
 
 @pytest.mark.slow
 def test_train_and_eval_with_contract_v2(tmp_path: Path, tiny_model_dir: Path) -> None:
-    docs = tmp_path / "docs"
-    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    docs = tutorial_docs(tmp_path)
     shutil.copy(CORPUS / "glossary.po", docs / "glossary.po")
     registry = tmp_path / "registry"
     done = polingo(
-        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
-        "--registry", str(registry), "--max-pairs", "80", "--max-steps", "3",
-        "--batch-tokens", "4096", "--max-length", "768", "--contract", "v2",
+        *train_args(docs, tiny_model_dir, registry, "--max-pairs", "80", "--max-steps", "3",
+                    "--batch-tokens", "4096", "--max-length", "768", "--contract", "v2")
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     reg = Registry(registry)

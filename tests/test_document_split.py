@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS
-from test_training import polingo, write_po
+from test_training import polingo, train_args, tutorial_docs, write_po
 
 from core.memory import TranslationMemory
 from core.registry import Registry
@@ -206,14 +206,12 @@ def test_train_holds_out_the_documents_and_trains_on_extra_text(
 ) -> None:
     from conftest import SNAPSHOTS
 
-    docs = tmp_path / "docs"
-    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    docs = tutorial_docs(tmp_path)
     registry = Registry(tmp_path / "registry")
     done = polingo(
-        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
-        "--registry", str(registry.root), "--max-pairs", "20", "--max-steps", "2",
-        "--batch-tokens", "2048", "--document-percent", "20",
-        "--extra-data", str(SNAPSHOTS / "2024-07-20"),
+        *train_args(docs, tiny_model_dir, registry.root, "--max-pairs", "20", "--max-steps", "2",
+                    "--batch-tokens", "2048", "--document-percent", "20",
+                    "--extra-data", str(SNAPSHOTS / "2024-07-20"))
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(document split)" in done.stderr and "extra training text: " in done.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import polib
 import pytest
-from test_service_helpers import REPO, add_version, free_port
+from test_service_helpers import REPO, add_version, descendants, free_port
 
 from core.registry import Registry
 from core.settings import Settings
@@ -76,28 +76,11 @@ def test_seeded_retry_of_a_prompt_longer_than_the_step_budget(
     assert first == second  # and answered the same (per-request seeds kept)
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for child in Path("/proc").iterdir():
-            if not child.name.isdigit():
-                continue
-            try:
-                fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent and int(child.name) not in found:
-                found.append(int(child.name))
-                todo.append(int(child.name))
-    return found
-
-
 def _engine_core(pid: int, limit: float = 600) -> int:
     """The pid of the vLLM engine core process under ``pid``, once it runs."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        for child in _descendants(pid):
+        for child in descendants(pid):
             try:
                 if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"VLLM::EngineCore"):
                     return child

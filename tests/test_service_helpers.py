@@ -98,6 +98,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child in Path("/proc").iterdir():
+            if not child.name.isdigit():
+                continue
+            try:
+                fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and int(child.name) not in found:
+                found.add(int(child.name))
+                todo.append(int(child.name))
+    return found
+
+
 @contextlib.contextmanager
 def running_service(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """The real `python -m cli.serve` on a free loopback port, ready; its URL.

@@ -49,6 +49,21 @@ def polingo(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def tutorial_docs(tmp_path: Path, corpus: Path = CORPUS) -> Path:
+    """A .po tree of the corpus's tutorial/ folder, to train on."""
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus / "tutorial", docs / "tutorial")
+    return docs
+
+
+def train_args(docs: Path, base: Path | str, registry: Path, *options: str) -> list[str]:
+    """`polingo train` of ``docs`` on ``base`` into ``registry``, as adapter zh."""
+    return [
+        "train", "--data", str(docs), "--base-model", str(base), "--adapter", "zh",
+        "--registry", str(registry), *options,
+    ]  # fmt: skip
+
+
 # ---- pairs --------------------------------------------------------------------------
 
 
@@ -423,14 +438,12 @@ def test_training_prompt_is_the_serving_prompt(tiny_model_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None:
-    docs = tmp_path / "docs"
-    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
+    docs = tutorial_docs(tmp_path)
     registry = tmp_path / "registry"
     done = polingo(
-        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
-        "--registry", str(registry), "--max-pairs", "120", "--max-steps", "30",
-        "--learning-rate", "3e-3", "--batch-tokens", "2048", "--logging-steps", "5",
-        "--eval", "4", "--stats-file", str(tmp_path / "stats.json"),
+        *train_args(docs, tiny_model_dir, registry, "--max-pairs", "120", "--max-steps", "30",
+                    "--learning-rate", "3e-3", "--batch-tokens", "2048", "--logging-steps", "5",
+                    "--eval", "4", "--stats-file", str(tmp_path / "stats.json")),
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -489,14 +502,11 @@ def test_train_then_eval_with_vllm(tmp_path: Path, tiny_model_dir: Path) -> None
 def test_killed_training_leaves_registry_untouched_and_resumes(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    docs = tmp_path / "docs"
-    shutil.copytree(CORPUS / "tutorial", docs / "tutorial")
     registry = tmp_path / "registry"
-    args = [
-        "train", "--data", str(docs), "--base-model", str(tiny_model_dir), "--adapter", "zh",
-        "--registry", str(registry), "--max-pairs", "64", "--max-steps", "40",
-        "--batch-tokens", "1024", "--save-steps", "3", "--logging-steps", "1",
-    ]  # fmt: skip
+    args = train_args(
+        tutorial_docs(tmp_path), tiny_model_dir, registry, "--max-pairs", "64", "--max-steps",
+        "40", "--batch-tokens", "1024", "--save-steps", "3", "--logging-steps", "1",
+    )  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", *args],
         stdout=subprocess.DEVNULL,

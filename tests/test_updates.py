@@ -383,17 +383,15 @@ def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_
     """`polingo train --updates FILE` trains the update mode (contract version 3 in the
     manifest), and `polingo eval --updates OLD NEW` scores keep-old, scratch and update
     through the service's translator (transformers engine, CPU)."""
-    from test_training import polingo
+    from test_training import polingo, train_args, tutorial_docs
 
     from core.registry import Registry
 
-    docs = tmp_path / "docs"
-    shutil.copytree(OLD / "tutorial", docs / "tutorial")
+    docs = tutorial_docs(tmp_path, OLD)
     registry = tmp_path / "registry"
     done = polingo(
-        "train", "--data", str(docs), "--updates", str(TRIPLES), "--base-model",
-        str(tiny_model_dir), "--adapter", "zh", "--registry", str(registry), "--max-pairs",
-        "40", "--max-steps", "4", "--batch-tokens", "2048", "--promote",
+        *train_args(docs, tiny_model_dir, registry, "--updates", str(TRIPLES), "--max-pairs",
+                    "40", "--max-steps", "4", "--batch-tokens", "2048", "--promote")
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "update triples from" in done.stderr

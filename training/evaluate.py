@@ -27,6 +27,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sacrebleu
 
@@ -151,24 +152,11 @@ def heldout_subset(heldout: list[Pair], limit: int | None) -> list[Pair]:
     return heldout
 
 
-def evaluate(
-    registry: Registry,
-    ref: str,
-    data: Path,
-    *,
-    limit: int | None = None,
-    engine: str | None = None,
-    markup_retries: int | None = None,
-    candidates: int | None = None,
-    record: bool = True,
-    splits: tuple[str, ...] = SPLITS,
-) -> dict[str, Evaluation]:
-    """Score ``ref`` on the held-out splits of ``data``; with ``record``, write the scores
-    into its manifest and its report (predictions.jsonl, failures.json)."""
-    return evaluate_many(
-        registry, [ref], data, limit=limit, engine=engine, markup_retries=markup_retries,
-        candidates=candidates, record=record, splits=splits,
-    )[0]  # fmt: skip
+def evaluate(registry: Registry, ref: str, data: Path, **options: Any) -> dict[str, Evaluation]:
+    """Score ``ref`` on the held-out splits of ``data``: evaluate_many() for one version
+    (the same options); with ``record`` (default), its scores go into its manifest and
+    its report (predictions.jsonl, failures.json)."""
+    return evaluate_many(registry, [ref], data, **options)[0]
 
 
 def evaluate_many(

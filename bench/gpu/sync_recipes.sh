@@ -15,6 +15,7 @@
 # promoted it: cat v4.tgz.part* | tar xz).
 set -euo pipefail
 source bench/gpu/env.sh
+source bench/gpu/jobs.sh
 # gettext (msgmerge for eval --updates): Debian's packages, unpacked in the first call
 if [ ! -d /tmp/gettext ] && ls .carry/u/*.deb >/dev/null 2>&1; then
   for deb in .carry/u/*.deb; do dpkg -x "$deb" /tmp/gettext; done
@@ -26,15 +27,6 @@ new=/tmp/data/2024-10-19
 updates=/tmp/data/updates-2021-2024.jsonl
 recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384 --rank 32
         --alpha 64 --learning-rate 2e-4 --epochs 3 --logging-steps 25 --save-steps 100000)
-
-job() {  # job NAME COMMAND...: run in its own session and folder, log to NAME.log
-  local name=$1; shift
-  mkdir -p "$runs/$name/reg" && cp -r "$repo/core/default_adapter/zh-tw" "$runs/$name/reg/zh-tw"
-  (cd "$runs/$name" && setsid nohup bash -c "$* ; echo \"exit status: \$?\"; touch done" \
-     >"$runs/$name.log" 2>&1 < /dev/null &)
-}
-
-finished() { [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -ge "$(ls "$runs"/*.log | wc -l)" ]; }
 
 start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this tree
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
@@ -98,12 +90,6 @@ unsloth, trl, bitsandbytes, opencc, hanzidentifier, bm25s, sphinxlint, prometheu
 msgspec, datasets, sacrebleu, matplotlib; print('imports ok')"
     msgmerge --version | head -1 ;;
   start) shift; start "$@" ;;
-  wait)
-    deadline=$((SECONDS + ${2:-500}))
-    while [ $SECONDS -lt $deadline ] && ! finished; do
-      sleep 15; collect  # what is under $OUT comes back even if the call is cut off
-    done
-    collect; tail -n 4 "$runs"/*.log
-    if finished; then pack; fi ;;
+  wait) wait_jobs "${2:-500}" ;;
   *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
 esac

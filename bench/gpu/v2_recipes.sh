@@ -13,19 +13,12 @@
 # as a registry in 15 MiB pieces: cat best.tgz.part* | tar xz).
 set -euo pipefail
 source bench/gpu/env.sh
+source bench/gpu/jobs.sh
 runs=/tmp/runs
+repo=/tmp/repo  # start copies the tree here
 data=/tmp/data/2024-10-19
 recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384 --rank 32
         --alpha 64 --learning-rate 2e-4 --epochs 2 --logging-steps 25 --save-steps 100000)
-
-job() {  # job NAME COMMAND...: run in its own session and folder, log to NAME.log
-  local name=$1; shift
-  mkdir -p "$runs/$name/reg" && cp -r /tmp/repo/core/default_adapter/zh-tw "$runs/$name/reg/zh-tw"
-  (cd "$runs/$name" && setsid nohup bash -c "$* ; echo \"exit status: \$?\"; touch done" \
-     >"$runs/$name.log" 2>&1 < /dev/null &)
-}
-
-finished() { [ "$(ls "$runs"/*/done 2>/dev/null | wc -l)" -ge "$(ls "$runs"/*.log | wc -l)" ]; }
 
 start() {
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
@@ -81,12 +74,6 @@ PY
 
 case ${1:-} in
   start) start ;;
-  wait)
-    deadline=$((SECONDS + ${2:-500}))
-    while [ $SECONDS -lt $deadline ] && ! finished; do
-      sleep 15; collect  # what is under $OUT comes back even if the call is cut off
-    done
-    collect; tail -n 4 "$runs"/*.log
-    if finished; then pack; fi ;;
+  wait) wait_jobs "${2:-500}" ;;
   *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
 esac
