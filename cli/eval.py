@@ -9,11 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.options import adapter_default, add_settings_options, registry_default
-from core.settings import Environment, Settings
-
-DECODING_OPTIONS = (
-    "engine", "markup_retries", "repetition_penalty", "frequency_penalty", "candidates",
-)  # fmt: skip
+from core.settings import DECODING_FIELDS, Environment, Settings
 
 
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
@@ -53,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         "--limit", type=int, default=None, help="score N pairs of each split (the same N each time)"
     )
     # the service's decoding settings, for this run only
-    add_settings_options(ev, Settings, only=DECODING_OPTIONS)
+    add_settings_options(ev, Settings, only=DECODING_FIELDS)
     ev.add_argument(
         "--updates",
         nargs=2,
@@ -93,16 +89,9 @@ def run(args: argparse.Namespace) -> int:
         refs(args.adapter),
         args.data,
         limit=args.limit,
-        engine=args.engine,
-        markup_retries=args.markup_retries,
-        candidates=args.candidates,
         record=args.record,
         splits=SPLITS if args.split == "both" else (args.split,),
-        decoding={
-            k: getattr(args, k)
-            for k in ("repetition_penalty", "frequency_penalty")
-            if getattr(args, k) is not None
-        },
+        overrides={f: getattr(args, f) for f in DECODING_FIELDS},
     )
     print_evaluations(results)
     return 0
@@ -152,8 +141,7 @@ def run_updates(args: argparse.Namespace) -> int:
         modes,
         registry=Registry(args.registry),
         ref=refs(args.adapter)[0],
-        engine=args.engine,
-        markup_retries=args.markup_retries,
+        overrides={f: getattr(args, f) for f in DECODING_FIELDS},
     )
     print(f"{'':22}" + "".join(f"{mode:>16}" for mode in results))
     for key in next(iter(results.values())):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cli import options
 from core.prompt import CONTRACT_PRESETS
-from core.settings import Environment, Settings
+from core.settings import DECODING_FIELDS, Environment, Settings
 from training.config import contract_option
 
 
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         default=200,
         help="pairs of each held-out split scored for each version (0: all)",
     )
-    options.add_settings_options(p, Settings, only=("engine",))  # the evaluation's engine
+    # the gate's evaluation: the service's decoding settings unless these say otherwise
+    options.add_settings_options(p, Settings, only=DECODING_FIELDS)
     p.add_argument("--from", dest="start", choices=["current", "base"], default="current")
     p.add_argument(
         "--contract",

@@ -25,6 +25,7 @@ __all__ = [
     "ENGINES",
     "MAX_BATCH",
     "MAX_TEXT_CHARS",
+    "DECODING_FIELDS",
     "EngineKind",
     "Environment",
     "Settings",
@@ -37,6 +38,11 @@ MAX_BATCH = 64
 MAX_TEXT_CHARS = 8000
 
 EngineKind = Literal["vllm", "transformers"]
+# The Settings fields of how the service decodes, which an evaluation may set for itself
+# (`polingo eval`, retrain's gate); every other field comes from the environment.
+DECODING_FIELDS = (
+    "engine", "markup_retries", "repetition_penalty", "frequency_penalty", "candidates",
+)  # fmt: skip
 DEFAULT_CACHE = Path("~/.cache/polingo")
 
 

@@ -165,17 +165,14 @@ def evaluate_many(
     data: Path,
     *,
     limit: int | None = None,
-    engine: str | None = None,
-    markup_retries: int | None = None,
-    candidates: int | None = None,
     record: bool = True,
     splits: tuple[str, ...] = SPLITS,
-    decoding: dict[str, float] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Evaluation]]:
     """Score several versions of one base model in one engine run, on the splits of the
     first one's settings (the same pairs for all); each version's scores by split.
-    ``decoding``: Settings fields that override the service's (repetition_penalty,
-    frequency_penalty)."""
+    ``overrides``: Settings fields for this run (engine, markup_retries, candidates,
+    the penalties); the rest, and those given as None, as the service reads them."""
     keys = []
     for ref in refs:
         name, version = registry.resolve(ref)
@@ -189,10 +186,7 @@ def evaluate_many(
     for key in keys:
         if DOCUMENT in held.sets:
             warn_trained_on(registry, key, held.document_files)
-    results = evaluate_splits(
-        registry, keys, held.sets, engine=engine, markup_retries=markup_retries,
-        candidates=candidates, decoding=decoding,
-    )  # fmt: skip
+    results = evaluate_splits(registry, keys, held.sets, overrides)
     for key, result in zip(keys, results, strict=True):
         mark_trained_on(registry, key, result, held.document_files)
         if record:
@@ -227,17 +221,12 @@ def evaluate_versions(
     registry: Registry,
     refs: list[str],
     pairs: list[Pair],
-    *,
-    engine: str | None = None,
-    markup_retries: int | None = None,
-    candidates: int | None = None,
+    **overrides: Any,
 ) -> list[Evaluation]:
     """Score each adapter version ("NAME@VERSION", one base model) on ``pairs`` (the
-    pair split), through one translator: the engine starts once for all of them."""
-    results = evaluate_splits(
-        registry, refs, {PAIR: pairs}, engine=engine, markup_retries=markup_retries,
-        candidates=candidates,
-    )  # fmt: skip
+    pair split), through one translator: the engine starts once for all of them.
+    ``overrides``: Settings fields, as evaluate_many's."""
+    results = evaluate_splits(registry, refs, {PAIR: pairs}, overrides)
     return [r[PAIR] for r in results]
 
 
@@ -245,20 +234,11 @@ def evaluate_splits(
     registry: Registry,
     refs: list[str],
     sets: dict[str, list[Pair]],
-    *,
-    engine: str | None = None,
-    markup_retries: int | None = None,
-    candidates: int | None = None,
-    decoding: dict[str, float] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Evaluation]]:
-    """Each version scored on each split (empty ones skipped), one engine for all."""
-    settings = Settings.from_env(
-        registry=registry.root,
-        engine=engine,
-        markup_retries=markup_retries,
-        candidates=candidates,
-        **(decoding or {}),
-    )
+    """Each version scored on each split (empty ones skipped), one engine for all;
+    ``overrides``: Settings fields, as evaluate_many's."""
+    settings = Settings.from_env(registry=registry.root, **(overrides or {}))
     sets = {split: pairs for split, pairs in sets.items() if pairs}
     return asyncio.run(_evaluate(settings, refs, sets))
 
@@ -469,8 +449,7 @@ def evaluate_updates(
     *,
     registry: Registry | None = None,
     ref: str | None = None,
-    engine: str | None = None,
-    markup_retries: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score each mode on an update set (training.updates.mine_updates): keep-old (the
     translation msgmerge left), scratch (the adapter translates the new source), update
@@ -484,9 +463,7 @@ def evaluate_updates(
     if wanted:
         if registry is None or ref is None:
             raise ValueError(f"modes {', '.join(wanted)} need an adapter")
-        settings = Settings.from_env(
-            registry=registry.root, engine=engine, markup_retries=markup_retries
-        )
+        settings = Settings.from_env(registry=registry.root, **(overrides or {}))
         name, version = registry.resolve(ref)
         asked = list(dict.fromkeys("update" if m == "update-checked" else m for m in wanted))
         key = f"{name}@{version}"

@@ -32,6 +32,7 @@ from typing import Any
 
 from core.fsutil import atomic_write
 from core.registry import DATA_INDEX, Registry
+from core.settings import DECODING_FIELDS
 from training.config import TrainConfig
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
@@ -148,7 +149,8 @@ def gate(
     )
     for version in (candidate, ref):
         warn_trained_on(registry, version, held.document_files)
-    new, old = evaluate_splits(registry, [candidate, ref], held.sets, engine=args.engine)
+    overrides = {f: getattr(args, f, None) for f in DECODING_FIELDS}  # None: the service's
+    new, old = evaluate_splits(registry, [candidate, ref], held.sets, overrides)
     for version, result in ((candidate, new), (ref, old)):
         mark_trained_on(registry, version, result, held.document_files)
     record_evaluations(registry, new, args.eval_limit)
