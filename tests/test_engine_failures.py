@@ -93,8 +93,8 @@ def _engine_core(pid: int, limit: float = 600) -> int:
 def test_service_whose_engine_dies_stops_being_live(
     tmp_path: Path, tiny_model_dir: Path, tiny_adapter: Path
 ) -> None:
-    """kill -9 of the engine core: /translate, /health and /ready answer 503 engine_dead
-    (no 500s), and serve exits with status 1 saying why, for its supervisor to restart it."""
+    """kill -9 of the engine core: what answers until serve exits is 503 engine_dead (no
+    500s), and serve exits with status 1 saying why, for its supervisor to restart it."""
     registry = Registry(tmp_path / "registry")
     add_version(registry, "zh", tiny_adapter, base_model=str(tiny_model_dir))
     port = free_port()
@@ -131,10 +131,11 @@ def test_service_whose_engine_dies_stops_being_live(
                 answers.append((path, r.status_code, kind))
             time.sleep(0.1)
         assert proc.wait(timeout=120) == 1
-        # once the death was seen, every answer is 503 engine_dead; never a 500
+        # once the death was seen, every answer is 503 engine_dead; never a 500. The
+        # service exits within about a second of noticing, so which of the three paths
+        # answered before it did varies (test_reliability checks each path in-process).
         first = next(i for i, a in enumerate(answers) if a[1] != 200)
         assert all(a[1:] == (503, "engine_dead") for a in answers[first:]), answers
-        assert {a[0] for a in answers[first:]} == {"/translate", "/health", "/ready"}, answers
         text = log_path.read_text()
         assert "polingo serve: stopped: the engine died" in text, text[-3000:]
     finally:

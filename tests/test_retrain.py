@@ -111,6 +111,9 @@ def test_new_docs_make_a_promoted_version_the_service_switches_to(
     decision = json.loads((registry.path("zh@v2") / "report" / "gate.json").read_text())
     assert decision["promoted"] and decision["reference"]["ref"] == "zh@v1"
     assert decision["margin"] == 100 and "chrf" in decision["reference"]["metrics"]
+    # --markup-retries 0 reached the gate's evaluation of both versions
+    assert decision["candidate"]["metrics"]["markup_retries"] == 0
+    assert decision["reference"]["document_metrics"]["markup_retries"] == 0
     # decided on the document split, both splits recorded, labelled
     assert decision["decided_on"] == "document split"
     assert decision["document_files"] == DOCUMENT_FILES
