@@ -22,8 +22,8 @@ recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384
 
 start() {
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
-  rm -rf /tmp/repo "$runs" && mkdir -p "$runs" && cp -r "$PWD" /tmp/repo
-  export PYTHONPATH=/tmp/site:/tmp/repo
+  rm -rf "$repo" "$runs" && mkdir -p "$runs" && cp -r "$PWD" "$repo"
+  export PYTHONPATH=/tmp/site:$repo
   local cli="python3 -m cli.main"
   local retrain="$cli retrain --docs $data --registry reg --adapter zh-tw --from base \
 --min-changes 0 --eval-limit 0 --engine transformers --epochs 3"
@@ -66,7 +66,7 @@ PY
   [ -n "$best" ] || { echo "no retrain passed its gate"; return 0; }
   echo "best: $best" | tee -a "$OUT/logs.txt"
   local version; version=$(cat "$best/CURRENT")
-  python3 /tmp/repo/bench/gpu/lora_fp16.py "$best/$version/adapter_model.safetensors"
+  python3 "$repo"/bench/gpu/lora_fp16.py "$best/$version/adapter_model.safetensors"
   # $OUT brings back at most 8 files of 16 MiB: the registry comes back in pieces
   tar czf - -C "$(dirname "$best")" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
     zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/best.tgz.part"
