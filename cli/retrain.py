@@ -64,6 +64,16 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         help="also train the update mode on these update triples (.jsonl file or folder; "
         "default: the current version's, if it had any)",
     )
+    p.add_argument(
+        "--extra-data",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="also train on these as extra text (an older snapshot's tree, update triples), "
+        "less either held-out split (polingo train --extra-data); default: the current "
+        "version's, if it had any",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
     options.add_reload_options(p, env)

@@ -432,7 +432,7 @@ def test_vllm_engine_passes_the_penalties_to_every_request() -> None:
 
 def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> None:
     from training.evaluate import Evaluation
-    from training.retrain import decide
+    from training.retrain import decide, promoted
 
     def scored(**chrf: float) -> dict[str, Evaluation]:
         return {
@@ -452,3 +452,14 @@ def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> N
     assert not worse_on_pairs["pair split"]["passed"]  # the pair split must not get worse
     # a tree without a document split: the pair split alone
     assert set(decide(scored(pair=70.0), scored(pair=70.0), 0.5)) == {"pair split"}
+    assert all(v["binding"] for v in worse_on_documents.values())
+    # a reference from before the split trained on its catalogs: its document figure is
+    # not that of unseen pages, so losing there does not count; the pair split still does
+    pre_split = scored(pair=70.0, document=92.0)
+    pre_split["document"].metrics.update(catalogs=35.0, catalogs_trained_on=35.0)
+    fair = decide(scored(pair=70.5, document=60.0), pre_split, 0.5)
+    assert not fair["document split"]["passed"] and not fair["document split"]["binding"]
+    assert "reference trained on 35 of its 35 catalogs" in fair["document split"]["why"]
+    assert fair["pair split"]["binding"] and fair["pair split"]["passed"] and promoted(fair)
+    assert not promoted(decide(scored(pair=68.0, document=60.0), pre_split, 0.5))
+    assert not promoted(worse_on_documents) and promoted(ok)

@@ -453,3 +453,9 @@ def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Pat
     config = candidate_config(registry, "zh@v1", args)
     assert config.updates == tmp_path / "more.jsonl"
     assert config.contract == CONTRACT_PRESETS["v2-update"]  # --updates turns update mode on
+    assert config.extra_data == ()  # the parent had none
+    args.extra_data = [tmp_path / "2024-07-20", TRIPLES]  # retrain --extra-data
+    assert candidate_config(registry, "zh@v1", args).extra_data == (
+        tmp_path / "2024-07-20",
+        TRIPLES,
+    )

@@ -12,8 +12,9 @@ Policy, stated once:
   by a hash of the msgid, so no held-out text ever trained). The gate decides on the
   document split, pages no version saw: the candidate is refused when its chrF there is
   worse than the current one's by more than ``--margin`` points, and when it is on the
-  pair split either. A tree with no document split (a few catalogs) is decided on the
-  pair split alone, and says so. Both splits' figures go to the candidate's
+  pair split either. A tree with no document split (a few catalogs), or a version whose
+  weights trained on the split's catalogs (one from before the split existed), is decided
+  on the pair split alone, and says so. Both splits' figures go to the candidate's
   report/gate.json.
 - An interrupted retrain leaves CURRENT untouched (a version folder appears whole or
   not at all); a rerun resumes from the run's last checkpoint.
@@ -105,7 +106,7 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
     overrides = {
         k: getattr(args, k)
-        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates")
+        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates", "extra_data")
         if getattr(args, k, None) is not None
     }
     return TrainConfig(
@@ -159,11 +160,15 @@ def gate(
         print(
             f"{label}: chrF {candidate} {v['candidate_chrf']:.2f} vs {ref} "
             f"{v['reference_chrf']:.2f} ({v['delta']:+.2f})"
+            + ("" if v["binding"] else f" (not compared: {v['why']})")
         )
-    decided_on = LABELS[DOCUMENT] if DOCUMENT in new else LABELS[PAIR]
+    document = verdicts.get(LABELS[DOCUMENT])
+    decided_on = LABELS[DOCUMENT] if document and document["binding"] else LABELS[PAIR]
     if DOCUMENT not in new:
         print(f"no document split in {args.docs}: the gate decides on the pair split alone")
-    passed = all(v["passed"] for v in verdicts.values())
+    elif decided_on == LABELS[PAIR]:
+        print("the gate decides on the pair split alone")
+    passed = promoted(verdicts)
     decision = {
         "candidate": _side(candidate, new),
         "reference": _side(ref, old),
@@ -180,7 +185,7 @@ def gate(
     report.mkdir(exist_ok=True)  # the decision beside the candidate's own figures
     atomic_write(report / "gate.json", json.dumps(decision, indent=1).encode())
     if not passed:
-        worse = [label for label, v in verdicts.items() if not v["passed"]]
+        worse = [label for label, v in verdicts.items() if v["binding"] and not v["passed"]]
         print(
             f"not promoted: {candidate} is worse on the {' and the '.join(worse)} by more "
             f"than --margin {args.margin}; {ref} stays current"
@@ -192,20 +197,43 @@ def gate(
 def decide(new: dict[str, Any], old: dict[str, Any], margin: float) -> dict[str, dict[str, Any]]:
     """For each split both versions were scored on (training.evaluate.Evaluation by
     split), labelled: pairs, both chrF, the delta, and whether the candidate passed
-    (it lost no more than ``margin``)."""
-    from training.evaluate import LABELS
+    (it lost no more than ``margin``), and whether that counts (``binding``): the
+    document split does not when either version's weights trained on its catalogs
+    (a version from before the split: its figures there are not those of unseen pages,
+    ``why`` says so), and the pair split then decides alone."""
+    from training.evaluate import DOCUMENT, LABELS
 
     verdicts = {}
     for split, result in new.items():
         delta = round(result.metrics["chrf"] - old[split].metrics["chrf"], 2)
-        verdicts[LABELS[split]] = {
+        verdict: dict[str, Any] = {
             "pairs": int(result.metrics["pairs"]),
             "candidate_chrf": result.metrics["chrf"],
             "reference_chrf": old[split].metrics["chrf"],
             "delta": delta,
             "passed": delta >= -margin,
+            "binding": True,
         }
+        if split == DOCUMENT:
+            trained = {
+                side: int(scores.metrics.get("catalogs_trained_on", 0))
+                for side, scores in (("candidate", result), ("reference", old[split]))
+            }
+            if any(trained.values()):
+                catalogs = int(old[split].metrics.get("catalogs", 0))
+                verdict["binding"] = False
+                verdict["why"] = ", ".join(
+                    f"the {side} trained on {n} of its {catalogs} catalogs"
+                    for side, n in trained.items()
+                    if n
+                )
+        verdicts[LABELS[split]] = verdict
     return verdicts
+
+
+def promoted(verdicts: dict[str, dict[str, Any]]) -> bool:
+    """decide()'s verdicts: the candidate passed every split that counts."""
+    return all(v["passed"] or not v["binding"] for v in verdicts.values())
 
 
 def _side(ref: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,18 @@
 #   scratch  the same recipe without the update mode, scored on the same set
 #   v4       polingo retrain of the shipped registry on 2024-10-19 plus the update triples,
 #            update mode on; its gate scores it against zh-tw@v3 on both held-out splits
+#            (v3 trained on the document split's catalogs: the pair split decides)
+#   v4x      the same, with issue 42's recipe: memory examples only from a word overlap of
+#            0.2 up, and 2024-07-20's pairs plus the triples as extra training text
+#   v1doc    v1's recipe (v1 contract) without the document split, the fair baseline of
+#            issue 42, scored on the document split's same subset as the gates'
 # Usage (after the carry calls: .whl + .carry/d + .carry/u (gettext debs) + .carry/g1, then .carry/g2 .. g5, each
 # `bash bench/gpu/sync_recipes.sh stash`; then the tree with core/default_adapter):
 #   bash bench/gpu/sync_recipes.sh start [upd scratch v4]
 # then, in the calls that follow: bash bench/gpu/sync_recipes.sh wait SECONDS (returns early
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
-# $OUT/manifests.json; at the end the v4 registry comes back in 15 MiB pieces if its gate
-# promoted it: cat v4.tgz.part* | tar xz).
+# $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
+# on the document split comes back in 15 MiB pieces: cat v4.tgz.part* | tar xz).
 set -euo pipefail
 source bench/gpu/env.sh
 source bench/gpu/jobs.sh
@@ -30,20 +35,25 @@ recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384
 
 start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this tree
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
-  local repo=/tmp/repo-$SECONDS jobs=("${@:-upd scratch v4}")
+  local repo=/tmp/repo-$SECONDS jobs=("${@:-v4 v4x v1doc}")
   rm -rf "$repo" && mkdir -p "$runs" && cp -r "$PWD" "$repo"
   export PYTHONPATH=/tmp/site:$repo
   local cli="python3 -m cli.main"
   local eval_updates="$cli eval --updates $old $new --registry reg --engine transformers"
+  local limit=${EVAL_LIMIT:-300}
+  local retrain="$cli retrain --docs $new --registry reg --adapter zh-tw --from base \
+--updates $updates --min-changes 0 --eval-limit $limit --engine transformers --epochs 3"
   for name in ${jobs[*]}; do
     case $name in
       upd) job upd "$cli train --data $old --adapter upd --registry reg ${recipe[*]} \
 --contract v2-update --updates $updates --promote && $eval_updates --adapter upd" ;;
       scratch) job scratch "$cli train --data $old --adapter scratch --registry reg ${recipe[*]} \
 --contract v2 --promote && $eval_updates --adapter scratch --modes keep-old,scratch" ;;
-      v4) job v4 "$cli retrain --docs $new --registry reg --adapter zh-tw --from base \
---contract v2-update --updates $updates --min-changes 0 --eval-limit ${EVAL_LIMIT:-400} \
---engine transformers --epochs 3" ;;
+      v4) job v4 "$retrain --contract v2-update" ;;
+      v4x) job v4x "$retrain --contract v2-update:min_similarity=0.2 --extra-data $old $updates" ;;
+      v1doc) job v1doc "$cli train --data $new --adapter v1doc --registry reg ${recipe[*]} \
+--contract v1 --promote && $cli eval --adapter v1doc --registry reg --data $new --split document \
+--limit $limit --engine transformers" ;;
       *) echo "unknown job $name" >&2; exit 2 ;;
     esac
   done
@@ -72,12 +82,23 @@ print(json.dumps(found, indent=1))
 PY
 }
 
-pack() {  # v4's registry, if its gate promoted it, LoRA weights in fp16 as shipped
-  local reg=$runs/v4/reg/zh-tw version
-  version=$(cat "$reg/CURRENT")
-  [ "$version" != v3 ] || { echo "v4: not promoted by its gate" | tee -a "$OUT/logs.txt"; return 0; }
+pack() {  # the promoted retrain with the best document-split prose chrF, LoRA in fp16 as shipped
+  local best reg version
+  best=$(python3 - "$runs" <<'PY'
+import json, pathlib, sys
+scores = {}
+for gate in pathlib.Path(sys.argv[1]).glob("v4*/reg/zh-tw/v*/report/gate.json"):
+    decision = json.loads(gate.read_text())
+    if decision["promoted"]:
+        scores[gate.parents[3].name] = decision["candidate"]["document_metrics"]["chrf_prose"]
+print(max(scores, key=scores.get) if scores else "")
+PY
+)
+  [ -n "$best" ] || { echo "no retrain passed its gate" | tee -a "$OUT/logs.txt"; return 0; }
+  reg=$runs/$best/reg/zh-tw && version=$(cat "$reg/CURRENT")
+  echo "shipping $best ($version)" | tee -a "$OUT/logs.txt"
   python3 bench/gpu/lora_fp16.py "$reg/$version/adapter_model.safetensors"
-  tar czf - -C "$runs/v4/reg" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
+  tar czf - -C "$runs/$best/reg" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
     zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/v4.tgz.part"
 }
 
