@@ -11,12 +11,14 @@
 #            0.2 up, and 2024-07-20's pairs plus the triples as extra training text
 #   v1doc    v1's recipe (v1 contract) without the document split, the fair baseline of
 #            issue 42, scored on the document split's same subset as the gates'
+#   v3doc    the same for v3's recipe (v2 contract, 4 examples): the fair zh-tw@v3 there
 #   trust    issue 39: the shipped zh-tw@v3 on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only)
 # Usage (after the carry calls: .whl + .carry/d + .carry/u (gettext debs) + .carry/g1, then .carry/g2 .. g5, each
 # `bash bench/gpu/sync_recipes.sh stash`; then the tree with core/default_adapter):
-#   bash bench/gpu/sync_recipes.sh start [JOB ...]   (default: v4 v4x v1doc trust)
+#   bash bench/gpu/sync_recipes.sh start [JOB ...]   (default: v4 v4x v1doc v3doc trust)
+# (`... pack` packs the best promoted retrain at once, whatever the other jobs are doing)
 # then, in the calls that follow: bash bench/gpu/sync_recipes.sh wait SECONDS (returns early
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
@@ -38,7 +40,7 @@ recipe=(--base-model gemma3-270m --no-4bit --max-length 768 --batch-tokens 16384
 
 start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this tree
   [ -f /tmp/pcache/models/gemma3-270m/config.json ] || python3 bench/gpu/gemma_prepare.py
-  local repo=/tmp/repo-$SECONDS jobs=("${@:-v4 v4x v1doc trust}")
+  local repo=/tmp/repo-$SECONDS jobs=("${@:-v4 v4x v1doc v3doc trust}")
   rm -rf "$repo" && mkdir -p "$runs" && cp -r "$PWD" "$repo"
   export PYTHONPATH=/tmp/site:$repo
   local cli="python3 -m cli.main"
@@ -56,6 +58,9 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
       v4x) job v4x "$retrain --contract v2-update:min_similarity=0.2 --extra-data $old $updates" ;;
       v1doc) job v1doc "$cli train --data $new --adapter v1doc --registry reg ${recipe[*]} \
 --contract v1 --promote && $cli eval --adapter v1doc --registry reg --data $new --split document \
+--limit $limit --engine transformers" ;;
+      v3doc) job v3doc "$cli train --data $new --adapter v3doc --registry reg ${recipe[*]} \
+--contract v2 --promote && $cli eval --adapter v3doc --registry reg --data $new --split document \
 --limit $limit --engine transformers" ;;
       trust) job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@v3 --registry reg \
 --data $new --split pair --candidates \$n --markup-retries 0 --engine transformers && \
@@ -118,5 +123,6 @@ msgspec, datasets, sacrebleu, matplotlib; print('imports ok')"
     msgmerge --version | head -1 ;;
   start) shift; start "$@" ;;
   wait) wait_jobs "${2:-500}" ;;
-  *) echo "usage: $0 start | wait SECONDS" >&2; exit 2 ;;
+  pack) collect; pack ;;  # without waiting for the other jobs
+  *) echo "usage: $0 stash | start [JOB ...] | wait SECONDS | pack" >&2; exit 2 ;;
 esac
