@@ -459,3 +459,37 @@ def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Pat
         tmp_path / "2024-07-20",
         TRIPLES,
     )
+
+
+def test_retrain_names_the_recorded_paths_that_are_not_here(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A manifest's data paths are the training machine's: missing update triples stop
+    the retrain with the option to give, missing extra text is left out with a note."""
+    import argparse
+
+    from core.registry import DataSummary, Manifest, Registry
+    from training.config import ConfigError, TrainConfig, recorded_settings
+    from training.retrain import candidate_config
+
+    registry = Registry(tmp_path / "reg")
+    parent = TrainConfig(data=tmp_path, updates=TRIPLES, extra_data=(TRIPLES,))
+    settings = recorded_settings(parent)
+    settings["updates"] = str(tmp_path / "gone" / "updates.jsonl")
+    settings["extra_data"] = [str(tmp_path / "gone" / "2024-07-20"), str(TRIPLES)]
+    with registry.new_version("zh") as (version, folder):
+        registry.write_manifest(
+            folder,
+            Manifest(
+                name="zh", version=version, base_model="tiny", contract=parent.contract,
+                data=DataSummary(fingerprint="sha256:x", source="d"), training=settings,
+            ),
+        )  # fmt: skip
+    args = argparse.Namespace(
+        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
+        max_steps=None, max_pairs=None, contract=None, updates=None, extra_data=None,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"gone/updates.jsonl, which is not here: give "):
+        candidate_config(registry, "zh@v1", args)
+    args.updates = TRIPLES
+    config = candidate_config(registry, "zh@v1", args)
+    assert config.updates == TRIPLES and config.extra_data == (TRIPLES,)
+    assert "gone/2024-07-20 is not here: training without it" in capsys.readouterr().err

@@ -109,6 +109,7 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
         for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates", "extra_data")
         if getattr(args, k, None) is not None
     }
+    inherited_paths(settings, overrides, ref)
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
         data=args.docs,
@@ -121,6 +122,31 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
         resume=True,
         command="polingo " + shlex.join(sys.argv[1:]),
     )
+
+
+def inherited_paths(settings: dict[str, Any], overrides: dict[str, Any], ref: str) -> None:
+    """The data paths ``ref``'s manifest records (``updates``, ``extra_data``) belong to the
+    machine that trained it. Missing extra text is left out, with a note; missing update
+    triples stop the retrain, since without them the new version would lose the update
+    mode: the message says which option to give."""
+    from training.config import ConfigError
+
+    updates = settings.get("updates")
+    if "updates" not in overrides and updates and not Path(updates).exists():
+        raise ConfigError(
+            "updates",
+            f"{ref} trained the update mode on {updates}, which is not here: give the update "
+            "triples with --updates PATH (polingo data updates OLD_TREE NEW_TREE mines them)",
+        )
+    if "extra_data" not in overrides and settings.get("extra_data"):
+        missing = [p for p in settings["extra_data"] if not Path(p).exists()]
+        if missing:
+            print(
+                f"note: {ref}'s extra training text {', '.join(missing)} is not here: "
+                "training without it (--extra-data PATH... gives other text)",
+                file=sys.stderr,
+            )
+            settings["extra_data"] = [p for p in settings["extra_data"] if p not in missing]
 
 
 def gate(
