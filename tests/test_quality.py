@@ -65,6 +65,30 @@ def test_mainland_phrasing_from_derived_conventions() -> None:
     assert chinese_warnings("呼叫函數。") == ["mainland phrasing: 函數 (use 函式)"]
 
 
+def test_letters_of_another_script_warn_unless_the_source_has_them() -> None:
+    from conftest import SNAPSHOTS
+
+    from core.markup import other_script_letters
+    from training.data import load_corpus
+
+    # zh-tw@v3's draft of library/shlex.po line 658 (2024-10-19, translate-po on the CPU)
+    source = (
+        "Non-quoted escape characters (e.g. ``'\\'``) preserve the literal value of the "
+        "next character that follows;"
+    )
+    draft = (
+        "不引用字元（例如 ``'\\'``）的非字元 (non-quoted)  збере存在下一個結果字元的文字元 素值；"
+    )
+    assert "letters of another script: з б е р" in check_translation(source, draft)
+    greek = "The Greek letter π"  # a source's own letters may stay; full-width Latin is Latin
+    assert other_script_letters(greek, "希臘字母 π，ｘ 值") == []
+    assert other_script_letters("x", "値です한국") == ["で", "す", "한", "국"]
+    # no human translation in the repository's real catalogs adds one
+    for snapshot in ("2024-07-20", "2024-10-19"):
+        pairs = load_corpus(SNAPSHOTS / snapshot).pairs
+        assert pairs and not [p for p in pairs if other_script_letters(p.msgid, p.msgstr)]
+
+
 # Drafts that docutils rejects, as zh-tw@v1 writes them, with the sources they translate.
 DRAFTS = [
     ("If ``True`` (the default), call :func:`len`.", "若為 ``True``（預設）則呼叫:func:`len`和"),
