@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testkit import browser_binaries, free_port
 
 
 def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
@@ -49,9 +44,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.catalog.is_file():
         parser.error(f"{args.catalog}: no such file")
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_path:
+    found = browser_binaries()
+    if found is None:
         parser.error("needs chromium and chromedriver on PATH")
+    chromium, driver_path = found
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

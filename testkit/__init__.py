@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -212,6 +213,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def browser_binaries() -> tuple[str, str] | None:
+    """(chromium, chromedriver) on PATH, or None (the browser test, the README's picture)."""
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chrome, driver) if chrome and driver else None
 
 
 def wait_until_ready(url: str, proc: Any, log: Path, timeout_s: float = 300) -> float:

@@ -26,7 +26,7 @@ from review.app import create_app
 from review.cli import catalogs, prepare
 from review.decisions import Reviewer
 from review.entries import MemoryContext, entry_id, entry_rev, needs_review
-from testkit import free_port
+from testkit import browser_binaries, free_port
 
 ERRORS = "tutorial/errors.po"  # 14 fuzzy human drafts, none with sphinx-lint findings
 CONTROLFLOW = "tutorial/controlflow.po"  # 10 fuzzy drafts, 7 with markup warnings
@@ -465,12 +465,6 @@ def test_decisions_of_a_reviewed_catalog_train(reviewed) -> None:
 
 
 # ---------------------------------------------------------------- the browser
-
-
-def browser_binaries() -> tuple[str, str] | None:
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (chrome, driver) if chrome and driver else None
 
 
 def fifty_drafts(tmp_path: Path) -> Path:
