@@ -432,7 +432,7 @@ def test_vllm_engine_passes_the_penalties_to_every_request() -> None:
 
 def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> None:
     from training.evaluate import Evaluation
-    from training.retrain import decide, promoted
+    from training.retrain import decide, refused_on
 
     def scored(**chrf: float) -> dict[str, Evaluation]:
         return {
@@ -460,6 +460,7 @@ def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> N
     fair = decide(scored(pair=70.5, document=60.0), pre_split, 0.5)
     assert not fair["document split"]["passed"] and not fair["document split"]["binding"]
     assert "reference trained on 35 of its 35 catalogs" in fair["document split"]["why"]
-    assert fair["pair split"]["binding"] and fair["pair split"]["passed"] and promoted(fair)
-    assert not promoted(decide(scored(pair=68.0, document=60.0), pre_split, 0.5))
-    assert not promoted(worse_on_documents) and promoted(ok)
+    assert fair["pair split"]["binding"] and fair["pair split"]["passed"]
+    assert refused_on(fair) == []
+    assert refused_on(decide(scored(pair=68.0, document=60.0), pre_split, 0.5)) == ["pair split"]
+    assert refused_on(worse_on_documents) == ["document split"] and refused_on(ok) == []

@@ -109,7 +109,7 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
         for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates", "extra_data")
         if getattr(args, k, None) is not None
     }
-    inherited_paths(settings, overrides, ref)
+    settings = inherited_paths(settings, overrides, ref)
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
         data=args.docs,
@@ -124,11 +124,14 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     )
 
 
-def inherited_paths(settings: dict[str, Any], overrides: dict[str, Any], ref: str) -> None:
-    """The data paths ``ref``'s manifest records (``updates``, ``extra_data``) belong to the
-    machine that trained it. Missing extra text is left out, with a note; missing update
-    triples stop the retrain, since without them the new version would lose the update
-    mode: the message says which option to give."""
+def inherited_paths(
+    settings: dict[str, Any], overrides: dict[str, Any], ref: str
+) -> dict[str, Any]:
+    """``settings`` (``ref``'s recorded training settings) with the data paths the
+    command line does not override checked: they belong to the machine that trained it.
+    Missing extra text is left out, with a note; missing update triples stop the
+    retrain, since without them the new version would lose the update mode: the message
+    says which option to give."""
     from training.config import ConfigError
 
     updates = settings.get("updates")
@@ -146,7 +149,9 @@ def inherited_paths(settings: dict[str, Any], overrides: dict[str, Any], ref: st
                 "training without it (--extra-data PATH... gives other text)",
                 file=sys.stderr,
             )
-            settings["extra_data"] = [p for p in settings["extra_data"] if p not in missing]
+            kept = [p for p in settings["extra_data"] if p not in missing]
+            return {**settings, "extra_data": kept}
+    return settings
 
 
 def gate(
@@ -194,7 +199,7 @@ def gate(
         print(f"no document split in {args.docs}: the gate decides on the pair split alone")
     elif decided_on == LABELS[PAIR]:
         print("the gate decides on the pair split alone")
-    passed = promoted(verdicts)
+    refused = refused_on(verdicts)
     decision = {
         "candidate": _side(candidate, new),
         "reference": _side(ref, old),
@@ -205,15 +210,14 @@ def gate(
         "metric": "chrf",
         "decided_on": decided_on,
         "splits": verdicts,
-        "promoted": passed,
+        "promoted": not refused,
     }
     report = registry.path(candidate) / "report"
     report.mkdir(exist_ok=True)  # the decision beside the candidate's own figures
     atomic_write(report / "gate.json", json.dumps(decision, indent=1).encode())
-    if not passed:
-        worse = [label for label, v in verdicts.items() if v["binding"] and not v["passed"]]
+    if refused:
         print(
-            f"not promoted: {candidate} is worse on the {' and the '.join(worse)} by more "
+            f"not promoted: {candidate} is worse on the {' and the '.join(refused)} by more "
             f"than --margin {args.margin}; {ref} stays current"
         )
         return False
@@ -257,9 +261,10 @@ def decide(new: dict[str, Any], old: dict[str, Any], margin: float) -> dict[str,
     return verdicts
 
 
-def promoted(verdicts: dict[str, dict[str, Any]]) -> bool:
-    """decide()'s verdicts: the candidate passed every split that counts."""
-    return all(v["passed"] or not v["binding"] for v in verdicts.values())
+def refused_on(verdicts: dict[str, dict[str, Any]]) -> list[str]:
+    """The splits of decide()'s verdicts that refuse the candidate: those that count and
+    that it failed (none: it is promoted)."""
+    return [label for label, v in verdicts.items() if v["binding"] and not v["passed"]]
 
 
 def _side(ref: str, result: dict[str, Any]) -> dict[str, Any]:
