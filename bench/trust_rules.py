@@ -1,9 +1,11 @@
 """The rules of issue 39 on the shipped adapter's held-out predictions, and on the
 corpus's human translations (they must not be flagged). CPU only, seconds.
 
-    python bench/trust_rules.py [--corpus DOCS_DIR ...]
+    python bench/trust_rules.py [--predictions PATH] [--corpus DOCS_DIR ...]
 
-Code (core/code.py): code entries of the 567 predictions whose code (lines without
+``--predictions``: an eval report's predictions.jsonl (default: the shipped v3's).
+
+Code (core/code.py): code entries of the held-out predictions whose code (lines without
 their comments) differs from the source, before and after ``keep_code``; with
 ``--corpus``, the human translations of code entries that ``keep_code`` would change.
 
@@ -117,11 +119,13 @@ def corpus_code_figures(pairs: list[tuple[str, int, str, str]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=Path, default=PREDICTIONS)
     parser.add_argument("--corpus", type=Path, nargs="*", default=[])
     args = parser.parse_args()
-    rows = [json.loads(line) for line in PREDICTIONS.read_text(encoding="utf-8").splitlines()]
+    lines = args.predictions.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
     held_out = {"code": code_figures(rows), "chinese": chinese_figures(rows)}
-    report: dict = {"held-out predictions (zh-tw@v3)": held_out}
+    report: dict = {f"held-out predictions ({args.predictions})": held_out}
     for folder in args.corpus:
         pairs = corpus_pairs(folder)
         report[str(folder)] = {
