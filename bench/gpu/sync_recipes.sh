@@ -25,8 +25,9 @@
 # on the document split comes back in 15 MiB pieces: cat v4.tgz.part* | tar xz).
 # Device time, measured on an H100 in session 39: the first carry call about 120 s of budget
 # (start-up included), each later one about 35 s, `start` 80 s; `trust` alone then took
-# 330 s. v4 alone needs about 1,100 s in all (its training about 450 s, its gate's four
-# evaluations about 280 s): with less budget than that, start nothing.
+# 330 s. v4 alone should need about 1,100 s in all (an estimate, not measured: training
+# about 450 s from session 36's upd job, its gate's four evaluations of 300 pairs about
+# 280 s from trust's 124 s for 537); with less budget than that, start nothing.
 set -euo pipefail
 source bench/gpu/env.sh
 source bench/gpu/jobs.sh
