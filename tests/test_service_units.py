@@ -89,7 +89,8 @@ def test_an_engine_opened_without_serve_gets_the_cpu_kv_cache_size(
     from service.engines.vllm_engine import open_vllm_engine
 
     for name in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_WORKER_MULTIPROC_METHOD"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # so that the test's end restores what was there
+        monkeypatch.delenv(name)
     seen: dict[str, str | None] = {}
 
     def record_and_stop(args, *_, **__):
