@@ -19,6 +19,7 @@ from core.code import keep_code
 from core.confidence import combine, consensus, token_confidence
 from core.markup import check_translation
 from core.prompt import (
+    CONSENSUS_TEMPERATURE,
     RETRY_TEMPERATURE,
     Prepared,
     Previous,
@@ -234,7 +235,7 @@ class Translator:
             samples = await self._generate(
                 adapter,
                 [job for job in jobs for _ in range(n - 1)],
-                temperature=RETRY_TEMPERATURE,
+                temperature=CONSENSUS_TEMPERATURE,
                 seeds=list(range(1, n)) * len(jobs),
             )
         except Overloaded:  # a full queue: the greedy drafts, without agreement

@@ -94,7 +94,7 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
     from transformers import AutoTokenizer
 
     from core.memory import TranslationMemory
-    from core.prompt import RETRY_TEMPERATURE, PromptBuilder, PromptContract
+    from core.prompt import CONSENSUS_TEMPERATURE, PromptBuilder, PromptContract
     from service.schemas import TranslateItem, TranslateRequest
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -119,7 +119,7 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
         assert len(engine.calls) == 1
         return
     assert engine.calls[1] == {
-        "prompts": 3, "temperature": RETRY_TEMPERATURE, "seeds": [1, 2, 3], "ignore_stop": False
+        "prompts": 3, "temperature": CONSENSUS_TEMPERATURE, "seeds": [1, 2, 3], "ignore_stop": False
     }  # fmt: skip
     assert model.text == "回傳新的串列。"
     _, agreement = consensus([by_seed[s] for s in (None, 1, 2, 3)])

@@ -106,7 +106,7 @@ def test_v1_builder_gives_the_tokens_of_today(tokenizer, source: str) -> None:  
     assert builder.finish(raw, prepared) == c.restore(raw, prepared.markup)
 
 
-@pytest.mark.parametrize("name", ["v1", "v3"])
+@pytest.mark.parametrize("name", ["v1", "v3", "v4"])
 def test_shipped_contracts_give_the_pinned_prompts(tokenizer, name: str) -> None:  # noqa: ANN001
     """The shipped adapters' prompts and training tokens, with their memory and terms,
     are byte for byte what they were trained and served with."""

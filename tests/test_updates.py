@@ -57,10 +57,10 @@ def test_update_mode_is_a_version_3_switch_and_old_manifests_keep_theirs() -> No
     assert UPDATE.version == 3 and UPDATE.update
     with pytest.raises(msgspec.ValidationError, match="version 3"):
         msgspec.convert({"version": 2, "update": True}, PromptContract)
-    for name in ("v1", "v3"):  # the shipped adapters: no update mode
+    for name, update in (("v1", False), ("v3", False), ("v4", True)):  # the shipped ones
         manifest = SNAPSHOTS.parents[2] / f"core/default_adapter/zh-tw/{name}/manifest.json"
         contract = msgspec.convert(json.loads(manifest.read_text())["contract"], PromptContract)
-        assert not contract.update
+        assert contract.update is update
     # `--contract v2:update=on` lifts the version; with_update() is what --updates does
     assert contract_preset("v2:update=on") == CONTRACT_PRESETS["v2-update"]
     assert PromptContract().with_update() == UPDATE

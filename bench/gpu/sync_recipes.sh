@@ -12,7 +12,7 @@
 #   v1doc    v1's recipe (v1 contract) without the document split, the fair baseline of
 #            issue 42, scored on the document split's same subset as the gates'
 #   v3doc    the same for v3's recipe (v2 contract, 4 examples): the fair zh-tw@v3 there
-#   trust    issue 39: the shipped zh-tw@v3 on the whole pair split, greedy and then the
+#   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only)
 # Usage (after the carry calls: .whl + .carry/d + .carry/u (gettext debs) + .carry/g1, then .carry/g2 .. g5, each
@@ -23,6 +23,10 @@
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
 # on the document split comes back in 15 MiB pieces: cat v4.tgz.part* | tar xz).
+# Session 40 (H100): v4 v4x v1doc v3doc side by side were all done 830 s after `start`;
+# 1,100 s of device time from the first carry call to the packed adapter (the later carry
+# calls took about 5 s each there). Since zh-tw@v4 ships, the tree with core/default_adapter
+# is 67 MB, over a call's 64 MiB: move core/default_adapter/zh-tw/v1 aside for `start`.
 # Device time, measured on an H100 in session 39: the first carry call about 120 s of budget
 # (start-up included), each later one about 35 s, `start` 80 s; `trust` alone then took
 # 330 s. v4 alone should need about 1,100 s in all (an estimate, not measured: training
@@ -67,9 +71,10 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
       v3doc) job v3doc "$cli train --data $new --adapter v3doc --registry reg ${recipe[*]} \
 --contract v2 --promote && $cli eval --adapter v3doc --registry reg --data $new --split document \
 --limit $limit --engine transformers" ;;
-      trust) job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@v3 --registry reg \
+      trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
+        job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
 --data $new --split pair --candidates \$n --markup-retries 0 --engine transformers && \
-echo candidates=\$n wall_s=\$((SECONDS - s)) && cp reg/zh-tw/v3/manifest.json n\$n.json; done" ;;
+echo candidates=\$n wall_s=\$((SECONDS - s)) && cp reg/zh-tw/$v/manifest.json n\$n.json; done" ;;
       *) echo "unknown job $name" >&2; exit 2 ;;
     esac
   done
@@ -103,10 +108,12 @@ pack() {  # the promoted retrain with the best document-split prose chrF, LoRA i
   best=$(python3 - "$runs" <<'PY'
 import json, pathlib, sys
 scores = {}
-for gate in pathlib.Path(sys.argv[1]).glob("v4*/reg/zh-tw/v*/report/gate.json"):
-    decision = json.loads(gate.read_text())
+for folder in pathlib.Path(sys.argv[1]).glob("v4*/reg/zh-tw"):
+    # the job's own version is the newest; the older ones came with the shipped registry
+    newest = max(folder.glob("v*/report"), key=lambda report: int(report.parent.name[1:]))
+    decision = json.loads((newest / "gate.json").read_text())
     if decision["promoted"]:
-        scores[gate.parents[3].name] = decision["candidate"]["document_metrics"]["chrf_prose"]
+        scores[folder.parents[1].name] = decision["candidate"]["document_metrics"]["chrf_prose"]
 print(max(scores, key=scores.get) if scores else "")
 PY
 )
