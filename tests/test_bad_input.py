@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from conftest import SNAPSHOTS
 from test_service_helpers import REPO, add_version, descendants, free_port, running_service
 
 from core.markup import check_translation
@@ -563,18 +564,25 @@ def _wait_for_engine_processes(proc: subprocess.Popen, limit: float = 300) -> se
 
 
 @pytest.mark.slow
-def test_killed_in_process_translate_po_leaves_no_engine(
-    tmp_path: Path, tiny_model_dir, tiny_adapter
+@pytest.mark.parametrize("command", ["translate-po", "eval"])
+def test_killed_in_process_command_leaves_no_engine(
+    tmp_path: Path, tiny_model_dir, tiny_adapter, command: str
 ):
     registry = Registry(tmp_path / "registry")
     add_version(registry, "zh-tw", tiny_adapter, base_model=str(tiny_model_dir))
     sample = tmp_path / "sample.po"
     sample.write_bytes((REPO / "examples/sample.po").read_bytes())
-    command = [sys.executable, "-m", "clients.translate_po", str(sample), "--registry",
-               str(registry.root), "--engine", "vllm", "--no-progress"]  # fmt: skip
+    if command == "translate-po":
+        command = [sys.executable, "-m", "clients.translate_po", str(sample), "--registry",
+                   str(registry.root), "--engine", "vllm", "--no-progress"]  # fmt: skip
+    else:  # polingo eval opens the engine itself, without translate-po's or serve's set-up
+        command = [sys.executable, "-m", "cli.main", "eval", "--registry", str(registry.root),
+                   "--adapter", "zh-tw", "--data", str(SNAPSHOTS / "2024-10-19"),
+                   "--engine", "vllm", "--no-record"]  # fmt: skip
     proc = subprocess.Popen(command, cwd=REPO, env=_engine_env(), stderr=subprocess.DEVNULL)
+    kids: set[int] = set()
     try:
-        kids = _wait_for_engine_processes(proc)
+        kids |= _wait_for_engine_processes(proc)
         time.sleep(2)  # the workers too
         kids |= descendants(proc.pid)
         proc.kill()
@@ -582,9 +590,9 @@ def test_killed_in_process_translate_po_leaves_no_engine(
         deadline = time.monotonic() + 10
         while _alive(kids) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(kids), "engine processes survived translate-po"
-    finally:
-        for pid in _alive(descendants(proc.pid)):
+        assert not _alive(kids), f"engine processes survived {command[2:4]}"
+    finally:  # a failure must not leave them running either
+        for pid in _alive(kids | descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
 
 

