@@ -123,9 +123,17 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, nargs="*", default=[])
     args = parser.parse_args()
     lines = args.predictions.read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines]
-    held_out = {"code": code_figures(rows), "chinese": chinese_figures(rows)}
-    report: dict = {f"held-out predictions ({args.predictions})": held_out}
+    by_split: dict[str, list[dict]] = {}
+    for line in lines:  # a report holds both held-out splits: each one on its own
+        row = json.loads(line)
+        by_split.setdefault(row.get("split", "pair"), []).append(row)
+    report: dict = {
+        f"held-out predictions, {split} split ({args.predictions})": {
+            "code": code_figures(rows),
+            "chinese": chinese_figures(rows),
+        }
+        for split, rows in sorted(by_split.items())
+    }
     for folder in args.corpus:
         pairs = corpus_pairs(folder)
         report[str(folder)] = {
