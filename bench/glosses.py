@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.evaluate import predictions_by_split  # noqa: E402
 from training.quality import chrf_prose  # noqa: E402
 
 # An English parenthesis of 3 letters or more right after a Chinese character (half- or
@@ -72,10 +73,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--corpus", type=Path)
     args = parser.parse_args()
-    by_split: dict[str, list[dict]] = {}
-    for line in args.predictions.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        by_split.setdefault(row.get("split", "pair"), []).append(row)
+    by_split = predictions_by_split(args.predictions)
     report = {f"{split} split": split_figures(rows) for split, rows in sorted(by_split.items())}
     if args.corpus:
         report[str(args.corpus)] = corpus_share(args.corpus)

@@ -32,6 +32,7 @@ from core.chinese import (  # noqa: E402
 from core.code import code_kind, code_lines, keep_code  # noqa: E402
 from core.markup import prose  # noqa: E402
 from core.postedit import convert_simplified  # noqa: E402
+from training.evaluate import predictions_by_split  # noqa: E402
 
 PREDICTIONS = REPO / "core/default_adapter/zh-tw/v3/report/predictions.jsonl"
 
@@ -122,17 +123,12 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, default=PREDICTIONS)
     parser.add_argument("--corpus", type=Path, nargs="*", default=[])
     args = parser.parse_args()
-    lines = args.predictions.read_text(encoding="utf-8").splitlines()
-    by_split: dict[str, list[dict]] = {}
-    for line in lines:  # a report holds both held-out splits: each one on its own
-        row = json.loads(line)
-        by_split.setdefault(row.get("split", "pair"), []).append(row)
-    report: dict = {
+    report: dict = {  # a report holds both held-out splits: each one on its own
         f"held-out predictions, {split} split ({args.predictions})": {
             "code": code_figures(rows),
             "chinese": chinese_figures(rows),
         }
-        for split, rows in sorted(by_split.items())
+        for split, rows in sorted(predictions_by_split(args.predictions).items())
     }
     for folder in args.corpus:
         pairs = corpus_pairs(folder)

@@ -471,3 +471,22 @@ def test_gate_refuses_a_candidate_worse_on_either_split_beyond_the_margin() -> N
     assert refused_on(fair) == []
     assert refused_on(decide(scored(pair=68.0, document=60.0), pre_split, 0.5)) == ["pair split"]
     assert refused_on(worse_on_documents) == ["document split"] and refused_on(ok) == []
+
+
+def test_predictions_read_back_by_split(tmp_path: Path) -> None:
+    from training.evaluate import predictions_by_split
+
+    path = tmp_path / "predictions.jsonl"
+    rows = [
+        {"msgid": "Old", "reference": "舊", "output": "舊"},  # from before the split: pair
+        {"split": "pair", "msgid": "A", "reference": "甲", "output": "甲"},
+        {"split": "document", "msgid": "B", "reference": "乙", "output": "乙"},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n")
+    by_split = predictions_by_split(path)
+    assert {k: [r["msgid"] for r in v] for k, v in by_split.items()} == {
+        "pair": ["Old", "A"],
+        "document": ["B"],
+    }
+    shipped = predictions_by_split(SHIPPED / "zh-tw/v4/report/predictions.jsonl")
+    assert {k: len(v) for k, v in shipped.items()} == {"pair": 300, "document": 300}

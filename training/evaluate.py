@@ -408,6 +408,17 @@ def record_evaluations(
     atomic_write(report / "predictions.jsonl", "".join(rows).encode())
 
 
+def predictions_by_split(path: Path) -> dict[str, list[dict]]:
+    """A report's predictions.jsonl, its rows by split (rows from before the document
+    split are the pair split's), for the benchmark scripts that read it back."""
+    by_split: dict[str, list[dict]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_split.setdefault(row.get("split", PAIR), []).append(row)
+    return by_split
+
+
 def _other_splits_rows(path: Path, splits: set[str]) -> list[str]:
     """The rows of an earlier predictions.jsonl whose split was not scored again (rows
     from before the document split are the pair split's)."""
