@@ -12,17 +12,21 @@
 #   v1doc    v1's recipe (v1 contract) without the document split, the fair baseline of
 #            issue 42, scored on the document split's same subset as the gates'
 #   v3doc    the same for v3's recipe (v2 contract, 4 examples): the fair zh-tw@v3 there
+#   e4       issue 42: polingo retrain from base with the current version's recipe, 4 epochs
+#   lr4      the same, 3 epochs at learning rate 4e-4 (twice the recipe's)
 #   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only)
-# Usage (after the carry calls: .whl + .carry/d + .carry/u (gettext debs) + .carry/g1, then .carry/g2 .. g5, each
-# `bash bench/gpu/sync_recipes.sh stash`; then the tree with core/default_adapter):
+# Usage (after the carry calls, built by bench/gpu/make_carry.sh: .whl + .carry/d + .carry/g1,
+# then .carry/g2 .. g5 (and .carry/w if the first call says matplotlib is missing), each
+# `bash bench/gpu/sync_recipes.sh stash`; .carry/u (gettext debs) only for upd and scratch;
+# then the tree with core/default_adapter):
 #   bash bench/gpu/sync_recipes.sh start [JOB ...]   (default: v4 v4x v1doc v3doc trust)
 # (`... pack` packs the best promoted retrain at once, whatever the other jobs are doing)
 # then, in the calls that follow: bash bench/gpu/sync_recipes.sh wait SECONDS (returns early
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
-# on the document split comes back in 15 MiB pieces: cat v4.tgz.part* | tar xz).
+# on the document split comes back in 15 MiB pieces: cat vN.tgz.part* | tar xz).
 # Session 40 (H100): v4 v4x v1doc v3doc side by side were all done 830 s after `start`;
 # 1,100 s of device time from the first carry call to the packed adapter (the later carry
 # calls took about 5 s each there). Since zh-tw@v4 ships, the tree with core/default_adapter
@@ -71,6 +75,8 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
       v3doc) job v3doc "$cli train --data $new --adapter v3doc --registry reg ${recipe[*]} \
 --contract v2 --promote && $cli eval --adapter v3doc --registry reg --data $new --split document \
 --limit $limit --engine transformers" ;;
+      e4) job e4 "$retrain --epochs 4" ;;  # the current version's recipe (v4x), 4 epochs
+      lr4) job lr4 "$retrain --learning-rate 4e-4" ;;  # ... at twice the learning rate
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
         job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
 --data $new --split pair --candidates \$n --markup-retries 0 --engine transformers && \
@@ -104,13 +110,17 @@ PY
 }
 
 pack() {  # the promoted retrain with the best document-split prose chrF, LoRA in fp16 as shipped
-  local best reg version
-  best=$(python3 - "$runs" <<'PY'
+  local best reg version shipped
+  shipped=$(cat "$(ls -d /tmp/repo-* | head -1)/core/default_adapter/zh-tw/CURRENT")
+  best=$(python3 - "$runs" "$shipped" <<'PY'
 import json, pathlib, sys
+runs, shipped = pathlib.Path(sys.argv[1]), int(sys.argv[2][1:])
 scores = {}
-for folder in pathlib.Path(sys.argv[1]).glob("v4*/reg/zh-tw"):
-    # the job's own version is the newest; the older ones came with the shipped registry
+for folder in runs.glob("*/reg/zh-tw"):
+    # a retrain's own version is the newest; the older ones came with the shipped registry
     newest = max(folder.glob("v*/report"), key=lambda report: int(report.parent.name[1:]))
+    if int(newest.parent.name[1:]) <= shipped or not (newest / "gate.json").is_file():
+        continue
     decision = json.loads((newest / "gate.json").read_text())
     if decision["promoted"]:
         scores[folder.parents[1].name] = decision["candidate"]["document_metrics"]["chrf_prose"]
@@ -122,7 +132,7 @@ PY
   echo "shipping $best ($version)" | tee -a "$OUT/logs.txt"
   python3 bench/gpu/lora_fp16.py "$reg/$version/adapter_model.safetensors"
   tar czf - -C "$runs/$best/reg" --exclude .checkpoints "zh-tw/$version" zh-tw/CURRENT \
-    zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/v4.tgz.part"
+    zh-tw/HISTORY.jsonl | split -b 15M -d -a 1 - "$OUT/$version.tgz.part"
 }
 
 case ${1:-} in
@@ -133,7 +143,9 @@ case ${1:-} in
     python3 -c "import cli.main, training.train, training.evaluate, training.retrain, \
 training.updates, service.translator, service.engines.hf_engine, core.prompt, core.chinese, \
 unsloth, trl, bitsandbytes, opencc, hanzidentifier, bm25s, sphinxlint, prometheus_client, polib, \
-msgspec, datasets, sacrebleu, matplotlib; print('imports ok')"
+msgspec, datasets, sacrebleu; print('imports ok')"
+    python3 -c "import matplotlib.pyplot" 2>/dev/null && echo "matplotlib: on the box" \
+      || echo "matplotlib: missing, carry .carry/w (make_carry.sh) in a call of its own"
     msgmerge --version | head -1 && touch /tmp/.imports-checked ;;
   start) shift; start "$@" ;;
   wait) wait_jobs "${2:-500}" ;;
