@@ -14,6 +14,7 @@
 #   v3doc    the same for v3's recipe (v2 contract, 4 examples): the fair zh-tw@v3 there
 #   e4       issue 42: polingo retrain from base with the current version's recipe, 4 epochs
 #   lr4      the same, 3 epochs at learning rate 4e-4 (twice the recipe's)
+#   e4doc    e4 without the gate (cheaper): train, then the document split alone
 #   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only)
@@ -77,6 +78,9 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
 --limit $limit --engine transformers" ;;
       e4) job e4 "$retrain --epochs 4" ;;  # the current version's recipe (v4x), 4 epochs
       lr4) job lr4 "$retrain --learning-rate 4e-4" ;;  # ... at twice the learning rate
+      e4doc) job e4doc "$cli train --data $new --adapter e4doc --registry reg ${recipe[*]} --epochs 4 \
+--contract v2-update:min_similarity=0.2 --extra-data $old $updates --updates $updates --promote && \
+$cli eval --adapter e4doc --registry reg --data $new --split document --limit $limit --engine transformers" ;;
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
         job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
 --data $new --split pair --candidates \$n --markup-retries 0 --engine transformers && \
