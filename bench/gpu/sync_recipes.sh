@@ -17,7 +17,8 @@
 #   e4doc    e4 without the gate (cheaper): train, then the document split alone
 #   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
-#            the other jobs share the GPU meanwhile, so the time ratio is indicative only)
+#            the other jobs share the GPU meanwhile, so the time ratio is indicative only;
+#            TRUST_LIMIT=N scores the first N pairs only, for the time ratio on little budget)
 # Usage (after the carry calls, built by bench/gpu/make_carry.sh: .whl + .carry/d + .carry/g1,
 # then .carry/g2 .. g5 (and .carry/w if the first call says matplotlib is missing), each
 # `bash bench/gpu/sync_recipes.sh stash`; .carry/u (gettext debs) only for upd and scratch;
@@ -83,7 +84,7 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
 $cli eval --adapter e4doc --registry reg --data $new --split document --limit $limit --engine transformers" ;;
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
         job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
---data $new --split pair --candidates \$n --markup-retries 0 --engine transformers && \
+--data $new --split pair ${TRUST_LIMIT:+--limit $TRUST_LIMIT} --candidates \$n --markup-retries 0 --engine transformers && \
 echo candidates=\$n wall_s=\$((SECONDS - s)) && cp reg/zh-tw/$v/manifest.json n\$n.json; done" ;;
       *) echo "unknown job $name" >&2; exit 2 ;;
     esac
