@@ -29,6 +29,8 @@
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
 # on the document split comes back in 15 MiB pieces: cat vN.tgz.part* | tar xz).
+# Session 41 (H100): first carry call 58 s of wall, later ones 33-44 s (the import check ran
+# again in each: fixed), `TRUST_LIMIT=120 ... start trust` + `wait 200` 246 s.
 # Session 40 (H100): v4 v4x v1doc v3doc side by side were all done 830 s after `start`;
 # 1,100 s of device time from the first carry call to the packed adapter (the later carry
 # calls took about 5 s each there). Since zh-tw@v4 ships, the tree with core/default_adapter
@@ -151,7 +153,10 @@ unsloth, trl, bitsandbytes, opencc, hanzidentifier, bm25s, sphinxlint, prometheu
 msgspec, datasets, sacrebleu; print('imports ok')"
     python3 -c "import matplotlib.pyplot" 2>/dev/null && echo "matplotlib: on the box" \
       || echo "matplotlib: missing, carry .carry/w (make_carry.sh) in a call of its own"
-    msgmerge --version | head -1 && touch /tmp/.imports-checked ;;
+    # the marker even without msgmerge (only upd and scratch need it): session 41's later
+    # carry calls each repeated the 35 s check because a missing msgmerge skipped it
+    touch /tmp/.imports-checked
+    msgmerge --version 2>/dev/null | head -1 || echo "msgmerge: missing (carry .carry/u for upd and scratch)" ;;
   start) shift; start "$@" ;;
   wait) wait_jobs "${2:-500}" ;;
   pack) collect; pack ;;  # without waiting for the other jobs
