@@ -54,13 +54,11 @@ def split_figures(rows: list[dict]) -> dict:
 
 
 def corpus_share(folder: Path) -> dict:
-    import polib
-
-    from core.catalogs import find_catalogs
+    from core.catalogs import find_catalogs, read_catalog
 
     prose = glossed = 0
     for path in find_catalogs([folder])[0]:
-        for e in polib.pofile(str(path)):
+        for e in read_catalog(path):
             if e.obsolete or e.fuzzy or not e.msgstr or e.msgstr == e.msgid:
                 continue
             prose += 1

@@ -415,17 +415,22 @@ def predictions_by_split(path: Path) -> dict[str, list[dict]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            by_split.setdefault(row.get("split", PAIR), []).append(row)
+            by_split.setdefault(_row_split(row), []).append(row)
     return by_split
 
 
+def _row_split(row: dict) -> str:
+    """The split of a predictions.jsonl row: rows from before the document split have no
+    "split" and are the pair split's."""
+    return row.get("split", PAIR)
+
+
 def _other_splits_rows(path: Path, splits: set[str]) -> list[str]:
-    """The rows of an earlier predictions.jsonl whose split was not scored again (rows
-    from before the document split are the pair split's)."""
+    """The rows of an earlier predictions.jsonl whose split was not scored again."""
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    return [x for x in lines if x.strip() and json.loads(x).get("split", PAIR) not in splits]
+    return [x for x in lines if x.strip() and _row_split(json.loads(x)) not in splits]
 
 
 def _markup_warnings(outcome: Outcome) -> list[str]:

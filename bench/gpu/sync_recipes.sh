@@ -63,6 +63,8 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
   local cli="python3 -m cli.main"
   local eval_updates="$cli eval --updates $old $new --registry reg --engine transformers"
   local limit=${EVAL_LIMIT:-300}
+  local eval_documents="$cli eval --registry reg --data $new --split document --limit $limit \
+--engine transformers"
   local retrain="$cli retrain --docs $new --registry reg --adapter zh-tw --from base \
 --updates $updates --min-changes 0 --eval-limit $limit --engine transformers --epochs 3"
   for name in ${jobs[*]}; do
@@ -74,16 +76,14 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
       v4) job v4 "$retrain --contract v2-update" ;;
       v4x) job v4x "$retrain --contract v2-update:min_similarity=0.2 --extra-data $old $updates" ;;
       v1doc) job v1doc "$cli train --data $new --adapter v1doc --registry reg ${recipe[*]} \
---contract v1 --promote && $cli eval --adapter v1doc --registry reg --data $new --split document \
---limit $limit --engine transformers" ;;
+--contract v1 --promote && $eval_documents --adapter v1doc" ;;
       v3doc) job v3doc "$cli train --data $new --adapter v3doc --registry reg ${recipe[*]} \
---contract v2 --promote && $cli eval --adapter v3doc --registry reg --data $new --split document \
---limit $limit --engine transformers" ;;
+--contract v2 --promote && $eval_documents --adapter v3doc" ;;
       e4) job e4 "$retrain --epochs 4" ;;  # the current version's recipe (v4x), 4 epochs
       lr4) job lr4 "$retrain --learning-rate 4e-4" ;;  # ... at twice the learning rate
       e4doc) job e4doc "$cli train --data $new --adapter e4doc --registry reg ${recipe[*]} --epochs 4 \
 --contract v2-update:min_similarity=0.2 --extra-data $old $updates --updates $updates --promote && \
-$cli eval --adapter e4doc --registry reg --data $new --split document --limit $limit --engine transformers" ;;
+$eval_documents --adapter e4doc" ;;
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
         job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
 --data $new --split pair ${TRUST_LIMIT:+--limit $TRUST_LIMIT} --candidates \$n --markup-retries 0 --engine transformers && \
