@@ -105,12 +105,14 @@ def test_shipped_adapters_still_load_and_predate_the_document_split() -> None:
         assert split_percents(registry, ref) == (3.0, 7.0)
         # trained on every catalog: every document-split catalog counts as seen
         assert catalogs_trained_on(registry, ref, ["a.po", "b.po"]) == ["a.po", "b.po"]
-    # v4, the current one, came from `polingo retrain` with the split held out
-    manifest = registry.manifest("zh-tw@v4")
-    assert registry.current("zh-tw") == "v4" and manifest.parent == "zh-tw@v3"
-    held_out = manifest.data.document_files
-    assert held_out and len(held_out) == 35 and manifest.document_metrics["chrf_prose"] > 0
-    assert catalogs_trained_on(registry, "zh-tw@v4", held_out) == []
+    # v4 and v5, the current one, came from `polingo retrain` with the split held out
+    assert registry.current("zh-tw") == "v5"
+    for ref, parent in (("zh-tw@v4", "zh-tw@v3"), ("zh-tw@v5", "zh-tw@v4")):
+        manifest = registry.manifest(ref)
+        assert manifest.parent == parent
+        held_out = manifest.data.document_files
+        assert held_out and len(held_out) == 35 and manifest.document_metrics["chrf_prose"] > 0
+        assert catalogs_trained_on(registry, ref, held_out) == []
 
 
 def test_similarity_is_word_overlap() -> None:
@@ -363,7 +365,8 @@ def test_examples_below_the_min_similarity_are_not_shown(tiny_model_dir: Path) -
     registry = Registry(SHIPPED)
     for ref in ("zh-tw@v1", "zh-tw@v3"):
         assert registry.manifest(ref).contract.min_similarity == 0.0
-    assert registry.manifest("zh-tw@v4").contract.min_similarity == 0.2
+    for ref in ("zh-tw@v4", "zh-tw@v5"):
+        assert registry.manifest(ref).contract.min_similarity == 0.2
 
 
 # ---- repetition control at decoding (a setting, off by default) ---------------------------
@@ -488,5 +491,6 @@ def test_predictions_read_back_by_split(tmp_path: Path) -> None:
         "pair": ["Old", "A"],
         "document": ["B"],
     }
-    shipped = predictions_by_split(SHIPPED / "zh-tw/v4/report/predictions.jsonl")
-    assert {k: len(v) for k, v in shipped.items()} == {"pair": 300, "document": 300}
+    for version in ("v4", "v5"):
+        shipped = predictions_by_split(SHIPPED / f"zh-tw/{version}/report/predictions.jsonl")
+        assert {k: len(v) for k, v in shipped.items()} == {"pair": 300, "document": 300}
