@@ -42,6 +42,7 @@ EngineKind = Literal["vllm", "transformers"]
 # (`polingo eval`, retrain's gate); every other field comes from the environment.
 DECODING_FIELDS = (
     "engine", "markup_retries", "repetition_penalty", "frequency_penalty", "candidates",
+    "consensus_temperature",
 )  # fmt: skip
 DEFAULT_CACHE = Path("~/.cache/polingo")
 
@@ -159,6 +160,9 @@ class Settings:
     that agrees most with the others (mean chrF) is answered, and the agreement goes into
     its confidence (POLINGO_CANDIDATES). 1 (the default): greedy alone, which the CPU
     needs; on a GPU the samples share the prompt's prefix (docs/benchmarks.md, issue 39)."""
+    consensus_temperature: float = prompt.CONSENSUS_TEMPERATURE
+    """Sampling temperature of the N-1 samples beside the greedy candidate, with
+    candidates > 1; above 0, at most 2 (POLINGO_CONSENSUS_TEMPERATURE)."""
 
     def engine_max_num_seqs(self) -> int:
         """max_num_seqs, or the default of the machine the engine runs on."""
@@ -279,6 +283,8 @@ class Settings:
             raise ValueError(f"{env_name('repetition_penalty')} must be positive (1: off)")
         if not -2 <= self.frequency_penalty <= 2:
             raise ValueError(f"{env_name('frequency_penalty')} must lie in [-2, 2] (0: off)")
+        if not 0 < self.consensus_temperature <= 2:
+            raise ValueError(f"{env_name('consensus_temperature')} must lie in (0, 2]")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"{env_name('gpu_memory_utilization')} must lie in (0, 1]")
         if self.watch_interval_s < 0:

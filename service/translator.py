@@ -19,7 +19,6 @@ from core.code import keep_code
 from core.confidence import combine, consensus, token_confidence
 from core.markup import check_translation
 from core.prompt import (
-    CONSENSUS_TEMPERATURE,
     RETRY_TEMPERATURE,
     Prepared,
     Previous,
@@ -235,7 +234,7 @@ class Translator:
             samples = await self._generate(
                 adapter,
                 [job for job in jobs for _ in range(n - 1)],
-                temperature=CONSENSUS_TEMPERATURE,
+                temperature=self.settings.consensus_temperature,
                 seeds=list(range(1, n)) * len(jobs),
             )
         except Overloaded:  # a full queue: the greedy drafts, without agreement

@@ -88,8 +88,10 @@ class SeededEngine:
         return out
 
 
-@pytest.mark.parametrize("candidates", [1, 4])
-def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candidates) -> None:
+@pytest.mark.parametrize(("candidates", "temperature"), [(1, None), (4, None), (4, 0.9)])
+def test_translator_answers_consensus_and_confidence(
+    tiny_model_dir: Path, candidates: int, temperature: float | None
+) -> None:
     from test_service_helpers import stub_translator
     from transformers import AutoTokenizer
 
@@ -109,7 +111,10 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
         memory=memory,
         in_flight=0,
     )
-    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(candidates=candidates))
+    settings = Settings(candidates=candidates)
+    if temperature is not None:  # the setting reaches the engine; default: the constant
+        settings = Settings(candidates=candidates, consensus_temperature=temperature)
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, settings)
     translator._current["zh"] = adapter
     request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
     model, human = asyncio.run(translator.translate(request)).translations
@@ -119,7 +124,8 @@ def test_translator_answers_consensus_and_confidence(tiny_model_dir: Path, candi
         assert len(engine.calls) == 1
         return
     assert engine.calls[1] == {
-        "prompts": 3, "temperature": CONSENSUS_TEMPERATURE, "seeds": [1, 2, 3], "ignore_stop": False
+        "prompts": 3, "temperature": temperature or CONSENSUS_TEMPERATURE, "seeds": [1, 2, 3],
+        "ignore_stop": False,
     }  # fmt: skip
     assert model.text == "回傳新的串列。"
     _, agreement = consensus([by_seed[s] for s in (None, 1, 2, 3)])
@@ -130,6 +136,10 @@ def test_candidates_setting_is_checked() -> None:
     assert Settings.from_env({"POLINGO_CANDIDATES": "4"}).candidates == 4
     with pytest.raises(ValueError, match="POLINGO_CANDIDATES must be 1 or more"):
         Settings(candidates=0)
+    assert Settings.from_env({"POLINGO_CONSENSUS_TEMPERATURE": "0.7"}).consensus_temperature == 0.7
+    for bad in (0.0, 2.5):
+        with pytest.raises(ValueError, match=r"POLINGO_CONSENSUS_TEMPERATURE must lie in \(0, 2\]"):
+            Settings(consensus_temperature=bad)
     # 64 texts x 7 samples would never fit the default queue of 256: said, not skipped
     with pytest.raises(ValueError, match="POLINGO_MAX_QUEUE=256 and could never be queued"):
         Settings(candidates=8)

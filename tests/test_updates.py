@@ -57,7 +57,8 @@ def test_update_mode_is_a_version_3_switch_and_old_manifests_keep_theirs() -> No
     assert UPDATE.version == 3 and UPDATE.update
     with pytest.raises(msgspec.ValidationError, match="version 3"):
         msgspec.convert({"version": 2, "update": True}, PromptContract)
-    for name, update in (("v1", False), ("v3", False), ("v4", True), ("v5", True)):  # the shipped ones
+    shipped = (("v1", False), ("v3", False), ("v4", True), ("v5", True))
+    for name, update in shipped:
         manifest = SNAPSHOTS.parents[2] / f"core/default_adapter/zh-tw/{name}/manifest.json"
         contract = msgspec.convert(json.loads(manifest.read_text())["contract"], PromptContract)
         assert contract.update is update

@@ -350,6 +350,8 @@ def _scores(ref: str, pairs: list[Pair], outcomes: list[Outcome], settings: Sett
     metrics.update(calibration(refs, outputs, drafts))
     greedy_texts = [o.greedy for o in outcomes]
     metrics.update(mbr_metrics(sources, refs, outputs, greedy_texts, settings.candidates))
+    if settings.candidates > 1:
+        metrics["mbr_temperature"] = settings.consensus_temperature
     baseline = score(sources, refs, sources)
     baseline["reference_markup_kept"] = score(sources, refs, refs)["markup_kept"]
     examples = [

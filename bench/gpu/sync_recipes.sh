@@ -15,6 +15,12 @@
 #   e4       issue 42: polingo retrain from base with the current version's recipe, 4 epochs
 #   lr4      the same, 3 epochs at learning rate 4e-4 (twice the recipe's)
 #   e4doc    e4 without the gate (cheaper): train, then the document split alone
+#   lr6      issue 42, after zh-tw@v5 (lr4) shipped: the current recipe at learning rate 6e-4
+#   r64doc   the current recipe (learning rate 4e-4) at rank 64, alpha 128, without the gate:
+#            train, then the document split alone (retrain keeps the current rank)
+#   mbr      issue 39: the shipped current version on the whole pair split, N = 8 alone at each
+#            of $MBR_TEMPERATURES (default 0.2 0.8); each run's own greedy candidates are its
+#            baseline (mbr_gain_prose), markup retries off
 #   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only;
@@ -84,6 +90,15 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
       e4doc) job e4doc "$cli train --data $new --adapter e4doc --registry reg ${recipe[*]} --epochs 4 \
 --contract v2-update:min_similarity=0.2 --extra-data $old $updates --updates $updates --promote && \
 $eval_documents --adapter e4doc" ;;
+      lr6) job lr6 "$retrain --learning-rate 6e-4" ;;
+      r64doc) job r64doc "$cli train --data $new --adapter r64doc --registry reg ${recipe[*]} --rank 64 \
+--alpha 128 --learning-rate 4e-4 --contract v2-update:min_similarity=0.2 --extra-data $old $updates \
+--updates $updates --promote && $eval_documents --adapter r64doc" ;;
+      mbr) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)
+        job mbr "for t in ${MBR_TEMPERATURES:-0.2 0.8}; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval \
+--adapter zh-tw@$v --registry reg --data $new --split pair --candidates 8 --consensus-temperature \$t \
+--markup-retries 0 --engine transformers && echo temperature=\$t wall_s=\$((SECONDS - s)) && \
+cp reg/zh-tw/$v/manifest.json t\$t.json; done" ;;
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
         job trust "for n in 1 8; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval --adapter zh-tw@$v --registry reg \
 --data $new --split pair ${TRUST_LIMIT:+--limit $TRUST_LIMIT} --candidates \$n --markup-retries 0 --engine transformers && \
