@@ -20,7 +20,7 @@
 #            train, then the document split alone (retrain keeps the current rank)
 #   mbr      issue 39: the shipped current version on the whole pair split, N = 8 alone at each
 #            of $MBR_TEMPERATURES (default 0.2 0.8); each run's own greedy candidates are its
-#            baseline (mbr_gain_prose), markup retries off
+#            baseline (mbr_gain_prose), markup retries off; TRUST_LIMIT=N: the first N pairs
 #   trust    issue 39: the shipped current version on the whole pair split, greedy and then the
 #            consensus of 8 candidates (markup retries off), each timed (wall_s in its log;
 #            the other jobs share the GPU meanwhile, so the time ratio is indicative only;
@@ -96,7 +96,8 @@ $eval_documents --adapter e4doc" ;;
 --updates $updates --promote && $eval_documents --adapter r64doc" ;;
       mbr) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)
         job mbr "for t in ${MBR_TEMPERATURES:-0.2 0.8}; do s=\$SECONDS; POLINGO_MAX_QUEUE=1024 $cli eval \
---adapter zh-tw@$v --registry reg --data $new --split pair --candidates 8 --consensus-temperature \$t \
+--adapter zh-tw@$v --registry reg --data $new --split pair ${TRUST_LIMIT:+--limit $TRUST_LIMIT} \
+--candidates 8 --consensus-temperature \$t \
 --markup-retries 0 --engine transformers && echo temperature=\$t wall_s=\$((SECONDS - s)) && \
 cp reg/zh-tw/$v/manifest.json t\$t.json; done" ;;
       trust) local v; v=$(cat core/default_adapter/zh-tw/CURRENT)  # the shipped current version
