@@ -74,6 +74,14 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         "less either held-out split (polingo train --extra-data); default: the current "
         "version's, if it had any",
     )
+    p.add_argument(
+        "--terms",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="more terms beside the glossary, in the prompts (polingo train --terms); "
+        "default: the current version's, if it had any",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-pairs", type=int, default=None)
     options.add_reload_options(p, env)

@@ -74,17 +74,32 @@ def load_terms(folder: Path) -> list[Term]:
     """Read ``folder/terms.jsonl``; a missing file is no terms. Bad lines raise
     ValueError naming the file and line."""
     path = folder / TERMS
-    if not path.is_file():
-        return []
+    return read_terms(path) if path.is_file() else []
+
+
+def read_terms(path: Path) -> list[Term]:
+    """The terms of a terms.jsonl file. Bad lines raise ValueError naming the file and
+    line."""
     terms = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            terms.append(msgspec.json.decode(line, type=Term))
+            term = msgspec.json.decode(line, type=Term)
         except msgspec.DecodeError as exc:
             raise ValueError(f"{path}:{number}: bad term ({exc})") from None
+        if not term.source.strip() or not term.target.strip():
+            raise ValueError(f"{path}:{number}: bad term (empty source or target)")
+        terms.append(term)
     return terms
+
+
+def merge_terms(first: Iterable[Term], more: Iterable[Term]) -> list[Term]:
+    """``first`` and then the terms of ``more`` whose source (in any case) it lacks."""
+    merged = {t.source.lower(): t for t in first}
+    for term in more:
+        merged.setdefault(term.source.lower(), term)
+    return list(merged.values())
 
 
 class TermMatcher:

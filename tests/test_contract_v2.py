@@ -17,7 +17,7 @@ from test_training import polingo, train_args, tutorial_docs
 from core.memory import TranslationMemory
 from core.prompt import CONTRACT_PRESETS, PromptBuilder
 from core.registry import Registry
-from core.terms import load_terms
+from core.terms import Term, load_terms, write_terms
 from training.config import TrainConfig
 from training.data import load_corpus
 from training.train import corpus_terms, tokenize_pairs
@@ -63,16 +63,23 @@ def test_training_tokens_start_with_the_serving_prompt(tiny_model_dir: Path) -> 
 def test_train_and_eval_with_contract_v2(tmp_path: Path, tiny_model_dir: Path) -> None:
     docs = tutorial_docs(tmp_path)
     shutil.copy(CORPUS / "glossary.po", docs / "glossary.po")
+    glossary = corpus_terms(docs)
+    # --terms: one more term, and one the glossary names already (its target wins)
+    more = [Term("file descriptor", "檔案描述器"), Term(glossary[0].source.upper(), "別的")]
+    terms_file = write_terms(tmp_path, more)
     registry = tmp_path / "registry"
     done = polingo(
         *train_args(docs, tiny_model_dir, registry, "--max-pairs", "80", "--max-steps", "3",
-                    "--batch-tokens", "4096", "--max-length", "768", "--contract", "v2")
+                    "--batch-tokens", "4096", "--max-length", "768", "--contract", "v2",
+                    "--terms", str(terms_file))
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"terms: 1 more from {terms_file}" in done.stderr
     reg = Registry(registry)
     manifest = reg.manifest("zh")
-    assert manifest.contract == V2
-    assert load_terms(reg.path("zh")) == corpus_terms(docs)  # the glossary travels along
+    assert manifest.contract == V2 and manifest.training["terms"] == str(terms_file)
+    # the glossary and the new term travel along, for the service's prompts
+    assert load_terms(reg.path("zh")) == [*glossary, more[0]]
     evaluated = polingo(
         "eval", "--adapter", "zh", "--data", str(docs), "--registry", str(registry),
         "--limit", "3", "--engine", "transformers", "--markup-retries", "0",
@@ -81,6 +88,22 @@ def test_train_and_eval_with_contract_v2(tmp_path: Path, tiny_model_dir: Path) -
     rows = (reg.path("zh") / "report" / "predictions.jsonl").read_text(encoding="utf-8")
     assert len(rows.splitlines()) == 3
     assert reg.manifest("zh").metrics["pairs"] == 3
+
+
+def test_terms_option_is_checked_before_any_work(tmp_path: Path) -> None:
+    from training.config import ConfigError, validate
+
+    good = write_terms(tmp_path, [Term("file descriptor", "檔案描述器")])
+    validate(TrainConfig(data=CORPUS, contract=V2, terms=good))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"source": "a", "target": "甲"}\n{"source": "b"}\n', encoding="utf-8")
+    for config, message in [
+        (TrainConfig(data=CORPUS, contract=V2, terms=tmp_path / "none.jsonl"), "no such file"),
+        (TrainConfig(data=CORPUS, contract=V2, terms=bad), f"{bad}:2: bad term"),
+        (TrainConfig(data=CORPUS, terms=good), "give --contract v2"),  # v1: no terms shown
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            validate(config)
 
 
 def test_contract_option_changes_switches_of_a_preset() -> None:

@@ -496,6 +496,43 @@ def test_retrain_names_the_recorded_paths_that_are_not_here(tmp_path: Path, caps
     assert "gone/2024-07-20 is not here: training without it" in capsys.readouterr().err
 
 
+def test_retrain_keeps_the_terms_of_the_version_it_replaces(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A recorded --terms file that is not here: the parent's own terms.jsonl (the
+    glossary's and those) stands in; retrain --terms gives others."""
+    import argparse
+
+    from core.prompt import CONTRACT_PRESETS
+    from core.registry import DataSummary, Manifest, Registry
+    from core.terms import TERMS, Term, write_terms
+    from training.config import TrainConfig, recorded_settings
+    from training.retrain import candidate_config
+
+    registry = Registry(tmp_path / "reg")
+    parent = TrainConfig(data=tmp_path, contract=CONTRACT_PRESETS["v2"])
+    settings = recorded_settings(parent)
+    settings["terms"] = str(tmp_path / "gone" / "mined.jsonl")
+    with registry.new_version("zh") as (version, folder):
+        write_terms(folder, [Term("file descriptor", "檔案描述器")])
+        registry.write_manifest(
+            folder,
+            Manifest(
+                name="zh", version=version, base_model="tiny", contract=parent.contract,
+                data=DataSummary(fingerprint="sha256:x", source="d"), training=settings,
+            ),
+        )  # fmt: skip
+    args = argparse.Namespace(
+        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
+        max_steps=None, max_pairs=None, contract=None, updates=None, extra_data=None,
+        terms=None,
+    )  # fmt: skip
+    assert candidate_config(registry, "zh@v1", args).terms == registry.path("zh@v1") / TERMS
+    assert "gone/mined.jsonl is not here: training with zh@v1's own terms" in (
+        capsys.readouterr().err
+    )
+    args.terms = tmp_path / "new.jsonl"
+    assert candidate_config(registry, "zh@v1", args).terms == tmp_path / "new.jsonl"
+
+
 SHIPPED_PO = """\
 msgid ""
 msgstr ""

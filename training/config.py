@@ -167,6 +167,14 @@ class TrainConfig:
             "metavar": "{" + ",".join(CONTRACT_PRESETS) + "}[:SWITCH=VALUE,...]",
         },
     )
+    terms: Path | None = knob(
+        None,
+        "more terms beside the corpus's glossary.po, shown in the prompts of training and "
+        'serving: a .jsonl of {"source": ..., "target": ...} lines (an adapter\'s '
+        "terms.jsonl; bench/mine_terms.py mines one from the training split); the "
+        "glossary's target wins where both name a term. Needs a contract with terms (v2)",
+        argparse={"metavar": "PATH"},
+    )
     updates: Path | None = knob(
         None,
         "also train the update mode on these update triples (a .jsonl file, or a folder of "
@@ -194,6 +202,8 @@ class TrainConfig:
         if self.init_adapter is not None:
             self.init_adapter = Path(self.init_adapter)
         self.extra_data = tuple(Path(p) for p in self.extra_data)
+        if self.terms is not None:
+            self.terms = Path(self.terms)
         if self.updates is not None:
             self.updates = Path(self.updates)
             # update triples train the update mode: the contract must say so
@@ -239,6 +249,8 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError("extra_data", f"--extra-data {path}: no such file or folder")
     if config.updates is not None and not config.updates.exists():
         raise ConfigError("updates", f"--updates {config.updates}: no such file or folder")
+    if config.terms is not None:
+        _check_terms(config)
     if config.optim is not None:
         from transformers.training_args import OptimizerNames
 
@@ -251,6 +263,22 @@ def validate(config: TrainConfig) -> None:
                 + ", ".join(sorted(known))
                 + ")",
             )
+
+
+def _check_terms(config: TrainConfig) -> None:
+    from core.terms import read_terms
+
+    assert config.terms is not None
+    if not config.contract.terms:
+        raise ConfigError(
+            "terms", "--terms: the contract shows no terms in its prompts (give --contract v2)"
+        )
+    if not config.terms.is_file():
+        raise ConfigError("terms", f"--terms {config.terms}: no such file")
+    try:
+        read_terms(config.terms)
+    except ValueError as exc:
+        raise ConfigError("terms", f"--terms {exc}") from None
 
 
 def _check_numbers(c: TrainConfig) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from core.fsutil import atomic_write
 from core.registry import DATA_INDEX, Registry
 from core.settings import DECODING_FIELDS
+from core.terms import TERMS
 from training.config import TrainConfig
 from training.data import Corpus, add_pairs, data_index, diff_index, load_corpus
 
@@ -106,10 +107,21 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
     settings = {k: v for k, v in parent.training.items() if k in fields and k not in explicit}
     overrides = {
         k: getattr(args, k)
-        for k in ("epochs", "learning_rate", "max_steps", "max_pairs", "updates", "extra_data")
+        for k in (
+            "epochs", "learning_rate", "max_steps", "max_pairs", "updates", "extra_data", "terms"
+        )
         if getattr(args, k, None) is not None
-    }
+    }  # fmt: skip
     settings = inherited_paths(settings, overrides, ref)
+    terms = settings.get("terms")
+    if "terms" not in overrides and terms and not Path(terms).is_file():
+        own = registry.path(ref) / TERMS  # the glossary's and these, as ref trained with them
+        print(
+            f"note: {ref}'s terms file {terms} is not here: training with {ref}'s own "
+            f"terms ({own})",
+            file=sys.stderr,
+        )
+        settings = {**settings, "terms": own}
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
         data=args.docs,

@@ -27,7 +27,7 @@ from core.base_models import resolve_base_model
 from core.memory import TranslationMemory
 from core.prompt import Previous, PromptBuilder
 from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
-from core.terms import Term, read_glossary, write_terms
+from core.terms import Term, merge_terms, read_glossary, read_terms, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
@@ -171,6 +171,10 @@ def load_pairs(config: TrainConfig, corpus: Corpus | None = None) -> Pairs:
     terms = corpus_terms(config.data) if config.contract.terms else []
     if config.contract.terms:
         log(f"terms: {len(terms)} from {config.data / 'glossary.po'}")
+    if config.contract.terms and config.terms is not None:
+        glossary = len(terms)
+        terms = merge_terms(terms, read_terms(config.terms))
+        log(f"terms: {len(terms) - glossary} more from {config.terms}")
     return Pairs(
         corpus=corpus,
         train=train_pairs,
