@@ -1,5 +1,6 @@
 """`polingo data stats DIR`: pairs, duplicates, split and problems of a .po tree;
-`polingo data updates OLD NEW [-o FILE]`: update triples mined with msgmerge."""
+`polingo data updates OLD NEW [-o FILE]`: update triples mined with msgmerge;
+`polingo data terms TREE -o FILE`: terms mined from the training pairs."""
 
 from __future__ import annotations
 
@@ -34,6 +35,29 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
         "-o", "--output", type=Path, default=None, help="JSON-lines file (default: stdout)"
     )
     updates.set_defaults(run=run_updates)
+    terms = data.add_parser(
+        "terms",
+        help="mine the terms a .po tree's training pairs translate one way (for "
+        "polingo train --terms)",
+    )
+    terms.add_argument("tree", type=Path, metavar="TREE", help="the translated catalogs")
+    terms.add_argument("-o", "--output", type=Path, required=True, help="terms.jsonl to write")
+    terms.add_argument(
+        "--min-pairs", type=int, default=8, help="fewest pairs an English term is in (8)"
+    )
+    terms.add_argument(
+        "--max-pairs",
+        type=int,
+        default=150,
+        help="most pairs an English term is in (150): the common words need no hint",
+    )
+    terms.add_argument(
+        "--min-dice",
+        type=float,
+        default=0.6,
+        help="weakest association of a term and its Chinese (Dice, 0-1; 0.6)",
+    )
+    terms.set_defaults(run=run_terms)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,3 +72,15 @@ def run_updates(args: argparse.Namespace) -> int:
     from training.updates import updates_command
 
     return updates_command(args.old, args.new, args.output)
+
+
+def run_terms(args: argparse.Namespace) -> int:
+    from training.term_mining import terms_command
+
+    return terms_command(
+        args.tree,
+        args.output,
+        min_pairs=args.min_pairs,
+        max_pairs=args.max_pairs,
+        min_dice=args.min_dice,
+    )

@@ -90,6 +90,33 @@ def test_train_and_eval_with_contract_v2(tmp_path: Path, tiny_model_dir: Path) -
     assert reg.manifest("zh").metrics["pairs"] == 3
 
 
+def test_data_terms_mines_the_training_split_and_leaves_the_glossary_out(tmp_path: Path) -> None:
+    """`polingo data terms`: the corpus fixture's consistent translations, none of the
+    glossary's terms, none mined from either held-out split, a file train --terms reads."""
+    from core.terms import read_glossary, read_terms
+    from training.data import load_corpus
+    from training.term_mining import mine
+
+    out = tmp_path / "mined.jsonl"
+    done = polingo("data", "terms", str(CORPUS), "-o", str(out), "--min-pairs", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    terms = {t.source: t.target for t in read_terms(out)}
+    assert f"{len(terms)} terms -> {out}" in done.stdout and len(terms) > 100
+    assert terms["algorithm"] == "演算法" and terms["binary data"] == "二進位資料"
+    glossary = {t.source.lower() for t in read_glossary(CORPUS / "glossary.po")}
+    assert glossary and not glossary & set(terms)
+    # a term only the held-out pairs show is not mined: mining them finds more
+    splits = load_corpus(CORPUS).splits()
+    train = [(p.msgid, p.msgstr) for p in splits.train if p.msgstr != p.msgid]
+    every = train + [(p.msgid, p.msgstr) for p in splits.pairs + splits.documents]
+    assert {t["source"] for t in mine(train, 4, 0.6, 150)} - glossary == set(terms)
+    assert {t["source"] for t in mine(every, 4, 0.6, 150)} != {
+        t["source"] for t in mine(train, 4, 0.6, 150)
+    }
+    missing = polingo("data", "terms", str(tmp_path / "nothing"), "-o", str(out))
+    assert missing.returncode == 2 and "not a folder of .po files" in missing.stderr
+
+
 def test_terms_option_is_checked_before_any_work(tmp_path: Path) -> None:
     from training.config import ConfigError, validate
 

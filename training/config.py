@@ -171,7 +171,7 @@ class TrainConfig:
         None,
         "more terms beside the corpus's glossary.po, shown in the prompts of training and "
         'serving: a .jsonl of {"source": ..., "target": ...} lines (an adapter\'s '
-        "terms.jsonl; bench/mine_terms.py mines one from the training split); the "
+        "terms.jsonl; `polingo data terms TREE -o FILE` mines one from the training pairs); the "
         "glossary's target wins where both name a term. Needs a contract with terms (v2)",
         argparse={"metavar": "PATH"},
     )

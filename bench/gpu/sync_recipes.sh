@@ -18,7 +18,7 @@
 #   lr6      issue 42, after zh-tw@v5 (lr4) shipped: the current recipe at learning rate 6e-4
 #   r64doc   the current recipe (learning rate 4e-4) at rank 64, alpha 128, without the gate:
 #            train, then the document split alone (retrain keeps the current rank)
-#   terms    issue 42: the current recipe with the terms bench/mine_terms.py mines from the
+#   terms    issue 42: the current recipe with the terms `polingo data terms` mines from the
 #            training split (about 445 beside the glossary's 118) in the prompts of training
 #            and serving (retrain --terms), through the gate
 #   mbr      issue 39: the shipped current version on the whole pair split, N = 8 alone at each
@@ -94,7 +94,7 @@ start() {  # start [JOB ...]: the named jobs (default: all), on a copy of this t
 --contract v2-update:min_similarity=0.2 --extra-data $old $updates --updates $updates --promote && \
 $eval_documents --adapter e4doc" ;;
       lr6) job lr6 "$retrain --learning-rate 6e-4" ;;
-      terms) job terms "python3 $repo/bench/mine_terms.py --corpus $new -o mined.jsonl && \
+      terms) job terms "$cli data terms $new -o mined.jsonl && \
 $retrain --terms mined.jsonl" ;;
       r64doc) job r64doc "$cli train --data $new --adapter r64doc --registry reg ${recipe[*]} --rank 64 \
 --alpha 128 --learning-rate 4e-4 --contract v2-update:min_similarity=0.2 --extra-data $old $updates \

@@ -1,29 +1,31 @@
-"""Terms the corpus translates one way, mined from its training pairs (issue 42). CPU only.
-
-    python bench/mine_terms.py --corpus DOCS_DIR [--glossary TERMS.jsonl] -o TERMS.jsonl
+"""Terms a corpus translates one way, mined from its training pairs (issue 42):
+`polingo data terms TREE -o TERMS.jsonl`, for `polingo train --terms`.
 
 On unseen pages the memory's examples are unrelated, but the project's terminology still
-holds. The glossary names about a hundred terms; the training pairs show many more (a
+holds. A glossary names about a hundred terms; the training pairs show many more (a
 parameter's name, a data structure). For each English word or two-word phrase of the
-training split's prose (the pair and document splits are never read), the Chinese 2-4
-character sequence that co-occurs with it most (Dice coefficient over pairs) is its
-term when the association is strong and the translators do not keep the English word
-itself. Glossary terms (``--glossary``: an adapter's terms.jsonl) come first and win.
+training split's prose (the pair and document splits are never read), the Chinese 2-6
+character sequence that co-occurs with it most (Dice coefficient over pairs) is its term
+when the association is strong and the translators do not keep the English word itself.
+Terms of the tree's ``glossary.po`` are left out: training reads them from there and they
+win. 2024-10-19 gives 458 terms in about 15 s, such as ``file descriptor`` -> ``檔案描述器``;
+some are wrong (``weekday`` -> ``一天``), so read them before training on them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from core.fsutil import atomic_write
+from core.terms import read_glossary
 
-from training.data import load_corpus  # noqa: E402
+MIN_PAIRS = 8  # an English term in fewer pairs is too rare to judge
+MAX_PAIRS = 150  # the most frequent words the model has seen translated hundreds of times
+MIN_DICE = 0.6
 
 # reST spans whose text is code or a reference target, not prose to translate
 _CODE = re.compile(r"``[^`]+``|:[\w:]+:`[^`]+`|`[^`]+`_*")
@@ -41,6 +43,7 @@ STOP = frozenset(
 
 
 def english_terms(text: str) -> set[str]:
+    """The words (3 letters up, not stop words) and two-word phrases of a source's prose."""
     words = [w.lower() for w in _WORD.findall(_CODE.sub(" ", text))]
     words = [w if len(w) > 2 and w not in STOP else "" for w in words]
     grams = {w for w in words if w}
@@ -49,6 +52,7 @@ def english_terms(text: str) -> set[str]:
 
 
 def chinese_grams(text: str) -> set[str]:
+    """Every 2 to MAX_CHARS character sequence of a translation's Chinese runs."""
     grams = set()
     for run in _HAN_RUN.findall(_CODE.sub(" ", text)):
         for n in range(2, MAX_CHARS + 1):
@@ -83,6 +87,7 @@ def whole_word(gram: str, texts: list[str]) -> str:
 def mine(
     pairs: list[tuple[str, str]], min_pairs: int, min_dice: float, max_pairs: int
 ) -> list[dict]:
+    """Terms ({source, target, dice, pairs}) of (English, Chinese) prose pairs."""
     en = [english_terms(s) for s, _ in pairs]
     zh = [chinese_grams(t) for _, t in pairs]
     kept_english = [t.lower() for _, t in pairs]
@@ -91,7 +96,6 @@ def mine(
     where: dict[str, list[int]] = defaultdict(list)
     for k, grams in enumerate(en):
         for g in grams:
-            # the most frequent words the model has seen translated hundreds of times
             if min_pairs <= en_df[g] <= max_pairs:
                 where[g].append(k)
     found = []
@@ -130,34 +134,38 @@ def mine(
     ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True, help="a .po tree (training split)")
-    ap.add_argument("--glossary", type=Path, help="terms.jsonl whose terms come first and win")
-    ap.add_argument("-o", "--out", type=Path, required=True)
-    ap.add_argument("--min-pairs", type=int, default=8)
-    ap.add_argument("--max-pairs", type=int, default=150)
-    ap.add_argument("--min-dice", type=float, default=0.6)
-    args = ap.parse_args()
-    corpus = load_corpus(args.corpus)
-    train = [(p.msgid, p.msgstr) for p in corpus.splits().train if p.msgstr != p.msgid]
-    mined = mine(train, args.min_pairs, args.min_dice, args.max_pairs)
-    glossary = []
-    if args.glossary:
-        glossary = [json.loads(line) for line in args.glossary.read_text().splitlines() if line]
-    known = {t["source"].lower() for t in glossary}
-    extra = [t for t in mined if t["source"] not in known]
-    with args.out.open("w", encoding="utf-8") as out:
-        for t in glossary + extra:
-            term = {"source": t["source"], "target": t["target"]}
-            out.write(json.dumps(term, ensure_ascii=False) + "\n")
-    print(
-        f"{len(train)} training prose pairs; {len(mined)} mined terms, {len(extra)} new "
-        f"beside {len(glossary)} glossary terms -> {args.out}"
-    )
-    for t in sorted(extra, key=lambda t: -t["pairs"])[:40]:
+def mine_corpus(
+    tree: Path,
+    *,
+    heldout_percent: float = 3.0,
+    document_percent: float = 7.0,
+    min_pairs: int = MIN_PAIRS,
+    max_pairs: int = MAX_PAIRS,
+    min_dice: float = MIN_DICE,
+) -> tuple[int, list[dict]]:
+    """(training prose pairs read, terms mined) of a .po tree, less its glossary's."""
+    from training.data import load_corpus
+
+    corpus = load_corpus(tree)
+    splits = corpus.splits(heldout_percent, document_percent)
+    train = [(p.msgid, p.msgstr) for p in splits.train if p.msgstr != p.msgid]
+    glossary = tree / "glossary.po"
+    known = {t.source.lower() for t in read_glossary(glossary)} if glossary.is_file() else set()
+    mined = mine(train, min_pairs, min_dice, max_pairs)
+    return len(train), [t for t in mined if t["source"] not in known]
+
+
+def terms_command(tree: Path, output: Path, **options: float) -> int:
+    """`polingo data terms TREE -o FILE`: mine, write (whole or not at all), say how many
+    and show the most frequent."""
+    if not tree.is_dir():
+        print(f"error: {tree}: not a folder of .po files", file=sys.stderr)
+        return 2
+    read, terms = mine_corpus(tree, **options)  # type: ignore[arg-type]
+    lines = [json.dumps({"source": t["source"], "target": t["target"]}, ensure_ascii=False)
+             for t in terms]  # fmt: skip
+    atomic_write(output, "".join(line + "\n" for line in lines).encode())
+    print(f"{read} training prose pairs; {len(terms)} terms -> {output}")
+    for t in sorted(terms, key=lambda t: -t["pairs"])[:20]:
         print(f"  {t['source']:<28} {t['target']:<8} dice {t['dice']:.2f}  in {t['pairs']} pairs")
-
-
-if __name__ == "__main__":
-    main()
+    return 0
