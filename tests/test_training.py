@@ -604,7 +604,7 @@ def _other_value(name: str, default: object, option: str) -> tuple[object, list[
         return value, [option, value]
     if isinstance(default, bool) or default is None and name == "load_in_4bit":
         return (not default), [option if not default else "--no-" + option[2:]]
-    if name in ("stats_file", "registry", "updates"):
+    if name in ("stats_file", "registry", "updates", "terms"):
         return Path("elsewhere"), [option, "elsewhere"]
     if name == "extra_data":
         return (Path("old"), Path("updates.jsonl")), [option, "old", "updates.jsonl"]
