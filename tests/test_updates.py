@@ -423,31 +423,45 @@ def test_train_with_updates_then_eval_the_update_set(tmp_path: Path, tiny_model_
     assert again.contract == UPDATE and again.training["update_triples"] > 0
 
 
-def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Path) -> None:
-    import argparse
-
+def _parent_registry(tmp_path: Path, parent, settings: dict | None = None, terms=()):  # noqa: ANN001
+    """A registry whose zh@v1 was trained with ``parent`` (a TrainConfig), its recorded
+    settings changed by ``settings``, with ``terms`` in its terms.jsonl."""
     from core.registry import DataSummary, Manifest, Registry
-    from training.config import TrainConfig, recorded_settings
-    from training.retrain import candidate_config
+    from core.terms import write_terms
+    from training.config import recorded_settings
 
     registry = Registry(tmp_path / "reg")
-    parent = TrainConfig(data=tmp_path, updates=TRIPLES)
     with registry.new_version("zh") as (version, folder):
+        if terms:
+            write_terms(folder, terms)
         registry.write_manifest(
             folder,
             Manifest(
-                name="zh",
-                version=version,
-                base_model="tiny",
-                contract=parent.contract,
+                name="zh", version=version, base_model="tiny", contract=parent.contract,
                 data=DataSummary(fingerprint="sha256:x", source="d"),
-                training=recorded_settings(parent),
-            ),  # fmt: skip
-        )
-    args = argparse.Namespace(
+                training={**recorded_settings(parent), **(settings or {})},
+            ),
+        )  # fmt: skip
+    return registry
+
+
+def _retrain_args(tmp_path: Path, registry):  # noqa: ANN001, ANN202
+    """`polingo retrain --from base` with no option given."""
+    import argparse
+
+    return argparse.Namespace(
         docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
-        max_steps=None, max_pairs=None, contract=None, updates=None,
+        max_steps=None, max_pairs=None, contract=None, updates=None, extra_data=None,
+        terms=None,
     )  # fmt: skip
+
+
+def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.retrain import candidate_config
+
+    registry = _parent_registry(tmp_path, TrainConfig(data=tmp_path, updates=TRIPLES))
+    args = _retrain_args(tmp_path, registry)
     config = candidate_config(registry, "zh@v1", args)
     assert config.updates == TRIPLES and config.contract == UPDATE
     args.updates, args.contract = tmp_path / "more.jsonl", CONTRACT_PRESETS["v2"]
@@ -465,29 +479,16 @@ def test_retrain_takes_updates_from_the_parent_or_the_command_line(tmp_path: Pat
 def test_retrain_names_the_recorded_paths_that_are_not_here(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """A manifest's data paths are the training machine's: missing update triples stop
     the retrain with the option to give, missing extra text is left out with a note."""
-    import argparse
-
-    from core.registry import DataSummary, Manifest, Registry
-    from training.config import ConfigError, TrainConfig, recorded_settings
+    from training.config import ConfigError, TrainConfig
     from training.retrain import candidate_config
 
-    registry = Registry(tmp_path / "reg")
     parent = TrainConfig(data=tmp_path, updates=TRIPLES, extra_data=(TRIPLES,))
-    settings = recorded_settings(parent)
-    settings["updates"] = str(tmp_path / "gone" / "updates.jsonl")
-    settings["extra_data"] = [str(tmp_path / "gone" / "2024-07-20"), str(TRIPLES)]
-    with registry.new_version("zh") as (version, folder):
-        registry.write_manifest(
-            folder,
-            Manifest(
-                name="zh", version=version, base_model="tiny", contract=parent.contract,
-                data=DataSummary(fingerprint="sha256:x", source="d"), training=settings,
-            ),
-        )  # fmt: skip
-    args = argparse.Namespace(
-        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
-        max_steps=None, max_pairs=None, contract=None, updates=None, extra_data=None,
-    )  # fmt: skip
+    gone = {
+        "updates": str(tmp_path / "gone" / "updates.jsonl"),
+        "extra_data": [str(tmp_path / "gone" / "2024-07-20"), str(TRIPLES)],
+    }
+    registry = _parent_registry(tmp_path, parent, gone)
+    args = _retrain_args(tmp_path, registry)
     with pytest.raises(ConfigError, match=r"gone/updates.jsonl, which is not here: give "):
         candidate_config(registry, "zh@v1", args)
     args.updates = TRIPLES
@@ -499,32 +500,14 @@ def test_retrain_names_the_recorded_paths_that_are_not_here(tmp_path: Path, caps
 def test_retrain_keeps_the_terms_of_the_version_it_replaces(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """A recorded --terms file that is not here: the parent's own terms.jsonl (the
     glossary's and those) stands in; retrain --terms gives others."""
-    import argparse
-
-    from core.prompt import CONTRACT_PRESETS
-    from core.registry import DataSummary, Manifest, Registry
-    from core.terms import TERMS, Term, write_terms
-    from training.config import TrainConfig, recorded_settings
+    from core.terms import TERMS, Term
+    from training.config import TrainConfig
     from training.retrain import candidate_config
 
-    registry = Registry(tmp_path / "reg")
     parent = TrainConfig(data=tmp_path, contract=CONTRACT_PRESETS["v2"])
-    settings = recorded_settings(parent)
-    settings["terms"] = str(tmp_path / "gone" / "mined.jsonl")
-    with registry.new_version("zh") as (version, folder):
-        write_terms(folder, [Term("file descriptor", "檔案描述器")])
-        registry.write_manifest(
-            folder,
-            Manifest(
-                name="zh", version=version, base_model="tiny", contract=parent.contract,
-                data=DataSummary(fingerprint="sha256:x", source="d"), training=settings,
-            ),
-        )  # fmt: skip
-    args = argparse.Namespace(
-        docs=tmp_path, registry=registry.root, start="base", epochs=None, learning_rate=None,
-        max_steps=None, max_pairs=None, contract=None, updates=None, extra_data=None,
-        terms=None,
-    )  # fmt: skip
+    gone = {"terms": str(tmp_path / "gone" / "mined.jsonl")}
+    registry = _parent_registry(tmp_path, parent, gone, [Term("file descriptor", "檔案描述器")])
+    args = _retrain_args(tmp_path, registry)
     assert candidate_config(registry, "zh@v1", args).terms == registry.path("zh@v1") / TERMS
     assert "gone/mined.jsonl is not here: training with zh@v1's own terms" in (
         capsys.readouterr().err
