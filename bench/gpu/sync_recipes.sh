@@ -38,6 +38,11 @@
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
 # on the document split comes back in 15 MiB pieces: cat vN.tgz.part* | tar xz).
+# Session 42 (H100): first carry call 57 s, the four later ones under 1 s each; `start e4
+# lr4 v1doc trust` side by side: all done and packed 1,270 s after `start` (1,362 s of device
+# time in all). The shipped registry holds v1, v3, v4 and v5 (89 MB with the tree): for
+# `start`, move all but the current version (and any a job names) aside, since the gate
+# compares with the current one only.
 # Session 41 (H100): first carry call 58 s of wall, later ones 33-44 s (the import check ran
 # again in each: fixed), `TRUST_LIMIT=120 ... start trust` + `wait 200` 246 s.
 # Session 40 (H100): v4 v4x v1doc v3doc side by side were all done 830 s after `start`;
