@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from core.settings import Environment
+from training.term_mining import MAX_PAIRS, MIN_DICE, MIN_PAIRS
 
 
 def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
@@ -43,19 +44,22 @@ def add_parser(sub: argparse._SubParsersAction, env: Environment) -> None:
     terms.add_argument("tree", type=Path, metavar="TREE", help="the translated catalogs")
     terms.add_argument("-o", "--output", type=Path, required=True, help="terms.jsonl to write")
     terms.add_argument(
-        "--min-pairs", type=int, default=8, help="fewest pairs an English term is in (8)"
+        "--min-pairs",
+        type=int,
+        default=MIN_PAIRS,
+        help=f"fewest pairs an English term is in ({MIN_PAIRS})",
     )
     terms.add_argument(
         "--max-pairs",
         type=int,
-        default=150,
-        help="most pairs an English term is in (150): the common words need no hint",
+        default=MAX_PAIRS,
+        help=f"most pairs an English term is in ({MAX_PAIRS}): the common words need no hint",
     )
     terms.add_argument(
         "--min-dice",
         type=float,
-        default=0.6,
-        help="weakest association of a term and its Chinese (Dice, 0-1; 0.6)",
+        default=MIN_DICE,
+        help=f"weakest association of a term and its Chinese (Dice, 0-1; {MIN_DICE})",
     )
     terms.set_defaults(run=run_terms)
 

@@ -56,17 +56,26 @@ def read_glossary(path: Path) -> list[Term]:
     )
 
 
+def corpus_terms(tree: Path) -> list[Term]:
+    """The terms of a .po tree's glossary (``glossary.po`` at its root), if it has one."""
+    glossary = tree / "glossary.po"
+    return read_glossary(glossary) if glossary.is_file() else []
+
+
+def terms_text(terms: Iterable[Term]) -> str:
+    """The terms.jsonl form of ``terms``: one JSON object a line."""
+    return "".join(
+        json.dumps({"source": t.source, "target": t.target}, ensure_ascii=False) + "\n"
+        for t in terms
+    )
+
+
 def write_terms(folder: Path, terms: Iterable[Term] | Path) -> Path:
     """Write ``folder/terms.jsonl`` from terms or from a glossary.po path."""
     if isinstance(terms, Path):
         terms = read_glossary(terms)
     path = folder / TERMS
-    with open(path, "w", encoding="utf-8") as out:
-        for term in terms:
-            out.write(
-                json.dumps({"source": term.source, "target": term.target}, ensure_ascii=False)
-            )
-            out.write("\n")
+    path.write_text(terms_text(terms), encoding="utf-8")
     return path
 
 

@@ -112,16 +112,7 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
         )
         if getattr(args, k, None) is not None
     }  # fmt: skip
-    settings = inherited_paths(settings, overrides, ref)
-    terms = settings.get("terms")
-    if "terms" not in overrides and terms and not Path(terms).is_file():
-        own = registry.path(ref) / TERMS  # the glossary's and these, as ref trained with them
-        print(
-            f"note: {ref}'s terms file {terms} is not here: training with {ref}'s own "
-            f"terms ({own})",
-            file=sys.stderr,
-        )
-        settings = {**settings, "terms": own}
+    settings = inherited_paths(settings, overrides, ref, registry.path(ref) / TERMS)
     return TrainConfig(
         **{**settings, **overrides},  # type: ignore[arg-type]
         data=args.docs,
@@ -137,14 +128,24 @@ def candidate_config(registry: Registry, ref: str, args: argparse.Namespace) -> 
 
 
 def inherited_paths(
-    settings: dict[str, Any], overrides: dict[str, Any], ref: str
+    settings: dict[str, Any], overrides: dict[str, Any], ref: str, own_terms: Path
 ) -> dict[str, Any]:
     """``settings`` (``ref``'s recorded training settings) with the data paths the
     command line does not override checked: they belong to the machine that trained it.
     Missing extra text is left out, with a note; missing update triples stop the
     retrain, since without them the new version would lose the update mode: the message
-    says which option to give."""
+    says which option to give. A missing terms file gives way to ``own_terms``, ``ref``'s
+    terms.jsonl (the glossary's and those, as ``ref`` was trained with them), with a note."""
     from training.config import ConfigError
+
+    terms = settings.get("terms")
+    if "terms" not in overrides and terms and not Path(terms).is_file():
+        print(
+            f"note: {ref}'s terms file {terms} is not here: training with {ref}'s own "
+            f"terms ({own_terms})",
+            file=sys.stderr,
+        )
+        settings = {**settings, "terms": own_terms}
 
     updates = settings.get("updates")
     if "updates" not in overrides and updates and not Path(updates).exists():

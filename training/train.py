@@ -27,7 +27,7 @@ from core.base_models import resolve_base_model
 from core.memory import TranslationMemory
 from core.prompt import Previous, PromptBuilder
 from core.registry import DATA_INDEX, MEMORY, DataSummary, Manifest, Registry, now
-from core.terms import Term, merge_terms, read_glossary, read_terms, write_terms
+from core.terms import Term, corpus_terms, merge_terms, read_terms, write_terms
 from training.batching import PackedBatchSampler, TokenBudgetBatchSampler, pad_to_shape
 from training.config import TrainConfig, cuda_graph_shape_cap, recorded_settings, validate
 from training.console import log
@@ -233,12 +233,6 @@ def load_update_triples(config: TrainConfig, splits: Splits) -> list[Update]:
         f"({len(found) - len(updates)} held out)"
     )
     return updates
-
-
-def corpus_terms(data: Path) -> list[Term]:
-    """The terms of the corpus's glossary (``glossary.po`` at its root), if it has one."""
-    glossary = data / "glossary.po"
-    return read_glossary(glossary) if glossary.is_file() else []
 
 
 def load_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
