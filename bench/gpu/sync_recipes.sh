@@ -38,6 +38,8 @@
 # when every job is done; logs in $OUT/logs.txt, manifests and eval reports in
 # $OUT/manifests.json; at the end the promoted retrain (v4 or v4x) with the best prose chrF
 # on the document split comes back in 15 MiB pieces: cat vN.tgz.part* | tar xz).
+# Session 43 (H100): first carry call 52 s, the four later ones under 1 s each; `start lr6
+# r64doc terms v1doc`: all done 980 s after `start` (1,155 s of device time in all).
 # Session 42 (H100): first carry call 57 s, the four later ones under 1 s each; `start e4
 # lr4 v1doc trust` side by side: all done and packed 1,270 s after `start` (1,362 s of device
 # time in all). The shipped registry holds v1, v3, v4 and v5 (89 MB with the tree): for
