@@ -168,9 +168,7 @@ class Translator:
             generated = await self._retry_lost_markup(adapter, jobs, chosen)
             builder = adapter.prompts
             for i, job, first, draft in zip(todo, jobs, greedy, generated, strict=True):
-                # code comes back as the source has it (only its comments translated)
-                finished = builder.finish(draft.text, job.prepared)
-                output, warnings = keep_code(items[i].text, finished)
+                output, warnings = _answer(builder, job.prepared, draft.text)
                 warnings += check_translation(items[i].text, output)
                 warnings += [
                     f"unknown placeholder: {placeholder(int(n))}"
@@ -180,7 +178,7 @@ class Translator:
                     warnings.append("generation stopped at the token limit (output may be cut)")
                 results[i] = Outcome(
                     output,
-                    keep_code(items[i].text, builder.finish(first.text, job.prepared))[0],
+                    _answer(builder, job.prepared, first.text)[0],
                     False,
                     warnings,
                     self.settings.markup_retries > 0
@@ -242,7 +240,10 @@ class Translator:
         out = []
         for k, first in enumerate(greedy):
             candidates = [first, *samples[k * (n - 1) : (k + 1) * (n - 1)]]
-            best, agreement = consensus([c.text for c in candidates])
+            # agreement of the texts as answered (markup restored, code kept): a candidate
+            # that drops :func:`sorted` differs by 14 characters there, by 3 as a placeholder
+            answers = [_answer(adapter.prompts, jobs[k].prepared, c.text)[0] for c in candidates]
+            best, agreement = consensus(answers)
             out.append(candidates[best]._replace(agreement=agreement))
         return out
 
@@ -539,6 +540,12 @@ class Translator:
                     )
                 )
         return AdapterList(found)
+
+
+def _answer(builder: PromptBuilder, prepared: Prepared, raw: str) -> tuple[str, list[str]]:
+    """The catalog text of one generated text, and keep_code's warnings: placeholders
+    restored, post-edited, code as the source has it (only its comments translated)."""
+    return keep_code(prepared.text, builder.finish(raw, prepared))
 
 
 def _check_previous(item: TranslateItem, i: int, max_chars: int) -> None:

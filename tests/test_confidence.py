@@ -132,6 +132,42 @@ def test_translator_answers_consensus_and_confidence(
     assert model.confidence == pytest.approx((0.9 + agreement) / 2, abs=1e-3)
 
 
+def test_consensus_compares_the_answered_texts(tiny_model_dir: Path) -> None:
+    """Agreement is measured on the catalog texts (markup restored), not on the model's
+    placeholders: there two candidates that drop :func:`sorted` outvote the greedy draft
+    that keeps it; as answered, the markup they lack weighs its 14 characters."""
+    from test_service_helpers import stub_translator
+    from transformers import AutoTokenizer
+
+    from core.memory import TranslationMemory
+    from core.prompt import PromptBuilder, PromptContract, placeholder
+    from service.schemas import TranslateItem, TranslateRequest
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    one, two = placeholder(1), placeholder(2)
+    by_seed = {None: f"使用 {one} 與 {two}。", 1: f"使用 {one}、{two}。", 2: f"請使用 {one}。",
+               3: f"請使用 {one}。"}  # fmt: skip
+    ids = tokenizer.encode(by_seed[None], add_special_tokens=False)
+    assert tokenizer.decode(ids) == by_seed[None]  # the placeholders survive the tokenizer
+    raw_pick, _ = consensus(list(by_seed.values()))
+    assert raw_pick == 2  # the rule this test guards against: placeholders outvote greedy
+    engine = SeededEngine(tokenizer, by_seed, math.log(0.9))
+    contract = PromptContract(protect_markup=True)
+    adapter = SimpleNamespace(
+        key="zh@v1",
+        manifest=SimpleNamespace(contract=contract),
+        prompts=PromptBuilder(contract, tokenizer),
+        memory=TranslationMemory(),
+        in_flight=0,
+    )
+    settings = Settings(candidates=4, markup_retries=0)
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, settings)
+    translator._current["zh"] = adapter
+    request = TranslateRequest([TranslateItem("Use :func:`len` and :func:`sorted`.")])
+    (answer,) = asyncio.run(translator.translate(request)).translations
+    assert answer.text == "使用 :func:`len` 與 :func:`sorted`。"
+
+
 def test_candidates_setting_is_checked() -> None:
     assert Settings.from_env({"POLINGO_CANDIDATES": "4"}).candidates == 4
     with pytest.raises(ValueError, match="POLINGO_CANDIDATES must be 1 or more"):
