@@ -157,9 +157,10 @@ class Settings:
     0 turns it off (POLINGO_MARKUP_RETRIES)."""
     candidates: int = 1
     """Candidates drawn for each text, the greedy one and N-1 samples, of which the one
-    that agrees most with the others (mean chrF) is answered, and the agreement goes into
-    its confidence (POLINGO_CANDIDATES). 1 (the default): greedy alone, which the CPU
-    needs; on a GPU the samples share the prompt's prefix (docs/benchmarks.md, issue 39)."""
+    that agrees most with the others (mean chrF of the texts as answered) is answered,
+    and the agreement goes into its confidence (POLINGO_CANDIDATES). 1 (the default):
+    greedy alone, which the CPU needs; on a GPU the samples share the prompt's prefix
+    (docs/benchmarks.md, issue 39)."""
     consensus_temperature: float = prompt.CONSENSUS_TEMPERATURE
     """Sampling temperature of the N-1 samples beside the greedy candidate, with
     candidates > 1; above 0, at most 2 (POLINGO_CONSENSUS_TEMPERATURE)."""

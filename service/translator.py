@@ -224,7 +224,7 @@ class Translator:
         self, adapter: LoadedAdapter, jobs: list[_Job], greedy: list[_Draft]
     ) -> list[_Draft]:
         """With Settings.candidates = N > 1: N-1 samples besides each greedy draft, and
-        the candidate that agrees most with the others (core.confidence.consensus)."""
+        the candidate that agrees most with the others as answered (core.confidence.consensus)."""
         n = self.settings.candidates
         if n <= 1:
             return greedy
