@@ -9,7 +9,8 @@ translator's candidate step replaced by a recording one (a bench harness, not th
 service's code): ``samples`` draws the N-1 samples the service draws; ``variants`` asks
 for the greedy translations of the same source under other subsets of its memory examples
 (each example left out in turn, the first two, the first, none), then fills up with
-samples. Each row: the source, and every candidate raw and as answered (markup restored,
+samples; ``--min-p P`` samples with vLLM's min_p (with --consensus-temperature 1: close to
+epsilon sampling). Each row: the source, and every candidate raw and as answered (markup restored,
 code kept), with its token confidence. ``score`` reads the eval's predictions.jsonl for the
 references and prints chrF on prose (the eval's ``chrf_prose``) for: the greedy candidate,
 consensus with several utilities on the raw or the answered texts, the highest token
@@ -43,7 +44,9 @@ def example_variants(examples: list) -> list[list]:
     return out
 
 
-def record(out_path: Path, source: str, eval_args: list[str]) -> int:
+def record(out_path: Path, source: str, eval_args: list[str], min_p: float = 0.0) -> int:
+    import functools
+
     from cli.main import main
     from core.confidence import consensus
     from service import translator as t
@@ -52,6 +55,10 @@ def record(out_path: Path, source: str, eval_args: list[str]) -> int:
 
     async def recording(self, adapter, jobs, greedy):  # Translator._consensus's signature
         n, builder = self.settings.candidates, adapter.prompts
+        if min_p and not isinstance(self.engine._sampling_params, functools.partial):
+            self.engine._sampling_params = functools.partial(  # the vLLM engine's
+                self.engine._sampling_params, min_p=min_p
+            )
         per = [[] for _ in jobs]
         if source == "variants":
             per = [example_variants(list(j.prepared.examples))[: n - 1] for j in jobs]
@@ -191,6 +198,7 @@ def main() -> int:
     rec = sub.add_parser("record", help="run polingo eval, recording every candidate")
     rec.add_argument("out", type=Path)
     rec.add_argument("--source", choices=["samples", "variants"], default="samples")
+    rec.add_argument("--min-p", type=float, default=0.0, help="vLLM's min_p for the samples")
     sco = sub.add_parser("score", help="selection rules on a recording")
     sco.add_argument("recording", type=Path)
     sco.add_argument("predictions", type=Path, help="the eval's report/predictions.jsonl")
@@ -199,7 +207,7 @@ def main() -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
     if args.command == "record":  # polingo eval's arguments follow "--"
-        return record(args.out, args.source, argv[cut + 1 :])
+        return record(args.out, args.source, argv[cut + 1 :], args.min_p)
     score(args.recording, args.predictions, args.mix)
     return 0
 
