@@ -144,7 +144,8 @@ print(json.dumps(found, indent=1))
 PY
 }
 
-pack() {  # the promoted retrain with the best document-split prose chrF, LoRA in fp16 as shipped
+pack() {  # the promoted retrain with the best document-split prose chrF, if above the shipped
+  # version's in its gate, LoRA in fp16 as shipped
   local best reg version shipped
   shipped=$(cat "$(ls -d /tmp/repo-* | head -1)/core/default_adapter/zh-tw/CURRENT")
   best=$(python3 - "$runs" "$shipped" <<'PY'
@@ -157,12 +158,15 @@ for folder in runs.glob("*/reg/zh-tw"):
     if int(newest.parent.name[1:]) <= shipped or not (newest / "gate.json").is_file():
         continue
     decision = json.loads((newest / "gate.json").read_text())
-    if decision["promoted"]:
-        scores[folder.parents[1].name] = decision["candidate"]["document_metrics"]["chrf_prose"]
+    prose = decision["candidate"]["document_metrics"]["chrf_prose"]
+    # promoted (not worse beyond --margin) is not enough to ship: better on unseen pages
+    if decision["promoted"] and prose > decision["reference"]["document_metrics"]["chrf_prose"]:
+        scores[folder.parents[1].name] = prose
 print(max(scores, key=scores.get) if scores else "")
 PY
 )
-  [ -n "$best" ] || { echo "no retrain passed its gate" | tee -a "$OUT/logs.txt"; return 0; }
+  [ -n "$best" ] || { echo "no retrain passed its gate and beat $shipped on the document split" \
+    | tee -a "$OUT/logs.txt"; return 0; }
   reg=$runs/$best/reg/zh-tw && version=$(cat "$reg/CURRENT")
   echo "shipping $best ($version)" | tee -a "$OUT/logs.txt"
   python3 bench/gpu/lora_fp16.py "$reg/$version/adapter_model.safetensors"
