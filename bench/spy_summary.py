@@ -19,7 +19,7 @@ IDLE = re.compile(
     r"\b(select|poll|epoll|wait|sleep|sched_yield|_recv|recv_multipart|acquire|acquire_read|get)"
     r"\b \("
 )
-PROCESS = re.compile(r'^process (\d+):"([^"]*)"$')
+PROCESS = re.compile(r'process (\d+):"(.*?)"(?:;|$)')
 
 
 def parse(path: Path) -> dict[str, list[tuple[list[str], int]]]:
@@ -29,13 +29,13 @@ def parse(path: Path) -> dict[str, list[tuple[list[str], int]]]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = stack.split(";")
-        # py-spy names the process, then (with --subprocesses) each thread or child
+        # py-spy names the process (with --subprocesses, the parent first, then the
+        # child): `process PID:"COMMAND LINE";` where the command line may hold ';'
         name = "?"
-        while frames and (m := PROCESS.match(frames[0])):
+        while m := PROCESS.match(stack):
             name = f"{m.group(1)} {m.group(2)[:60]}"
-            frames = frames[1:]
-        by_process[name].append((frames, int(count)))
+            stack = stack[m.end() :]
+        by_process[name].append((stack.split(";") if stack else [], int(count)))
     return by_process
 
 

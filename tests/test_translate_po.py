@@ -807,6 +807,21 @@ def test_confidence_is_written_and_min_confidence_leaves_drafts_out(
     assert lines and all(t.endswith("polingo: confidence 0.31") for t in lines)
 
 
+def test_min_confidence_leaves_out_drafts_without_a_confidence(
+    tmp_path: Path, fake: FakeTranslationService, capsys
+) -> None:
+    """A service with POLINGO_CONFIDENCE off answers no confidence: --min-confidence
+    cannot judge those drafts, so it leaves them untranslated and says why."""
+    path = copy_catalog(tmp_path, "library/copy.po")
+    before = path.read_bytes()
+    assert fake.confidence is None  # the fake's answers carry no confidence
+    assert run_cli(str(path), "--server", fake.url, "--min-confidence", "0.5", "--show", "3") == 0
+    assert path.read_bytes() == before
+    shown = capsys.readouterr()
+    assert "skipped 5" in shown.out
+    assert "skipped: the service gave no confidence to judge by --min-confidence" in shown.err
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "high"])
 def test_min_confidence_must_lie_between_0_and_1(value: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:

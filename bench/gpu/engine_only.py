@@ -12,7 +12,7 @@ tokens each with and without the adapter, and a prefill-only pass.
 The whole runs record when each entry finished (the median, 90% and last finish times
 say whether a long tail or the bulk costs the time), the GPU's busy share (nvidia-smi,
 where present), and optionally run once more with the chosen tokens' logprobs off
-(``--no-logprobs-run``: the draft's confidence needs them; a bench-only switch) and once
+(``--no-logprobs-run``: what POLINGO_CONFIDENCE=0 does) and once
 under py-spy (``--py-spy FILE``: every process's Python stacks, raw format).
 
     source bench/gpu/serve_env.sh
@@ -63,7 +63,7 @@ async def run(opts: argparse.Namespace) -> list[dict]:
         if opts.base_model_run:
             runs.append(("engine, base model", None, True, None))
         if opts.no_logprobs_run:
-            runs.append(("engine, adapter, no logprobs (bench switch)", adapter.key, False, None))
+            runs.append(("engine, adapter, no logprobs (confidence off)", adapter.key, False, None))
         if opts.py_spy:
             runs.append(("engine, adapter, under py-spy", adapter.key, True, opts.py_spy))
         for label, key, logprobs, spy in runs:
@@ -91,9 +91,7 @@ async def whole_run(  # noqa: ANN001
     """Every prompt into the engine at once, one request each (as the service sends
     them), with each request's finish time kept."""
     engine = translator.engine
-    make_params = engine._sampling_params
-    if not logprobs:  # bench-only switch: the service always asks for them
-        engine._sampling_params = lambda **kw: make_params(**{**kw, "logprobs": None})
+    engine.logprobs = logprobs  # what POLINGO_CONFIDENCE sets, switched per run here
     finished: list[float] = []
     t0 = time.perf_counter()
 
@@ -107,7 +105,7 @@ async def whole_run(  # noqa: ANN001
     with GpuBusy() as busy, PySpy(spy):
         out = await asyncio.gather(*(one(p, b) for p, b in zip(prompts, budgets, strict=True)))
     wall = time.perf_counter() - t0
-    engine._sampling_params = make_params
+    engine.logprobs = translator.settings.confidence
     lengths = sorted(len(g.token_ids) for g in out)
     finished.sort()
     at = lambda share: round(finished[min(len(finished) - 1, int(share * len(finished)))], 2)  # noqa: E731
@@ -244,7 +242,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-logprobs-run", action="store_true",
-        help="a whole run without the chosen tokens' logprobs too (bench-only switch)",
+        help="a whole run without the chosen tokens' logprobs too (as POLINGO_CONFIDENCE=0)",
     )  # fmt: skip
     parser.add_argument(
         "--py-spy", type=Path, metavar="FILE", help="a whole run under py-spy, raw stacks to FILE"

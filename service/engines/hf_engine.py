@@ -101,8 +101,10 @@ class HfEngine(Engine):
         *,
         repetition_penalty: float = 1.0,
         frequency_penalty: float = 0.0,
+        logprobs: bool = True,
     ) -> None:
         self._base = model
+        self.logprobs = logprobs  # the chosen tokens' logprobs come back (Settings.confidence)
         self._repetition_penalty = repetition_penalty
         self._frequency_penalty = frequency_penalty
         self._device = device
@@ -198,7 +200,8 @@ class HfEngine(Engine):
         # one generator for the whole batch: transformers cannot seed rows apart
         if seed is not None:
             torch.manual_seed(seed)
-        recorder = ChosenLogprobs()
+        recorder = ChosenLogprobs() if self.logprobs else None
+        processors = [recorder] if recorder is not None else []
         with torch.inference_mode(), scope:
             out = model.generate(
                 input_ids=ids.to(self._device),
@@ -210,12 +213,12 @@ class HfEngine(Engine):
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
                 # the recorder first: the model's own logprobs, as vLLM reports them
                 logits_processor=LogitsProcessorList(
-                    [recorder, *self._penalty_processors(ids.shape[1])]
+                    [*processors, *self._penalty_processors(ids.shape[1])]
                 ),
                 **self._penalty_kwargs(),
             )
         new = out[:, ids.shape[1] :]
-        logprobs = recorder.rows(new)
+        logprobs = recorder.rows(new) if recorder is not None else [None] * new.shape[0]
         return [
             cut_generation(new[row].tolist(), budget, [] if ignore_stop else stop, logprobs[row])
             for row, budget in enumerate(max_tokens)
@@ -274,6 +277,7 @@ async def open_hf_engine(settings: Settings, model_path: Path) -> AsyncIterator[
             device,
             repetition_penalty=settings.repetition_penalty,
             frequency_penalty=settings.frequency_penalty,
+            logprobs=settings.confidence,
         )
 
     yield await asyncio.to_thread(load)

@@ -29,9 +29,11 @@ class VllmEngine(Engine):
         seeded: bool = True,
         repetition_penalty: float = 1.0,
         frequency_penalty: float = 0.0,
+        logprobs: bool = True,
     ) -> None:
         """``seeded``: per-request seeds are passed to vLLM (see ``engine_args``);
-        the penalties: repetition control at decoding (core.settings)."""
+        the penalties: repetition control at decoding; ``logprobs``: the chosen tokens'
+        logprobs come back (Settings.confidence)."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -46,6 +48,7 @@ class VllmEngine(Engine):
             "frequency_penalty": frequency_penalty,
         }
         self.seeded = seeded
+        self.logprobs = logprobs
 
     def dead(self) -> str | None:
         """Why this engine can no longer generate (its core process died), or None."""
@@ -109,7 +112,9 @@ class VllmEngine(Engine):
             stop_token_ids=[] if ignore_stop else stop,
             ignore_eos=ignore_stop,
             detokenize=False,  # the translator decodes with the contract's tokenizer
-            logprobs=0,  # the chosen tokens' own logprobs (the draft's confidence)
+            # the chosen tokens' own logprobs (the draft's confidence); each step's travel
+            # from the engine process costs throughput (Settings.confidence)
+            logprobs=0 if self.logprobs else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
             **self._penalties,
         )
@@ -215,6 +220,7 @@ async def _vllm_engine(settings: Settings, model_path: Path) -> AsyncIterator[Vl
         seeded=not (on_cpu and chunked),
         repetition_penalty=settings.repetition_penalty,
         frequency_penalty=settings.frequency_penalty,
+        logprobs=settings.confidence,
     )
     try:
         yield engine
