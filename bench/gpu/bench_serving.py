@@ -12,7 +12,8 @@ startup_s (process start to /ready) and the settings used.
 `gemma`: the default adapter; translate-po fills the untranslated entries of the
 tests/data snapshot (2024-10-19) through vLLM at its defaults, then the same subset of
 files through vLLM and through the transformers engine; then HTTP runs over serving
-settings (max_num_seqs, prefix caching, CUDA graphs). `llama3b`: a randomly initialised
+settings (max_num_seqs, prefix caching, CUDA graphs); with --replicas N, N services
+share the GPU and N translate-po runs share the catalogs. `llama3b`: a randomly initialised
 Llama-3.2-3B with a rank-16 adapter trained by `polingo train`, exact-length generation
 (POLINGO_EXACT_LENGTH) so that both engines generate the same number of tokens.
 """
@@ -219,6 +220,59 @@ def translate_po_run(
     }
 
 
+def replicas_run(services: list[Service], jobs: int, snapshot: Path = SNAPSHOT) -> dict:
+    """Several translators at once, each with its own replica on the same GPU: the
+    snapshot's catalogs dealt out file by file, one `translate-po -j JOBS` per replica,
+    all started together; the rate is all entries over the wall time of the slowest."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [Path(tmp, f"r{i}") for i in range(len(services))]
+        todo = 0
+        catalogs = [p for p in sorted(snapshot.rglob("*.po")) if untranslated(p)]
+        for n, path in enumerate(catalogs):
+            target = folders[n % len(folders)] / path.relative_to(snapshot)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+            todo += len(untranslated(path))
+        before = [s.generated_tokens() for s in services]
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "clients.translate_po",
+                    "--server",
+                    s.url,
+                    "-j",
+                    str(jobs),
+                    "--no-progress",
+                    str(folder),
+                ],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for s, folder in zip(services, folders, strict=True)
+        ]
+        errors = [p.communicate()[1] for p in procs]
+        wall = time.perf_counter() - started
+        tokens = sum(s.generated_tokens() - b for s, b in zip(services, before, strict=True))
+        left = sum(len(untranslated(p)) for p in Path(tmp).rglob("*.po"))
+    for proc, err in zip(procs, errors, strict=True):
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"translate-po failed ({proc.returncode}): {err[-2000:]}")
+    return {
+        "path": "translate-po",
+        "replicas": len(services),
+        "entries": todo - left,
+        "entries_to_fill": todo,
+        "jobs": jobs,
+        **rates(todo - left, tokens, wall),
+        "translate_po_exits": [p.returncode for p in procs],
+    }
+
+
 def source_texts(limit: int) -> list[str]:
     texts = []
     for path in sorted(SNAPSHOT.rglob("*.po")):
@@ -290,6 +344,21 @@ class Recorder:
         print(json.dumps(row, ensure_ascii=False), flush=True)
 
 
+def start_services(log: Path, args: list[str], env: dict[str, str], count: int) -> list[Service]:
+    """``count`` services started side by side; all stopped again if one fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(Service, log, args, env) for _ in range(count)]
+    started = [f.result() for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        for service in started:
+            service.stop()
+        raise failed[0]
+    return started
+
+
 def with_service(log: Path, args: list[str], env: dict[str, str], body) -> None:
     service = Service(log, args, env)
     try:
@@ -322,6 +391,16 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
             log, ["--engine", "vllm"], env,
             lambda s: rec.add(s, "vllm", translate_po_run(s, opts.entries, most)),
         )  # fmt: skip
+    if opts.replicas > 1:
+        # one GPU shared by several services: each gets a slice of its memory
+        env = dict(common, POLINGO_GPU_MEMORY_UTILIZATION=str(opts.replica_memory))
+        env.update(kv.split("=", 1) for kv in opts.replica_settings)
+        services = start_services(log, ["--engine", "vllm"], env, opts.replicas)
+        try:
+            rec.add(services[0], "vllm", replicas_run(services, most))
+        finally:
+            for service in services:
+                service.stop()
     if opts.compare_entries:
         with_service(
             log, ["--engine", "transformers"], common,
@@ -378,6 +457,19 @@ def main() -> None:
         "--variants", nargs="*", default=[],
         help="POLINGO_X=V[,POLINGO_Y=W]: a vLLM service with these settings, translate-po at "
         "the largest --jobs (gemma)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replicas", type=int, default=1,
+        help="gemma: then this many vLLM services on the one GPU, the snapshot's catalogs "
+        "dealt out among as many translate-po runs at the largest --jobs, all at once",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replica-memory", type=float, default=0.1,
+        help="POLINGO_GPU_MEMORY_UTILIZATION of each replica (default 0.1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replica-settings", nargs="*", default=[], metavar="POLINGO_X=V",
+        help="more settings of the replicas",
     )  # fmt: skip
     parser.add_argument("--base-model", type=Path)
     parser.add_argument("--registry", type=Path)
