@@ -384,7 +384,8 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
         rec.add(service, "vllm", translate_po_run(service, opts.compare_entries, opts.jobs[0]))
         rec.add(service, "vllm", http_run(service, texts, 64, 32))
 
-    with_service(log, ["--engine", "vllm"], common, defaults)
+    if not opts.no_defaults:
+        with_service(log, ["--engine", "vllm"], common, defaults)
     for variant in opts.variants:
         env = dict(common, **dict(kv.split("=", 1) for kv in variant.split(",")))
         with_service(
@@ -457,6 +458,11 @@ def main() -> None:
         "--variants", nargs="*", default=[],
         help="POLINGO_X=V[,POLINGO_Y=W]: a vLLM service with these settings, translate-po at "
         "the largest --jobs (gemma)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-defaults", action="store_true",
+        help="gemma: skip the runs of the service at its defaults (variants, replicas and "
+        "--compare-entries still run)",
     )  # fmt: skip
     parser.add_argument(
         "--replicas", type=int, default=1,
