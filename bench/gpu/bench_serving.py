@@ -369,8 +369,9 @@ def with_service(log: Path, args: list[str], env: dict[str, str], body) -> None:
 
 def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
     """The default adapter: translate-po over the whole snapshot at each -j, a subset
-    and the HTTP path on vLLM at its defaults; then each --variants service; then the
-    same subset on the transformers engine (the slow one, last)."""
+    and the HTTP path (none with --http-entries 0) on vLLM at its defaults; then each
+    --variants service; then the same subset on the transformers engine; then the
+    --replicas services side by side."""
     log = opts.log
     common = {"POLINGO_MAX_QUEUE": str(opts.max_queue)}
     texts = source_texts(opts.http_entries)
@@ -382,7 +383,8 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
                 run = translate_po_run(service, opts.entries, jobs, opts.snapshot)
                 rec.add(service, "vllm", dict(run, attempt=attempt))
         rec.add(service, "vllm", translate_po_run(service, opts.compare_entries, opts.jobs[0]))
-        rec.add(service, "vllm", http_run(service, texts, 64, 32))
+        if texts:
+            rec.add(service, "vllm", http_run(service, texts, 64, 32))
 
     if not opts.no_defaults:
         with_service(log, ["--engine", "vllm"], common, defaults)
@@ -391,6 +393,13 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
         with_service(
             log, ["--engine", "vllm"], env,
             lambda s: rec.add(s, "vllm", translate_po_run(s, opts.entries, most)),
+        )  # fmt: skip
+    if opts.compare_entries:
+        with_service(
+            log, ["--engine", "transformers"], common,
+            lambda s: rec.add(
+                s, "transformers", translate_po_run(s, opts.compare_entries, opts.jobs[0])
+            ),
         )  # fmt: skip
     if opts.replicas > 1:
         # one GPU shared by several services: each gets a slice of its memory
@@ -402,13 +411,6 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
         finally:
             for service in services:
                 service.stop()
-    if opts.compare_entries:
-        with_service(
-            log, ["--engine", "transformers"], common,
-            lambda s: rec.add(
-                s, "transformers", translate_po_run(s, opts.compare_entries, opts.jobs[0])
-            ),
-        )  # fmt: skip
 
 
 def bench_llama3b(opts: argparse.Namespace, rec: Recorder) -> None:
