@@ -116,6 +116,9 @@ class VllmEngine(Engine):
             # from the engine process costs throughput (Settings.confidence)
             logprobs=0 if self.logprobs else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            # made for this request alone: vLLM need not deep-copy it (its clone was 13% of
+            # the front-end process's busy time in a GPU profile, docs/benchmarks.md)
+            skip_clone=True,
             **self._penalties,
         )
         final = None
