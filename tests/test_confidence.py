@@ -88,34 +88,43 @@ class SeededEngine:
         return out
 
 
-@pytest.mark.parametrize(("candidates", "temperature"), [(1, None), (4, None), (4, 0.9)])
-def test_translator_answers_consensus_and_confidence(
-    tiny_model_dir: Path, candidates: int, temperature: float | None
-) -> None:
+def _translator_with_memory(engine, tokenizer, model_dir: Path, settings: Settings):  # noqa: ANN001, ANN202
+    """The real Translator on ``engine`` (a fake), serving adapter zh@v1 whose memory
+    answers "Open"."""
     from test_service_helpers import stub_translator
-    from transformers import AutoTokenizer
 
     from core.memory import TranslationMemory
-    from core.prompt import CONSENSUS_TEMPERATURE, PromptBuilder, PromptContract
-    from service.schemas import TranslateItem, TranslateRequest
+    from core.prompt import PromptBuilder, PromptContract
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     memory = TranslationMemory()
     memory.add("Open", "開啟")
-    by_seed = {None: "回傳一個新的串列。", 1: "回傳新的串列。", 2: "回傳新的串列。", 3: "傳回清單"}
-    engine = SeededEngine(tokenizer, by_seed, math.log(0.9))
-    adapter = SimpleNamespace(
+    translator = stub_translator(engine, tokenizer, model_dir, settings)
+    translator._current["zh"] = SimpleNamespace(
         key="zh@v1",
         manifest=SimpleNamespace(contract=PromptContract()),
         prompts=PromptBuilder(PromptContract(), tokenizer),
         memory=memory,
         in_flight=0,
     )
+    return translator
+
+
+@pytest.mark.parametrize(("candidates", "temperature"), [(1, None), (4, None), (4, 0.9)])
+def test_translator_answers_consensus_and_confidence(
+    tiny_model_dir: Path, candidates: int, temperature: float | None
+) -> None:
+    from transformers import AutoTokenizer
+
+    from core.prompt import CONSENSUS_TEMPERATURE
+    from service.schemas import TranslateItem, TranslateRequest
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    by_seed = {None: "回傳一個新的串列。", 1: "回傳新的串列。", 2: "回傳新的串列。", 3: "傳回清單"}
+    engine = SeededEngine(tokenizer, by_seed, math.log(0.9))
     settings = Settings(candidates=candidates)
     if temperature is not None:  # the setting reaches the engine; default: the constant
         settings = Settings(candidates=candidates, consensus_temperature=temperature)
-    translator = stub_translator(engine, tokenizer, tiny_model_dir, settings)
-    translator._current["zh"] = adapter
+    translator = _translator_with_memory(engine, tokenizer, tiny_model_dir, settings)
     request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
     model, human = asyncio.run(translator.translate(request)).translations
     assert human.confidence == 1.0 and human.from_memory
@@ -221,11 +230,8 @@ def test_confidence_off_vllm_returns_no_logprobs(tiny_model_dir: Path) -> None:
 def test_translator_without_confidence_answers_none(tiny_model_dir: Path) -> None:
     """A draft without logprobs or candidates has no confidence (None, not 0); memory
     answers keep 1.0."""
-    from test_service_helpers import stub_translator
     from transformers import AutoTokenizer
 
-    from core.memory import TranslationMemory
-    from core.prompt import PromptBuilder, PromptContract
     from service.schemas import TranslateItem, TranslateRequest
 
     class NoLogprobs(SeededEngine):  # the fake above, answering as POLINGO_CONFIDENCE=0 does
@@ -233,18 +239,9 @@ def test_translator_without_confidence_answers_none(tiny_model_dir: Path) -> Non
             return [g._replace(logprobs=None) for g in await super().generate(prompts, **kwargs)]
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    memory = TranslationMemory()
-    memory.add("Open", "開啟")
     engine = NoLogprobs(tokenizer, {None: "回傳一個新的串列。"}, 0.0)
-    adapter = SimpleNamespace(
-        key="zh@v1",
-        manifest=SimpleNamespace(contract=PromptContract()),
-        prompts=PromptBuilder(PromptContract(), tokenizer),
-        memory=memory,
-        in_flight=0,
-    )
-    translator = stub_translator(engine, tokenizer, tiny_model_dir, Settings(confidence=False))
-    translator._current["zh"] = adapter
+    settings = Settings(confidence=False)
+    translator = _translator_with_memory(engine, tokenizer, tiny_model_dir, settings)
     request = TranslateRequest([TranslateItem("Return a new list."), TranslateItem("Open")])
     model, human = asyncio.run(translator.translate(request)).translations
     assert model.text == "回傳一個新的串列。" and model.confidence is None
