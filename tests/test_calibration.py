@@ -56,3 +56,26 @@ def test_eval_scores_report_calibration_and_predictions_confidence() -> None:
     refs, outs = [p.msgstr for p in pairs], [o.text for o in outcomes]
     assert result.metrics["mbr_gain_prose"] > 0
     assert sentence_chrf(refs[6:], outs[6:]) == [100.0] * 6
+
+
+def test_evaluation_asks_for_logprobs_whatever_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """POLINGO_CONFIDENCE=0 (a serving choice) would leave eval's calibration empty: the
+    evaluation opens its engine with the confidence on. The run itself is replaced by one
+    that records its settings (no engine starts)."""
+    import training.evaluate as evaluate
+    from core.registry import Registry
+
+    seen: list[Settings] = []
+
+    async def record(settings, refs, sets):  # noqa: ANN001, ANN202
+        seen.append(settings)
+        return []
+
+    monkeypatch.setattr(evaluate, "_evaluate", record)
+    monkeypatch.setenv("POLINGO_CONFIDENCE", "0")
+    assert Settings.from_env().confidence is False
+    evaluate.evaluate_splits(Registry(tmp_path), ["zh@v1"], {"pair": []})
+    evaluate.evaluate_splits(Registry(tmp_path), ["zh@v1"], {"pair": []}, {"candidates": 2})
+    assert [(s.confidence, s.candidates) for s in seen] == [(True, 1), (True, 2)]

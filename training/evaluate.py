@@ -237,8 +237,11 @@ def evaluate_splits(
     overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Evaluation]]:
     """Each version scored on each split (empty ones skipped), one engine for all;
-    ``overrides``: Settings fields, as evaluate_many's."""
-    settings = Settings.from_env(registry=registry.root, **(overrides or {}))
+    ``overrides``: Settings fields, as evaluate_many's. The engine returns logprobs
+    whatever POLINGO_CONFIDENCE says: every evaluation reports the calibration."""
+    settings = Settings.from_env(
+        registry=registry.root, **{"confidence": True, **(overrides or {})}
+    )
     sets = {split: pairs for split, pairs in sets.items() if pairs}
     return asyncio.run(_evaluate(settings, refs, sets))
 
