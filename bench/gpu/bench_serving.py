@@ -182,6 +182,14 @@ def rates(entries: int, tokens: int, wall: float) -> dict:
     }
 
 
+def translate_po_command(service: Service, jobs: int, folder: Path) -> list[str]:
+    """`translate-po --server` filling ``folder`` through ``service`` with ``jobs`` batches."""
+    return [
+        sys.executable, "-m", "clients.translate_po", "--server", service.url,
+        "-j", str(jobs), "--no-progress", str(folder),
+    ]  # fmt: skip
+
+
 def translate_po_run(
     service: Service, limit: int | None, jobs: int, snapshot: Path = SNAPSHOT
 ) -> dict:
@@ -192,10 +200,11 @@ def translate_po_run(
         started = time.perf_counter()
         with Sampler(service) as sampler:
             done = subprocess.run(
-                [sys.executable, "-m", "clients.translate_po", "--server", service.url,
-                 "-j", str(jobs), "--no-progress", str(folder)],
-                cwd=REPO, capture_output=True, text=True,
-            )  # fmt: skip
+                translate_po_command(service, jobs, folder),
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
         wall = time.perf_counter() - started
         tokens = service.generated_tokens() - before
         left = sum(len(untranslated(p)) for p in folder.rglob("*.po"))
@@ -237,22 +246,12 @@ def replicas_run(services: list[Service], jobs: int, snapshot: Path = SNAPSHOT) 
         started = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "clients.translate_po",
-                    "--server",
-                    s.url,
-                    "-j",
-                    str(jobs),
-                    "--no-progress",
-                    str(folder),
-                ],
+                translate_po_command(s, jobs, folder),
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for s, folder in zip(services, folders, strict=True)
         ]
         errors = [p.communicate()[1] for p in procs]
