@@ -176,9 +176,11 @@ class Translator:
                 ]
                 if draft.finish_reason == "length":
                     warnings.append("generation stopped at the token limit (output may be cut)")
+                # the greedy text as answered: most often the draft itself, answered above
+                same = draft.text == first.text
                 results[i] = Outcome(
                     output,
-                    _answer(builder, job.prepared, first.text)[0],
+                    output if same else _answer(builder, job.prepared, first.text)[0],
                     False,
                     warnings,
                     self.settings.markup_retries > 0
