@@ -344,17 +344,17 @@ class Recorder:
 
 
 def start_services(log: Path, args: list[str], env: dict[str, str], count: int) -> list[Service]:
-    """``count`` services started side by side; all stopped again if one fails."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(count) as pool:
-        futures = [pool.submit(Service, log, args, env) for _ in range(count)]
-    started = [f.result() for f in futures if f.exception() is None]
-    failed = [f.exception() for f in futures if f.exception() is not None]
-    if failed:
+    """``count`` services started one after another (vLLM's start-up profiling asserts
+    that no other process frees GPU memory meanwhile, which a replica starting beside it
+    does); all stopped again if one fails."""
+    started: list[Service] = []
+    try:
+        for _ in range(count):
+            started.append(Service(log, args, env))
+    except BaseException:
         for service in started:
             service.stop()
-        raise failed[0]
+        raise
     return started
 
 
