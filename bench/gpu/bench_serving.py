@@ -366,13 +366,18 @@ def with_service(log: Path, args: list[str], env: dict[str, str], body) -> None:
         service.stop()
 
 
+def settings_env(pairs: list[str]) -> dict[str, str]:
+    """POLINGO_X=V arguments as an environment."""
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
 def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
     """The default adapter: translate-po over the whole snapshot at each -j, a subset
     and the HTTP path (none with --http-entries 0) on vLLM at its defaults; then each
     --variants service; then the same subset on the transformers engine; then the
     --replicas services side by side."""
     log = opts.log
-    common = {"POLINGO_MAX_QUEUE": str(opts.max_queue)}
+    common = {"POLINGO_MAX_QUEUE": str(opts.max_queue), **settings_env(opts.settings)}
     texts = source_texts(opts.http_entries)
     most = max(opts.jobs)
 
@@ -388,7 +393,7 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
     if not opts.no_defaults:
         with_service(log, ["--engine", "vllm"], common, defaults)
     for variant in opts.variants:
-        env = dict(common, **dict(kv.split("=", 1) for kv in variant.split(",")))
+        env = dict(common, **settings_env(variant.split(",")))
         with_service(
             log, ["--engine", "vllm"], env,
             lambda s: rec.add(s, "vllm", translate_po_run(s, opts.entries, most)),
@@ -403,7 +408,7 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
     if opts.replicas > 1:
         # one GPU shared by several services: each gets a slice of its memory
         env = dict(common, POLINGO_GPU_MEMORY_UTILIZATION=str(opts.replica_memory))
-        env.update(kv.split("=", 1) for kv in opts.replica_settings)
+        env.update(settings_env(opts.replica_settings))
         services = start_services(log, ["--engine", "vllm"], env, opts.replicas)
         try:
             rec.add(services[0], "vllm", replicas_run(services, most))
@@ -413,12 +418,23 @@ def bench_gemma(opts: argparse.Namespace, rec: Recorder) -> None:
 
 
 def bench_llama3b(opts: argparse.Namespace, rec: Recorder) -> None:
-    args = ["--base-model", str(opts.base_model), "--registry", str(opts.registry)]
+    base = opts.base_model
+    if not any(base.glob("*.safetensors*")):
+        # the same random weights as the adapter's CPU build (bench/gpu/train_r3b.sh: same
+        # seed and tokenizer), in bf16, made on the GPU
+        from testkit import build_random_model
+
+        tokenizer = opts.registry.parent / "tokenizer"
+        build_random_model(
+            base, "llama-3.2-3b", tokenizer_dir=tokenizer, weights=True, device="cuda"
+        )
+    args = ["--base-model", str(base), "--registry", str(opts.registry)]
     env = {
         "POLINGO_EXACT_LENGTH": "true",
         "POLINGO_MAX_NEW_TOKENS": str(opts.new_tokens),
         "POLINGO_MARKUP_RETRIES": "0",
         "POLINGO_MAX_QUEUE": "2048",
+        **settings_env(opts.settings),
     }
     texts = source_texts(opts.http_entries)
     for seqs in opts.max_num_seqs:
@@ -478,7 +494,15 @@ def main() -> None:
         "--replica-settings", nargs="*", default=[], metavar="POLINGO_X=V",
         help="more settings of the replicas",
     )  # fmt: skip
-    parser.add_argument("--base-model", type=Path)
+    parser.add_argument(
+        "--settings", nargs="*", default=[], metavar="POLINGO_X=V",
+        help="settings of every service this run starts (both models)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--base-model", type=Path,
+        help="llama3b: the random 3B model's folder (built there on the GPU when it has no "
+        "weights, with the tokenizer beside --registry)",
+    )  # fmt: skip
     parser.add_argument("--registry", type=Path)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--max-num-seqs", type=int, nargs="*", default=[256])
