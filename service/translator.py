@@ -252,7 +252,11 @@ class Translator:
     async def _retry_lost_markup(
         self, adapter: LoadedAdapter, jobs: list[_Job], generated: list[_Draft]
     ) -> list[_Draft]:
-        """Sample candidates for the translations that lost markup; keep the best of all."""
+        """Sample candidates for the translations that lost markup, in rounds
+        (``retry_rounds``): a text gets the next round only while none of its samples
+        keeps the markup. The best of all its candidates wins; that is the answer that
+        drawing all Settings.markup_retries samples at once would give, since the first
+        candidate that keeps the markup wins and the seeds are the same."""
         n = self.settings.markup_retries
         builder = adapter.prompts
         failed = [
@@ -263,18 +267,32 @@ class Translator:
         if not failed or n <= 0:
             return generated
         self.metrics.markup_retries.inc(len(failed))
-        try:
-            samples = await self._generate(
-                adapter,
-                [jobs[k] for k in failed for _ in range(n)],
-                temperature=RETRY_TEMPERATURE,
-                seeds=list(range(n)) * len(failed),
-            )
-        except Overloaded:  # a full queue: answer the greedy translations (with warnings)
-            return generated
+        samples: dict[int, list[_Draft]] = {k: [] for k in failed}
+        left, drawn = failed, 0
+        for size in retry_rounds(n):
+            seeds = list(range(drawn, drawn + size))
+            try:
+                drafts = await self._generate(
+                    adapter,
+                    [jobs[k] for k in left for _ in seeds],
+                    temperature=RETRY_TEMPERATURE,
+                    seeds=seeds * len(left),
+                )
+            except Overloaded:  # a full queue: the best of what was drawn (with warnings)
+                break
+            for m, k in enumerate(left):
+                samples[k] += drafts[m * size : (m + 1) * size]
+            drawn += size
+            left = [
+                k
+                for k in left
+                if not any(builder.keeps_markup(jobs[k].prepared, c.text) for c in samples[k])
+            ]
+            if not left:
+                break
         out = list(generated)
-        for m, k in enumerate(failed):
-            candidates = [generated[k], *samples[m * n : (m + 1) * n]]
+        for k in failed:
+            candidates = [generated[k], *samples[k]]
             pick = builder.best_for_markup(jobs[k].prepared, [c.text for c in candidates])
             out[k] = next(c for c in candidates if c.text == pick)
             if builder.keeps_markup(jobs[k].prepared, pick):
@@ -542,6 +560,19 @@ class Translator:
                     )
                 )
         return AdapterList(found)
+
+
+def retry_rounds(n: int) -> list[int]:
+    """The markup retry's ``n`` samples as rounds: 1, then 2, then the rest. Most texts
+    that lost markup get it back from their first sample (bench/retry_rounds.py), and the
+    samples of long texts were about half of all generated tokens when all ``n`` were
+    drawn at once; at most three rounds keep the latency of the rest bounded."""
+    rounds, left = [], n
+    for size in (1, 2):
+        if left > 0:
+            rounds.append(min(size, left))
+            left -= rounds[-1]
+    return rounds + ([left] if left > 0 else [])
 
 
 def _answer(builder: PromptBuilder, prepared: Prepared, raw: str) -> tuple[str, list[str]]:

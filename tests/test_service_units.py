@@ -307,21 +307,30 @@ class ScriptedEngine:
 
     kind = "scripted"
 
-    def __init__(self, tokenizer, greedy: list[str], samples: dict[int, str]) -> None:
+    def __init__(self, tokenizer, greedy: list[str], samples: dict[int, str | list[str]]) -> None:
+        """``samples``: seed -> the sample of every text, or a list: one per text."""
         self.tokenizer, self.greedy, self.samples = tokenizer, greedy, samples
         self.calls: list[dict] = []
+        self.greedy_prompts: list[tuple[int, ...]] = []
 
     def dead(self) -> None:
         return None
+
+    def _sample(self, prompt: list[int], seed: int) -> str:
+        script = self.samples[seed]
+        return (
+            script if isinstance(script, str) else script[self.greedy_prompts.index(tuple(prompt))]
+        )
 
     async def generate(self, prompts, *, max_tokens, stop_token_ids, adapter, **sampling):
         from service.engines import Generation
 
         self.calls.append({"prompts": len(prompts), **sampling})
         if not sampling.get("temperature"):
+            self.greedy_prompts = [tuple(p) for p in prompts]
             texts = self.greedy
         else:
-            texts = [self.samples[seed] for seed in sampling["seeds"]]
+            texts = [self._sample(p, s) for p, s in zip(prompts, sampling["seeds"], strict=True)]
         return [
             Generation(self.tokenizer.encode(t, add_special_tokens=False), "stop") for t in texts
         ]
@@ -350,7 +359,7 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     )
     adapter.in_flight = 0
 
-    def run(retries: int) -> tuple[list[str], ScriptedEngine, Translator]:
+    def run(retries: int, samples=samples) -> tuple[list[str], ScriptedEngine, Translator]:  # noqa: ANN001
         engine = ScriptedEngine(tokenizer, greedy, samples)
         translator = stub_translator(
             engine, tokenizer, tiny_model_dir, Settings(markup_retries=retries)
@@ -367,13 +376,32 @@ def test_lost_markup_is_sampled_again_and_the_first_good_candidate_kept(
     outputs, engine, translator = run(4)
     # seed 0 repeats ⟦1⟧: refused; seed 1 keeps both (in another order): taken
     assert outputs == ["對 ⟦2⟧ 呼叫 ⟦1⟧。", "純文字。"]
-    assert engine.calls[1] == {
-        "prompts": 4, "temperature": RETRY_TEMPERATURE, "seeds": [0, 1, 2, 3],
-        "ignore_stop": False,
-    }  # fmt: skip
+    # in rounds of 1, 2 and the rest: seed 0 alone, then seeds 1 and 2; no third round
+    retry = {"temperature": RETRY_TEMPERATURE, "ignore_stop": False}
+    assert engine.calls[1:] == [
+        {"prompts": 1, "seeds": [0], **retry},
+        {"prompts": 2, "seeds": [1, 2], **retry},
+    ]
     metrics = translator.metrics.render().decode()
     assert "polingo_markup_retries_total 1.0" in metrics
     assert "polingo_markup_repaired_total 1.0" in metrics
+
+    # both texts lost markup: the first gets it back from seed 0 and leaves the rounds;
+    # the second only from seed 3, in the third round; the answers are those of all four
+    # samples drawn at once (the first candidate that keeps the markup)
+    texts[1] = "See :ref:`x`."
+    greedy[1] = "見。"
+    per_text = {
+        0: ["呼叫 ⟦1⟧ ⟦2⟧。", "見"],
+        1: ["", "見 ⟦1⟧ ⟦1⟧"],
+        2: ["", "x"],
+        3: ["", "見 ⟦1⟧。"],
+    }
+    outputs, engine, _ = run(4, per_text)
+    assert outputs == ["呼叫 ⟦1⟧ ⟦2⟧。", "見 ⟦1⟧。"]
+    assert [(c["prompts"], c["seeds"]) for c in engine.calls[1:]] == [
+        (2, [0, 0]), (2, [1, 2]), (1, [3])
+    ]  # fmt: skip
 
     outputs, engine, _ = run(0)  # turned off: the greedy answers, one engine call
     assert outputs == greedy and len(engine.calls) == 1

