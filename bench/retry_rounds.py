@@ -11,6 +11,8 @@ have generated for the same answers (a later round only for texts whose earlier 
 kept no markup).
 
     python bench/retry_rounds.py --limit 1200 --out /tmp/retry-rounds.json
+    python bench/retry_rounds.py --compare --limit 300    # the service's rounds against
+        # all samples at once: wall time, generated tokens, answers that differ
 """
 
 from __future__ import annotations
@@ -126,6 +128,57 @@ async def record(limit: int | None) -> dict:
     }
 
 
+async def compare(limit: int | None, repeat: int) -> dict:
+    """translate_all over the same texts with the service's rounds and with every
+    sample at once, alternating, on one engine (prefix caching off, so that no run
+    reuses another's prompts): wall time, generated tokens, and the answers that differ."""
+    from core.settings import Settings
+    from service import translator as translator_module
+    from service.schemas import TranslateItem
+    from service.translator import open_translator, translate_all
+
+    rounds = translator_module.retry_rounds
+    settings = Settings.from_env(
+        engine="vllm",
+        registry=REPO / "core/default_adapter",
+        candidates=1,
+        max_queue=100000,
+        prefix_caching=False,
+    )
+    items = [TranslateItem(text, ctxt) for text, ctxt in untranslated_texts(limit)]
+    runs: list[dict] = []
+    answers: dict[str, list[str]] = {}
+    async with open_translator(settings) as translator:
+        generate = translator.engine.generate
+        tokens = 0
+
+        async def counting(prompts, **kw):  # noqa: ANN001, ANN003, ANN202
+            nonlocal tokens
+            out = await generate(prompts, **kw)
+            tokens += sum(len(g.token_ids) for g in out)
+            return out
+
+        translator.engine.generate = counting
+        for attempt in range(repeat):
+            for name, schedule in (("all at once", lambda n: [n]), ("rounds", rounds)):
+                translator_module.retry_rounds = schedule
+                tokens = 0
+                started = time.perf_counter()
+                out = await translate_all(translator, translator.default_adapter, items)
+                wall = time.perf_counter() - started
+                answers.setdefault(name, [o.text for o in out])
+                runs.append(
+                    {"retry": name, "attempt": attempt, "wall_s": round(wall, 1), "tokens": tokens}
+                )
+                print(json.dumps(runs[-1]), flush=True)
+    first, second = answers.values()
+    return {
+        "texts": len(items),
+        "runs": runs,
+        "answers_that_differ": sum(a != b for a, b in zip(first, second, strict=True)),
+    }
+
+
 def report(data: dict) -> dict:
     groups = data["groups"]
     retry_tokens = sum(sum(g["tokens"]) for g in groups)
@@ -160,7 +213,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N texts only")
     parser.add_argument("--out", type=Path, help="write the recording and the summary here")
     parser.add_argument("--report", type=Path, help="summarise an earlier --out file instead")
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="time the service's rounds against every sample at once instead",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=2, help="--compare: runs of each")
     opts = parser.parse_args()
+    if opts.compare:
+        print(json.dumps(asyncio.run(compare(opts.limit, opts.repeat)), indent=1))
+        return
     if opts.report:
         data = json.loads(opts.report.read_text())["recording"]
     else:

@@ -152,9 +152,10 @@ class Settings:
     frequency_penalty, and the same rule for the transformers engine, -2 to 2
     (POLINGO_FREQUENCY_PENALTY)."""
     markup_retries: int = prompt.MARKUP_RETRIES
-    """Candidates sampled when a greedy translation loses, repeats or invents a markup
-    placeholder; the candidate (or greedy translation) that keeps it best is answered;
-    0 turns it off (POLINGO_MARKUP_RETRIES)."""
+    """Candidates sampled, at most, when a greedy translation loses, repeats or invents a
+    markup placeholder, in rounds of 1, 2 and the rest that stop once one keeps the
+    markup; the candidate (or greedy translation) that keeps it best is answered; 0 turns
+    it off (POLINGO_MARKUP_RETRIES)."""
     candidates: int = 1
     """Candidates drawn for each text, the greedy one and N-1 samples, of which the one
     that agrees most with the others (mean chrF of the texts as answered) is answered,
