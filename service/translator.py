@@ -254,9 +254,10 @@ class Translator:
     ) -> list[_Draft]:
         """Sample candidates for the translations that lost markup, in rounds
         (``retry_rounds``): a text gets the next round only while none of its samples
-        keeps the markup. The best of all its candidates wins; that is the answer that
-        drawing all Settings.markup_retries samples at once would give, since the first
-        candidate that keeps the markup wins and the seeds are the same."""
+        keeps the markup. The best of all its candidates wins: for the same greedy draft
+        and the same sample for each seed, the answer that drawing all
+        Settings.markup_retries samples at once would give, since the first candidate
+        that keeps the markup wins."""
         n = self.settings.markup_retries
         builder = adapter.prompts
         failed = [
