@@ -281,14 +281,14 @@ class Translator:
                 )
             except Overloaded:  # a full queue: the best of what was drawn (with warnings)
                 break
+            still_lost = []
             for m, k in enumerate(left):
-                samples[k] += drafts[m * size : (m + 1) * size]
+                new = drafts[m * size : (m + 1) * size]
+                samples[k] += new
+                if not any(builder.keeps_markup(jobs[k].prepared, c.text) for c in new):
+                    still_lost.append(k)
             drawn += size
-            left = [
-                k
-                for k in left
-                if not any(builder.keeps_markup(jobs[k].prepared, c.text) for c in samples[k])
-            ]
+            left = still_lost
             if not left:
                 break
         out = list(generated)
