@@ -26,19 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SNAPSHOT = REPO / "tests/data/python-docs-zh-tw/2024-10-19"
 SCHEDULES = [(1, 7), (2, 6), (1, 2, 5), (1, 1, 2, 4), (4, 4)]
-
-
-def untranslated_texts(limit: int | None) -> list[tuple[str, str | None]]:
-    import polib
-
-    out = []
-    for path in sorted(SNAPSHOT.rglob("*.po")):
-        for entry in polib.pofile(str(path)):
-            if not entry.translated() and not entry.obsolete and len(entry.msgid) <= 8000:
-                out.append((entry.msgid, entry.msgctxt))
-    return out[:limit]
 
 
 def round_tokens(groups: list[dict], schedule: tuple[int, ...]) -> tuple[int, list[int]]:
@@ -59,10 +47,10 @@ def round_tokens(groups: list[dict], schedule: tuple[int, ...]) -> tuple[int, li
 
 
 async def record(limit: int | None) -> dict:
+    from bench.profile_service import untranslated_items
     from core.prompt import RETRY_TEMPERATURE
     from core.settings import Settings
     from service import translator as translator_module
-    from service.schemas import TranslateItem
     from service.translator import open_translator, translate_all
 
     # every sample of every retried text, to see where the first good one sits (the
@@ -72,7 +60,7 @@ async def record(limit: int | None) -> dict:
     settings = Settings.from_env(
         engine="vllm", registry=REPO / "core/default_adapter", candidates=1, max_queue=100000
     )
-    texts = untranslated_texts(limit)
+    items = untranslated_items(limit)
     groups: list[dict] = []
     greedy_tokens = 0
     async with open_translator(settings) as translator:
@@ -115,12 +103,11 @@ async def record(limit: int | None) -> dict:
 
         translator._encode = remember
         translator.engine.generate = recording
-        items = [TranslateItem(text, ctxt) for text, ctxt in texts]
         started = time.perf_counter()
         await translate_all(translator, translator.default_adapter, items)
         wall = time.perf_counter() - started
     return {
-        "texts": len(texts),
+        "texts": len(items),
         "wall_s": round(wall, 1),
         "markup_retries": settings.markup_retries,
         "greedy_tokens": greedy_tokens,
@@ -132,9 +119,9 @@ async def compare(limit: int | None, repeat: int) -> dict:
     """translate_all over the same texts with the service's rounds and with every
     sample at once, alternating, on one engine (prefix caching off, so that no run
     reuses another's prompts): wall time, generated tokens, and the answers that differ."""
+    from bench.profile_service import untranslated_items
     from core.settings import Settings
     from service import translator as translator_module
-    from service.schemas import TranslateItem
     from service.translator import open_translator, translate_all
 
     rounds = translator_module.retry_rounds
@@ -145,7 +132,7 @@ async def compare(limit: int | None, repeat: int) -> dict:
         max_queue=100000,
         prefix_caching=False,
     )
-    items = [TranslateItem(text, ctxt) for text, ctxt in untranslated_texts(limit)]
+    items = untranslated_items(limit)
     runs: list[dict] = []
     answers: dict[str, list[str]] = {}  # the first run's of each (and the second's)
     greedy: dict[str, list[str]] = {}
